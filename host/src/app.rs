@@ -1,0 +1,305 @@
+//! The running engine: a loaded config (plugins compiled, grants built,
+//! probe slots created) and the shared handles the scheduler and the server
+//! use.
+//!
+//! [`prepare`] turns a validated [`Config`] into a [`ProbeSet`], collecting
+//! every problem that needs the plugins (a plugin that does not load, a
+//! probe config its plugin's schema refuses, a TLS anchor rustls refuses)
+//! as diagnostics with the config location they belong to.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Semaphore;
+
+use crate::config::{Config, Diagnostic, Diagnostics, PluginName, ProbeConfig, ProbeName};
+use crate::exposition::{Exposition, PluginFamilies, ProbeSlot, SeriesBudget};
+use crate::hostcalls::http::HttpGrant;
+use crate::hostcalls::http::tls::TlsClient;
+use crate::hostcalls::state::ProbeState;
+use crate::runtime::engine::PoolSize;
+use crate::runtime::outcome::RunRecord;
+use crate::runtime::run::{self, RunSpec};
+use crate::runtime::{Plugin, WasmEngine};
+
+/// A plugin with its place in the exposition.
+#[derive(Debug)]
+pub struct LoadedPlugin {
+    pub plugin: Plugin,
+    pub families: PluginFamilies,
+    pub budget: Arc<SeriesBudget>,
+}
+
+/// A probe ready to run.
+#[derive(Debug)]
+pub struct Probe {
+    pub config: ProbeConfig,
+    pub plugin: Arc<LoadedPlugin>,
+    /// The config table as JSON text, serialised once.
+    pub config_json: String,
+    pub http: Arc<HttpGrant>,
+    pub state: ProbeState,
+    pub slot: Arc<ProbeSlot>,
+}
+
+impl Probe {
+    pub fn name(&self) -> &ProbeName {
+        &self.config.name
+    }
+
+    /// Runs the probe once against `target` and returns how it went; the
+    /// caller decides whether it is committed.
+    pub async fn run_once(&self, engine: &WasmEngine, target: &str, persist_state: bool) -> RunRecord {
+        let spec = RunSpec {
+            probe: self.config.name.as_str(),
+            target,
+            config: &self.config_json,
+            limits: self.config.limits,
+            http: Some(self.http.clone()),
+            state: persist_state.then_some(&self.state),
+        };
+        run::run(engine, &self.plugin.plugin, &self.plugin.families, spec).await
+    }
+}
+
+/// Every probe and plugin of one loaded config.
+#[derive(Debug, Default)]
+pub struct ProbeSet {
+    pub probes: BTreeMap<ProbeName, Arc<Probe>>,
+    pub plugins: BTreeMap<PluginName, Arc<LoadedPlugin>>,
+}
+
+/// Pool slots for a config: scheduled runs, on-demand runs, and loads.
+pub fn pool_size(config: &Config) -> PoolSize {
+    let instances = config.engine.max_concurrent_runs + config.server.probe_concurrency + 4;
+    PoolSize {
+        instances: u32::try_from(instances).unwrap_or(u32::MAX),
+        max_memory: config.engine.max_memory,
+    }
+}
+
+/// Loads every plugin the config's probes use and builds each probe.
+pub async fn prepare(
+    config: &Config,
+    engine: &Arc<WasmEngine>,
+    exposition: &Exposition,
+) -> Result<ProbeSet, Diagnostics> {
+    let mut errors: Vec<Diagnostic> = Vec::new();
+    let mut plugins: BTreeMap<PluginName, Arc<LoadedPlugin>> = BTreeMap::new();
+    let mut failed: BTreeMap<PluginName, String> = BTreeMap::new();
+
+    for probe in config.probes.values() {
+        let name = &probe.plugin;
+        if plugins.contains_key(name) || failed.contains_key(name) {
+            continue;
+        }
+        let Some(source) = config.plugins.get(name) else {
+            continue;
+        };
+        match Plugin::load(engine, name, &source.path).await {
+            Ok(plugin) => {
+                tracing::info!(
+                    plugin = %name,
+                    version = %plugin.info.version,
+                    sha256 = %&plugin.sha256[..16],
+                    compile_ms = plugin.compile_time.as_millis() as u64,
+                    "plugin loaded"
+                );
+                let families = register_families(exposition, &plugin);
+                plugins.insert(
+                    name.clone(),
+                    Arc::new(LoadedPlugin {
+                        plugin,
+                        families,
+                        budget: SeriesBudget::new(source.series_budget),
+                    }),
+                );
+            }
+            Err(e) => {
+                exposition.global.plugin_load_failed(name.as_str());
+                failed.insert(name.clone(), e.to_string());
+            }
+        }
+    }
+
+    let mut probes = BTreeMap::new();
+    for probe in config.probes.values() {
+        if let Some(message) = failed.get(&probe.plugin) {
+            errors.push(Diagnostic {
+                location: probe.plugin_location.clone(),
+                message: message.clone(),
+            });
+            continue;
+        }
+        let Some(plugin) = plugins.get(&probe.plugin) else {
+            continue;
+        };
+        let schema_errors = plugin.plugin.validate_config(&probe.config);
+        if !schema_errors.is_empty() {
+            for e in schema_errors {
+                errors.push(Diagnostic {
+                    location: probe.config_location.clone(),
+                    message: format!("plugin {:?} refuses this config: {e}", probe.plugin.as_str()),
+                });
+            }
+            continue;
+        }
+        let tls = match TlsClient::new(&probe.tls) {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                errors.push(Diagnostic {
+                    location: probe.location.clone(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let http = Arc::new(HttpGrant {
+            allow: probe.allow.clone(),
+            tls,
+            max_body: probe.limits.max_body,
+        });
+        let config_json = probe.config.to_string();
+        let host_labels = host_labels(probe);
+        let slot = Arc::new(exposition.detached_slot(
+            probe.name.clone(),
+            host_labels,
+            plugin.budget.clone(),
+        ));
+        probes.insert(
+            probe.name.clone(),
+            Arc::new(Probe {
+                config: probe.clone(),
+                plugin: plugin.clone(),
+                config_json,
+                http,
+                state: ProbeState::default(),
+                slot,
+            }),
+        );
+    }
+
+    if errors.is_empty() {
+        Ok(ProbeSet { probes, plugins })
+    } else {
+        errors.sort_by(|a, b| {
+            (&a.location.file, a.location.line, a.location.column)
+                .cmp(&(&b.location.file, b.location.line, b.location.column))
+        });
+        errors.dedup();
+        Err(Diagnostics(errors))
+    }
+}
+
+/// `probe` first, then the config's labels.
+fn host_labels(probe: &ProbeConfig) -> Vec<(String, String)> {
+    std::iter::once(("probe".to_string(), probe.name.to_string()))
+        .chain(
+            probe
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.clone())),
+        )
+        .collect()
+}
+
+/// Registers a plugin's families; one that conflicts with a family another
+/// plugin declared first is left out (its samples are then dropped as
+/// `unknown_family`) and logged.
+fn register_families(exposition: &Exposition, plugin: &Plugin) -> PluginFamilies {
+    let mut families = PluginFamilies::default();
+    for def in &plugin.info.families {
+        match exposition.families().register(def.clone(), plugin.name.as_str()) {
+            Ok(id) => {
+                if let Some(registered) = exposition.families().get(id) {
+                    families.insert(id, registered);
+                }
+            }
+            Err(e) => tracing::warn!(plugin = %plugin.name, error = %e, "metric family left out"),
+        }
+    }
+    families
+}
+
+/// State shared by the scheduler and the server.
+#[derive(Debug)]
+pub struct App {
+    pub engine: Arc<WasmEngine>,
+    pub exposition: Arc<Exposition>,
+    pub set: arc_swap::ArcSwap<ProbeSet>,
+    /// Scheduled runs in flight, across probes.
+    pub run_slots: Arc<Semaphore>,
+    /// On-demand `/probe` runs in flight.
+    pub ondemand_slots: Arc<Semaphore>,
+    /// Where probe runs execute: never the server's runtime.
+    pub probe_runtime: tokio::runtime::Handle,
+    pub ready: AtomicBool,
+    heartbeat_ms: AtomicU64,
+}
+
+/// The scheduler is considered stuck when its heartbeat is older than this.
+pub const HEARTBEAT_STALE: Duration = Duration::from_secs(30);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl App {
+    pub fn new(
+        config: &Config,
+        engine: Arc<WasmEngine>,
+        exposition: Arc<Exposition>,
+        probe_runtime: tokio::runtime::Handle,
+    ) -> Arc<App> {
+        Arc::new(App {
+            engine,
+            exposition,
+            set: arc_swap::ArcSwap::from_pointee(ProbeSet::default()),
+            run_slots: Arc::new(Semaphore::new(config.engine.max_concurrent_runs)),
+            ondemand_slots: Arc::new(Semaphore::new(config.server.probe_concurrency)),
+            probe_runtime,
+            ready: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(now_ms()),
+        })
+    }
+
+    /// Makes a prepared set the live one: its probes appear in the
+    /// exposition and the previous set's disappear.
+    pub fn install(&self, set: ProbeSet) {
+        let old = self.set.load_full();
+        for name in old.probes.keys() {
+            if !set.probes.contains_key(name) {
+                self.exposition.remove_probe(name);
+            }
+        }
+        for probe in set.probes.values() {
+            self.exposition.attach(probe.slot.clone());
+        }
+        let scheduled = set
+            .probes
+            .values()
+            .filter(|p| p.config.schedule.is_some())
+            .count() as u64;
+        let g = &self.exposition.global;
+        g.probes_scheduled.store(scheduled, Ordering::Relaxed);
+        g.probes_ondemand
+            .store(set.probes.len() as u64 - scheduled, Ordering::Relaxed);
+        g.plugins_loaded
+            .store(set.plugins.len() as u64, Ordering::Relaxed);
+        self.set.store(Arc::new(set));
+    }
+
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the scheduler's runtime has beaten recently.
+    pub fn alive(&self) -> bool {
+        now_ms().saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed))
+            < HEARTBEAT_STALE.as_millis() as u64
+    }
+}

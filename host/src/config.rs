@@ -1,0 +1,191 @@
+//! `probes.toml`: parsed in two stages.
+//!
+//! Stage one ([`raw`]) is serde with unknown keys refused and every
+//! constrained value in a newtype ([`values`]), so a typo or a bad value is
+//! reported by the TOML parser at its line and column. Stage two
+//! ([`resolve`]) applies defaults and cross-checks (unknown plugin, target
+//! outside the allow-list, limits above the engine's ceiling, ...), collecting
+//! every error rather than stopping at the first. Checks that need the
+//! plugins themselves (each probe's config against its plugin's schema) run
+//! when the plugins are loaded, with the locations kept here.
+//!
+//! Out of scope: reading files a plugin needs at run time (plugins have no
+//! filesystem) and hot reload.
+
+pub mod diagnostic;
+mod raw;
+mod resolve;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use values::{ByteSize, CronSchedule, HumanDuration, LabelName, PluginName, ProbeName};
+
+use crate::hostcalls::allowlist::AllowList;
+
+/// Default listen address: loopback only. Exposing the endpoint is a
+/// deliberate act.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+/// A validated config. Every value in it is usable as is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from.
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub engine: EngineConfig,
+    pub plugins: BTreeMap<PluginName, PluginSource>,
+    pub probes: BTreeMap<ProbeName, ProbeConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// On-demand `/probe` runs in flight at once; more get 503 at once.
+    pub probe_concurrency: usize,
+    /// Open HTTP connections at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where compiled plugins are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Scheduled runs in flight at once, across all probes.
+    pub max_concurrent_runs: usize,
+    /// Threads of the runtime that executes probes (never the server's).
+    pub worker_threads: usize,
+    /// The ceiling of any probe's `limits.memory`: sizes the engine's pool.
+    pub max_memory: u64,
+}
+
+/// Where a plugin's `.wasm` is, and what it may spend.
+#[derive(Debug, Clone)]
+pub struct PluginSource {
+    pub path: PathBuf,
+    /// Series all probes of this plugin may hold in exposition together.
+    pub series_budget: usize,
+    pub location: Option<Location>,
+}
+
+/// Per-run sandbox limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub timeout: Duration,
+    /// Linear memory of the plugin instance, in bytes.
+    pub memory: u64,
+    /// Bytes of samples (names, labels, values) one run may return.
+    pub max_output: u64,
+    /// Samples one run may return.
+    pub max_series: usize,
+    /// Response body bytes an HTTP host call keeps (after decoding).
+    pub max_body: u64,
+    /// Log lines kept per run.
+    pub log_lines: u32,
+    /// Bytes of the probe's key/value state.
+    pub state_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(10),
+            memory: 64 << 20,
+            max_output: 1 << 20,
+            max_series: 1000,
+            max_body: 10 << 20,
+            log_lines: 100,
+            state_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Lowest TLS version a probe accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMinVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+/// Trust settings of a probe's outbound TLS, owned by the host: a plugin
+/// cannot loosen them.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// Extra trust anchors, read from `ca_file` at load time.
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate. Facts about it are still reported.
+    pub insecure_skip_verify: bool,
+    /// SNI and verification name instead of the URL's host.
+    pub server_name: Option<String>,
+    pub min_version: TlsMinVersion,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub name: ProbeName,
+    pub plugin: PluginName,
+    /// `None`: the probe runs only on demand through `/probe`.
+    pub schedule: Option<CronSchedule>,
+    pub target: Option<String>,
+    /// Longest random-looking (but per-probe stable) delay added to each
+    /// scheduled start, to spread probes that share a schedule.
+    pub jitter: Duration,
+    pub allow: AllowList,
+    /// Labels added to every series of this probe, after `probe`.
+    pub labels: Vec<(LabelName, String)>,
+    /// The `config` table, handed to the plugin as JSON.
+    pub config: serde_json::Value,
+    pub tls: TlsSettings,
+    pub limits: Limits,
+    /// The probe's table, for errors found after loading plugins.
+    pub location: Location,
+    /// The probe's `plugin` key, for plugin load errors.
+    pub plugin_location: Location,
+    /// The `config` table (or the probe's table when absent).
+    pub config_location: Location,
+}
+
+/// Errors loading a config: the file cannot be read, or it holds problems.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] Diagnostics),
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, text)
+}
+
+/// Validates config text as if read from `path` (relative paths in it are
+/// taken from `path`'s directory).
+pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
+    let source = diagnostic::Source::new(path, text);
+    let raw: raw::RawConfig = match toml::from_str(&source.text) {
+        Ok(raw) => raw,
+        Err(e) => return Err(Diagnostics(vec![source.parse_error(&e)]).into()),
+    };
+    resolve::resolve(&source, raw).map_err(ConfigError::Invalid)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,91 @@
+//! The config file exactly as written: unknown keys are refused, constrained
+//! values are parsed into their newtypes, and fields later checks report on
+//! keep their spans.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{ByteSize, CronSchedule, HumanDuration, LabelName, PluginName, ProbeName};
+use crate::hostcalls::allowlist::AllowRule;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) server: RawServer,
+    #[serde(default)]
+    pub(crate) engine: RawEngine,
+    #[serde(default)]
+    pub(crate) limits: RawLimits,
+    #[serde(default)]
+    pub(crate) plugins: BTreeMap<PluginName, Spanned<RawPlugin>>,
+    #[serde(default)]
+    pub(crate) probes: BTreeMap<ProbeName, Spanned<RawProbe>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) listen: Option<Spanned<String>>,
+    pub(crate) probe_concurrency: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEngine {
+    pub(crate) cache: Option<bool>,
+    pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) plugin_dirs: Option<Vec<Spanned<PathBuf>>>,
+    pub(crate) max_concurrent_runs: Option<usize>,
+    pub(crate) worker_threads: Option<usize>,
+    pub(crate) max_memory: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub(crate) timeout: Option<HumanDuration>,
+    pub(crate) memory: Option<Spanned<ByteSize>>,
+    pub(crate) max_output: Option<ByteSize>,
+    pub(crate) max_series: Option<usize>,
+    pub(crate) max_body: Option<ByteSize>,
+    pub(crate) log_lines: Option<u32>,
+    pub(crate) state_bytes: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlugin {
+    pub(crate) path: Spanned<PathBuf>,
+    pub(crate) series_budget: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProbe {
+    pub(crate) plugin: Spanned<PluginName>,
+    pub(crate) schedule: Option<CronSchedule>,
+    pub(crate) target: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<HumanDuration>>,
+    pub(crate) jitter: Option<HumanDuration>,
+    pub(crate) allow: Option<Spanned<Vec<AllowRule>>>,
+    #[serde(default)]
+    pub(crate) labels: BTreeMap<Spanned<LabelName>, String>,
+    pub(crate) config: Option<Spanned<toml::Table>>,
+    pub(crate) tls: Option<RawTls>,
+    pub(crate) limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub(crate) insecure_skip_verify: bool,
+    pub(crate) server_name: Option<String>,
+    pub(crate) min_version: Option<Spanned<String>>,
+}

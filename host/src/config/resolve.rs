@@ -1,0 +1,465 @@
+//! Stage two: defaults and cross-checks over the raw config, collecting
+//! every problem with its location.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use toml::Spanned;
+
+use super::diagnostic::{Diagnostic, Diagnostics, Location, Source};
+use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
+use super::{
+    Config, DEFAULT_LISTEN, EngineConfig, Limits, PluginName, PluginSource, ProbeConfig,
+    ProbeName, ServerConfig, TlsMinVersion, TlsSettings,
+};
+use crate::exposition::names::RESERVED_LABELS;
+use crate::hostcalls::allowlist::AllowList;
+
+/// Default series budget of one plugin across its probes.
+const DEFAULT_SERIES_BUDGET: usize = 10_000;
+const DEFAULT_MAX_MEMORY: u64 = 256 << 20;
+
+struct Resolver<'a> {
+    source: &'a Source,
+    dir: PathBuf,
+    errors: Vec<Diagnostic>,
+}
+
+impl Resolver<'_> {
+    fn location(&self, span: Range<usize>, key: impl Into<String>) -> Location {
+        Location::new(self.source, span, key)
+    }
+
+    fn error(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+        let location = self.location(span, key);
+        self.errors.push(Diagnostic {
+            location,
+            message: message.into(),
+        });
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+}
+
+pub(super) fn resolve(source: &Source, raw: RawConfig) -> Result<Config, Diagnostics> {
+    let dir = source
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut r = Resolver {
+        source,
+        dir,
+        errors: Vec::new(),
+    };
+
+    let server = resolve_server(&mut r, &raw);
+    let engine = resolve_engine(&mut r, &raw);
+    let base = merge_limits(&mut r, Limits::default(), &raw.limits, "limits", &engine);
+    let plugins = resolve_plugins(&mut r, &raw, &engine);
+
+    let mut probes = BTreeMap::new();
+    for (name, probe) in raw.probes {
+        if let Some(p) = resolve_probe(&mut r, &name, probe, base, &engine, &plugins) {
+            probes.insert(name, p);
+        }
+    }
+
+    if r.errors.is_empty() {
+        Ok(Config {
+            path: source.path.clone(),
+            server,
+            engine,
+            plugins,
+            probes,
+        })
+    } else {
+        r.errors
+            .sort_by_key(|d| (d.location.line, d.location.column));
+        Err(Diagnostics(r.errors))
+    }
+}
+
+fn resolve_server(r: &mut Resolver<'_>, raw: &RawConfig) -> ServerConfig {
+    let default_listen = SocketAddr::from(([127, 0, 0, 1], 9464));
+    let listen = match &raw.server.listen {
+        None => DEFAULT_LISTEN.parse().unwrap_or(default_listen),
+        Some(l) => match l.get_ref().parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                r.error(
+                    l.span(),
+                    "server.listen",
+                    format!(
+                        "{:?} is not an address:port (e.g. \"127.0.0.1:9464\" or \"[::1]:9464\")",
+                        l.get_ref()
+                    ),
+                );
+                default_listen
+            }
+        },
+    };
+    ServerConfig {
+        listen,
+        probe_concurrency: raw.server.probe_concurrency.unwrap_or(16).max(1),
+        max_connections: raw.server.max_connections.unwrap_or(512).max(1),
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("wasmprobe"))
+}
+
+fn resolve_engine(r: &mut Resolver<'_>, raw: &RawConfig) -> EngineConfig {
+    let e = &raw.engine;
+    let cache_dir = if e.cache == Some(false) {
+        None
+    } else {
+        match &e.cache_dir {
+            Some(d) => Some(r.path(d)),
+            None => default_cache_dir(),
+        }
+    };
+    let plugin_dirs = e
+        .plugin_dirs
+        .iter()
+        .flatten()
+        .map(|d| r.path(d.get_ref()))
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let max_memory = match &e.max_memory {
+        Some(m) if m.get_ref().0 < (1 << 20) || m.get_ref().0 > (4 << 30) => {
+            r.error(
+                m.span(),
+                "engine.max_memory",
+                format!("{} is outside 1MiB..=4GiB", m.get_ref()),
+            );
+            DEFAULT_MAX_MEMORY
+        }
+        Some(m) => m.get_ref().0,
+        None => DEFAULT_MAX_MEMORY,
+    };
+    EngineConfig {
+        cache_dir,
+        plugin_dirs,
+        max_concurrent_runs: e.max_concurrent_runs.unwrap_or(64).clamp(1, 10_000),
+        worker_threads: e.worker_threads.unwrap_or(cores).clamp(1, 256),
+        max_memory,
+    }
+}
+
+fn merge_limits(
+    r: &mut Resolver<'_>,
+    base: Limits,
+    raw: &RawLimits,
+    key: &str,
+    engine: &EngineConfig,
+) -> Limits {
+    let mut l = base;
+    if let Some(t) = raw.timeout {
+        l.timeout = t.0;
+    }
+    if let Some(m) = &raw.memory {
+        let bytes = m.get_ref().0;
+        if bytes > engine.max_memory {
+            r.error(
+                m.span(),
+                format!("{key}.memory"),
+                format!(
+                    "{} is above engine.max_memory ({}); raise engine.max_memory or lower this",
+                    m.get_ref(),
+                    super::ByteSize(engine.max_memory)
+                ),
+            );
+        } else if bytes < (1 << 20) {
+            r.error(m.span(), format!("{key}.memory"), "must be at least 1MiB");
+        } else {
+            l.memory = bytes;
+        }
+    }
+    if let Some(v) = raw.max_output {
+        l.max_output = v.0;
+    }
+    if let Some(v) = raw.max_series {
+        l.max_series = v;
+    }
+    if let Some(v) = raw.max_body {
+        l.max_body = v.0;
+    }
+    if let Some(v) = raw.log_lines {
+        l.log_lines = v;
+    }
+    if let Some(v) = raw.state_bytes {
+        l.state_bytes = v.0;
+    }
+    l
+}
+
+/// The plugin name a `.wasm` file in a plugin directory is known by.
+pub(crate) fn plugin_name_of(path: &Path) -> Option<PluginName> {
+    let stem = path.file_stem()?.to_str()?;
+    PluginName::try_from(stem.to_string()).ok()
+}
+
+fn resolve_plugins(
+    r: &mut Resolver<'_>,
+    raw: &RawConfig,
+    engine: &EngineConfig,
+) -> BTreeMap<PluginName, PluginSource> {
+    let mut plugins: BTreeMap<PluginName, PluginSource> = BTreeMap::new();
+    for (i, dir) in engine.plugin_dirs.iter().enumerate() {
+        let span = raw
+            .engine
+            .plugin_dirs
+            .as_ref()
+            .and_then(|d| d.get(i))
+            .map_or(0..0, Spanned::span);
+        let key = format!("engine.plugin_dirs.{i}");
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                r.error(
+                    span,
+                    key,
+                    format!("cannot read plugin directory {}: {e}", dir.display()),
+                );
+                continue;
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .collect();
+        files.sort();
+        for file in files {
+            let Some(name) = plugin_name_of(&file) else {
+                r.error(
+                    span.clone(),
+                    key.clone(),
+                    format!(
+                        "plugin file {} has no valid plugin name (lowercase letters, digits, `_`, `-`)",
+                        file.display()
+                    ),
+                );
+                continue;
+            };
+            if let Some(prev) = plugins.get(&name) {
+                r.error(
+                    span.clone(),
+                    key.clone(),
+                    format!(
+                        "plugin {name:?} is in two places: {} and {}",
+                        prev.path.display(),
+                        file.display()
+                    ),
+                );
+                continue;
+            }
+            plugins.insert(
+                name,
+                PluginSource {
+                    path: file,
+                    series_budget: DEFAULT_SERIES_BUDGET,
+                    location: None,
+                },
+            );
+        }
+    }
+    for (name, p) in &raw.plugins {
+        let path = r.path(p.get_ref().path.get_ref());
+        let location = r.location(p.span(), format!("plugins.{name}"));
+        if !path.is_file() {
+            r.error(
+                p.get_ref().path.span(),
+                format!("plugins.{name}.path"),
+                format!("plugin file {} does not exist", path.display()),
+            );
+        }
+        plugins.insert(
+            name.clone(),
+            PluginSource {
+                path,
+                series_budget: p
+                    .get_ref()
+                    .series_budget
+                    .unwrap_or(DEFAULT_SERIES_BUDGET),
+                location: Some(location),
+            },
+        );
+    }
+    plugins
+}
+
+fn resolve_probe(
+    r: &mut Resolver<'_>,
+    name: &ProbeName,
+    spanned: Spanned<RawProbe>,
+    base: Limits,
+    engine: &EngineConfig,
+    plugins: &BTreeMap<PluginName, PluginSource>,
+) -> Option<ProbeConfig> {
+    let span = spanned.span();
+    let key = format!("probes.{name}");
+    let p = spanned.into_inner();
+    let before = r.errors.len();
+
+    let plugin = p.plugin.get_ref().clone();
+    let plugin_location = r.location(p.plugin.span(), format!("{key}.plugin"));
+    if !plugins.contains_key(&plugin) {
+        let known = plugins
+            .keys()
+            .map(|k| format!("{:?}", k.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        r.error(
+            p.plugin.span(),
+            format!("{key}.plugin"),
+            format!("unknown plugin {:?} (known: [{known}])", plugin.as_str()),
+        );
+    }
+
+    let mut limits = match &p.limits {
+        Some(l) => merge_limits(r, base, l, &format!("{key}.limits"), engine),
+        None => base,
+    };
+    if let Some(t) = &p.timeout {
+        limits.timeout = t.get_ref().0;
+        if limits.timeout.is_zero() {
+            r.error(t.span(), format!("{key}.timeout"), "must be above zero");
+        }
+    }
+
+    let target = p.target.as_ref().map(|t| t.get_ref().clone());
+    if p.schedule.is_some() && target.is_none() {
+        r.error(
+            span.clone(),
+            key.clone(),
+            "a scheduled probe needs a `target` (leave out `schedule` for a probe run only through /probe)",
+        );
+    }
+
+    let allow = match (&p.allow, &p.target) {
+        (Some(a), _) => AllowList::new(a.get_ref().clone()),
+        // Without an explicit list a probe may reach its own target's
+        // origin, and nothing else.
+        (None, Some(t)) => AllowList::new(AllowList::origin_rule(t.get_ref()).into_iter().collect()),
+        (None, None) => AllowList::default(),
+    };
+    if let Some(t) = &p.target
+        && let Err(denied) = allow.check_target(t.get_ref())
+    {
+        r.error(
+            t.span(),
+            format!("{key}.target"),
+            format!("{denied}; add its origin to `allow`"),
+        );
+    }
+
+    let mut labels = Vec::new();
+    for (label, value) in &p.labels {
+        if RESERVED_LABELS.contains(&label.get_ref().as_str()) {
+            r.error(
+                label.span(),
+                format!("{key}.labels.{}", label.get_ref().as_str()),
+                format!(
+                    "label {:?} is set by the host (reserved: {})",
+                    label.get_ref().as_str(),
+                    RESERVED_LABELS.join(", ")
+                ),
+            );
+        }
+        labels.push((label.get_ref().clone(), value.clone()));
+    }
+
+    let tls = resolve_tls(r, &key, p.tls.as_ref());
+
+    let (config, config_location) = match &p.config {
+        Some(c) => {
+            let json = serde_json::to_value(c.get_ref()).unwrap_or(serde_json::Value::Null);
+            (json, r.location(c.span(), format!("{key}.config")))
+        }
+        None => (
+            serde_json::Value::Object(Default::default()),
+            r.location(span.clone(), key.clone()),
+        ),
+    };
+
+    if r.errors.len() != before {
+        return None;
+    }
+    Some(ProbeConfig {
+        name: name.clone(),
+        plugin,
+        schedule: p.schedule,
+        target,
+        jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
+        allow,
+        labels,
+        config,
+        tls,
+        limits,
+        location: r.location(span, key),
+        plugin_location,
+        config_location,
+    })
+}
+
+fn resolve_tls(r: &mut Resolver<'_>, key: &str, raw: Option<&RawTls>) -> TlsSettings {
+    let Some(raw) = raw else {
+        return TlsSettings::default();
+    };
+    let mut tls = TlsSettings {
+        insecure_skip_verify: raw.insecure_skip_verify,
+        server_name: raw.server_name.clone(),
+        ..TlsSettings::default()
+    };
+    if let Some(v) = &raw.min_version {
+        match v.get_ref().as_str() {
+            "1.2" | "TLS12" | "TLS 1.2" => tls.min_version = TlsMinVersion::Tls12,
+            "1.3" | "TLS13" | "TLS 1.3" => tls.min_version = TlsMinVersion::Tls13,
+            other => r.error(
+                v.span(),
+                format!("{key}.tls.min_version"),
+                format!("{other:?} is not a TLS version this engine speaks; use \"1.2\" or \"1.3\""),
+            ),
+        }
+    }
+    if let Some(f) = &raw.ca_file {
+        let path = r.path(f.get_ref());
+        match load_ca_file(&path) {
+            Ok(certs) => {
+                tls.ca_certs = certs;
+                tls.ca_file = Some(path);
+            }
+            Err(e) => r.error(f.span(), format!("{key}.tls.ca_file"), e),
+        }
+    }
+    tls
+}
+
+fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let iter = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+    let certs = iter
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("CA file {} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("CA file {} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}

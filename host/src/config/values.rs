@@ -1,0 +1,216 @@
+//! Constrained config values, each a newtype parsed through `TryFrom<String>`
+//! so a bad value is reported by the TOML parser with its line and column,
+//! and no later code can hold an invalid one.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A probe's name: also the value of its `probe` label and the `module` of
+/// `/probe`, so it stays short and free of characters that need quoting.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ProbeName(String);
+
+impl TryFrom<String> for ProbeName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        if ok {
+            Ok(ProbeName(s))
+        } else {
+            Err(format!(
+                "probe name {s:?} must be 1-128 characters of letters, digits, `_`, `-`, `.` or `:`, starting with a letter or digit"
+            ))
+        }
+    }
+}
+
+impl ProbeName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProbeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A plugin's name, as referenced by `probes.<name>.plugin` and derived from
+/// a `.wasm` file's stem in a plugin directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PluginName(String);
+
+impl TryFrom<String> for PluginName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+        if ok {
+            Ok(PluginName(s))
+        } else {
+            Err(format!(
+                "plugin name {s:?} must be 1-64 characters of lowercase letters, digits, `_` or `-`"
+            ))
+        }
+    }
+}
+
+impl PluginName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PluginName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Prometheus label name a config may set. Names starting with `__` are
+/// reserved by Prometheus itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LabelName(String);
+
+impl TryFrom<String> for LabelName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if crate::exposition::names::is_valid_label_name(&s) && !s.starts_with("__") {
+            Ok(LabelName(s))
+        } else {
+            Err(format!(
+                "label name {s:?} must match [a-zA-Z_][a-zA-Z0-9_]* and not start with `__`"
+            ))
+        }
+    }
+}
+
+impl LabelName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A duration written as a string such as `"10s"`, `"1m30s"` or `"250ms"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HumanDuration(pub Duration);
+
+impl TryFrom<String> for HumanDuration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| format!("duration {s:?} is not valid ({e}); write e.g. \"10s\" or \"1m30s\""))
+    }
+}
+
+/// A size written as a string such as `"64MiB"` or `"512KiB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ByteSize(pub u64);
+
+impl TryFrom<String> for ByteSize {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        bytesize::ByteSize::from_str(s.trim())
+            .map(|b| ByteSize(b.as_u64()))
+            .map_err(|e| format!("size {s:?} is not valid ({e}); write e.g. \"64MiB\""))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", bytesize::ByteSize::b(self.0).display().iec())
+    }
+}
+
+/// A cron expression with seconds: `sec min hour day-of-month month
+/// day-of-week [year]`, as the `cron` crate reads it.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CronSchedule(pub cron::Schedule);
+
+impl fmt::Debug for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CronSchedule({:?})", self.0.source())
+    }
+}
+
+impl PartialEq for CronSchedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.source() == other.0.source()
+    }
+}
+
+impl TryFrom<String> for CronSchedule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let fields = s.split_whitespace().count();
+        if fields != 6 && fields != 7 {
+            return Err(format!(
+                "schedule {s:?} has {fields} fields; write 6 or 7, seconds first (e.g. \"*/15 * * * * *\")"
+            ));
+        }
+        cron::Schedule::from_str(&s)
+            .map(CronSchedule)
+            .map_err(|e| format!("schedule {s:?} is not a valid cron expression ({e})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_names() {
+        assert!(ProbeName::try_from("api-1.eu:443".to_string()).is_ok());
+        assert!(ProbeName::try_from("".to_string()).is_err());
+        assert!(ProbeName::try_from("-x".to_string()).is_err());
+        assert!(ProbeName::try_from("a b".to_string()).is_err());
+        assert!(ProbeName::try_from("a\"b".to_string()).is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(
+            HumanDuration::try_from("1m30s".to_string()).ok(),
+            Some(HumanDuration(Duration::from_secs(90)))
+        );
+        assert!(HumanDuration::try_from("10".to_string()).is_err());
+        assert_eq!(
+            ByteSize::try_from("64MiB".to_string()).ok(),
+            Some(ByteSize(64 << 20))
+        );
+        assert!(ByteSize::try_from("lots".to_string()).is_err());
+    }
+
+    #[test]
+    fn cron_needs_seconds() {
+        assert!(CronSchedule::try_from("*/15 * * * * *".to_string()).is_ok());
+        let err = CronSchedule::try_from("* * * * *".to_string()).err();
+        assert!(err.is_some_and(|e| e.contains("has 5 fields")));
+        assert!(CronSchedule::try_from("99 * * * * *".to_string()).is_err());
+    }
+
+    #[test]
+    fn label_names() {
+        assert!(LabelName::try_from("env".to_string()).is_ok());
+        assert!(LabelName::try_from("__x".to_string()).is_err());
+        assert!(LabelName::try_from("1x".to_string()).is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! Metric state and its encoding: the host owns every family.
+//!
+//! Each probe has a [`ProbeSlot`]. When a run ends, its samples are
+//! validated against the plugin's declared families, applied to the probe's
+//! state, and rendered to sample lines; the result is published with one
+//! atomic pointer swap. A scrape only loads those pointers and concatenates
+//! the lines under each family header, so it never waits on a running probe
+//! and never holds a lock a run needs.
+//!
+//! Invariants: every family appears once, with one TYPE; label values and
+//! HELP are escaped here; plugins cannot emit host families or set host
+//! labels; a probe's series count never exceeds its plugin's budget.
+
+pub mod encode;
+pub mod family;
+pub mod names;
+pub mod series;
+mod self_metrics;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+
+pub use encode::Format;
+pub use family::{FamilyDef, FamilyId, FamilyTable, Kind};
+pub use self_metrics::{GlobalMetrics, HostFamilies};
+pub use series::{PluginFamilies, ProbeSeries, Sample, Staged};
+
+use crate::config::ProbeName;
+use crate::runtime::outcome::{RunRecord, RunResult, TrapReason};
+use series::Rejection;
+
+/// Series all probes of one plugin may hold together.
+#[derive(Debug)]
+pub struct SeriesBudget {
+    pub limit: usize,
+    used: AtomicUsize,
+}
+
+impl SeriesBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(SeriesBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Moves a probe's holding from `old` to `new` series, unless that
+    /// would exceed the limit.
+    fn exchange(&self, old: usize, new: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                let next = used.saturating_sub(old) + new;
+                (new <= old || next <= self.limit).then_some(next)
+            })
+            .is_ok()
+    }
+}
+
+/// What the last run of a probe did, for the status page.
+#[derive(Debug, Clone)]
+pub struct LastRun {
+    pub result: RunResult,
+    pub trap: Option<TrapReason>,
+    pub success: bool,
+    pub duration: Duration,
+    pub finished_at: SystemTime,
+    pub message: Option<String>,
+}
+
+/// A probe's published lines.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    chunks: BTreeMap<FamilyId, String>,
+    pub last: Option<LastRun>,
+    pub series: usize,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    series: ProbeSeries,
+    held: usize,
+    runs: [u64; RunResult::ALL.len()],
+    traps: [u64; TrapReason::ALL.len()],
+    rejected: [u64; Rejection::ALL.len()],
+    skipped: u64,
+    last: Option<LastRun>,
+}
+
+/// One configured probe's place in the exposition.
+#[derive(Debug)]
+pub struct ProbeSlot {
+    pub name: ProbeName,
+    host_labels: Vec<(String, String)>,
+    budget: Arc<SeriesBudget>,
+    state: Mutex<SlotState>,
+    rendered: ArcSwap<Rendered>,
+}
+
+impl ProbeSlot {
+    pub fn last(&self) -> Option<LastRun> {
+        self.rendered.load().last.clone()
+    }
+
+    pub fn series(&self) -> usize {
+        self.rendered.load().series
+    }
+
+    pub fn host_labels(&self) -> &[(String, String)] {
+        &self.host_labels
+    }
+}
+
+/// The whole exposition: family table, probe slots, global self-metrics.
+#[derive(Debug)]
+pub struct Exposition {
+    families: FamilyTable,
+    pub host: HostFamilies,
+    pub global: GlobalMetrics,
+    slots: RwLock<BTreeMap<ProbeName, Arc<ProbeSlot>>>,
+}
+
+impl Default for Exposition {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Exposition {
+    pub fn new() -> Self {
+        let families = FamilyTable::default();
+        let host = HostFamilies::register(&families);
+        Exposition {
+            families,
+            host,
+            global: GlobalMetrics::default(),
+            slots: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn families(&self) -> &FamilyTable {
+        &self.families
+    }
+
+    /// Creates an empty slot for a probe, not yet exposed: a config being
+    /// prepared must not show until it is installed.
+    pub fn detached_slot(
+        &self,
+        name: ProbeName,
+        host_labels: Vec<(String, String)>,
+        budget: Arc<SeriesBudget>,
+    ) -> ProbeSlot {
+        ProbeSlot {
+            name,
+            host_labels,
+            budget,
+            state: Mutex::new(SlotState::default()),
+            rendered: ArcSwap::from_pointee(Rendered::default()),
+        }
+    }
+
+    /// Exposes a slot, replacing any slot of the same probe.
+    pub fn attach(&self, slot: Arc<ProbeSlot>) {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = slots.insert(slot.name.clone(), slot.clone())
+            && !Arc::ptr_eq(&old, &slot)
+        {
+            let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
+            old.budget.exchange(st.held, 0);
+        }
+    }
+
+    /// Removes a probe: its series disappear from the next scrape.
+    pub fn remove_probe(&self, name: &ProbeName) {
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = slots.remove(name) {
+            let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
+            old.budget.exchange(st.held, 0);
+        }
+    }
+
+    pub fn slots(&self) -> Vec<Arc<ProbeSlot>> {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots.values().cloned().collect()
+    }
+
+    /// Applies a finished run to its probe and publishes the probe's lines.
+    /// Returns the result as finally counted (a run over its budget becomes
+    /// `rejected`).
+    pub fn commit(&self, slot: &ProbeSlot, mut record: RunRecord) -> RunResult {
+        let table = self.families.snapshot();
+        let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        match record.staged.take() {
+            Some(staged) => {
+                for (reason, n) in &staged.rejected {
+                    st.rejected[*reason as usize] += n;
+                }
+                let next = st.series.with(&staged, &table);
+                let held = next.series(&table);
+                if slot.budget.exchange(st.held, held) {
+                    st.series = next;
+                    st.held = held;
+                } else {
+                    record.result = RunResult::Rejected;
+                    record.success = false;
+                    record.message = Some(format!(
+                        "run would hold {held} series; plugin series budget is {} ({} in use)",
+                        slot.budget.limit,
+                        slot.budget.used()
+                    ));
+                    self.drop_gauges(slot, &mut st, &table);
+                }
+            }
+            None => self.drop_gauges(slot, &mut st, &table),
+        }
+        st.runs[record.result.index()] += 1;
+        if let Some(t) = record.trap {
+            st.traps[t.index()] += 1;
+        }
+        st.last = Some(LastRun {
+            result: record.result,
+            trap: record.trap,
+            success: record.success,
+            duration: record.duration,
+            finished_at: record.finished_at,
+            message: record.message,
+        });
+        self.publish(slot, &st, &table);
+        record.result
+    }
+
+    fn drop_gauges(&self, slot: &ProbeSlot, st: &mut SlotState, table: &[Arc<FamilyDef>]) {
+        st.series.clear_gauges();
+        let held = st.series.series(table);
+        slot.budget.exchange(st.held, held);
+        st.held = held;
+    }
+
+    /// Counts a scheduled start skipped because the previous run was still
+    /// going.
+    pub fn count_skip(&self, slot: &ProbeSlot) {
+        let table = self.families.snapshot();
+        let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.skipped += 1;
+        self.publish(slot, &st, &table);
+    }
+
+    fn publish(&self, slot: &ProbeSlot, st: &SlotState, table: &[Arc<FamilyDef>]) {
+        let mut chunks = BTreeMap::new();
+        self.host.render_probe(
+            &slot.host_labels,
+            st.last.as_ref(),
+            &st.runs,
+            &st.traps,
+            &st.rejected,
+            st.skipped,
+            st.held,
+            &mut chunks,
+        );
+        st.series.render(table, &slot.host_labels, &mut chunks);
+        slot.rendered.store(Arc::new(Rendered {
+            chunks,
+            last: st.last.clone(),
+            series: st.held,
+        }));
+    }
+
+    /// The whole exposition in one format.
+    pub fn encode(&self, format: Format) -> String {
+        let table = self.families.snapshot();
+        let rendered: Vec<Arc<Rendered>> = self
+            .slots()
+            .iter()
+            .map(|s| s.rendered.load_full())
+            .collect();
+        let mut global = BTreeMap::new();
+        self.global.render(&self.host, &mut global);
+        let mut by_family: Vec<Vec<&str>> = vec![Vec::new(); table.len()];
+        let mut size = 0;
+        for chunks in rendered.iter().map(|r| &r.chunks).chain(std::iter::once(&global)) {
+            for (id, chunk) in chunks {
+                if let Some(v) = by_family.get_mut(*id as usize) {
+                    size += chunk.len();
+                    v.push(chunk);
+                }
+            }
+        }
+        let mut out = String::with_capacity(size + table.len() * 128 + 16);
+        for (def, chunks) in table.iter().zip(&by_family) {
+            if chunks.is_empty() {
+                continue;
+            }
+            encode::push_header(&mut out, def, format);
+            for c in chunks {
+                out.push_str(c);
+            }
+        }
+        encode::push_trailer(&mut out, format);
+        out
+    }
+
+    /// The exposition of one run alone, as `/probe` returns it: the run's
+    /// own series plus `probe_success` and `probe_duration_seconds`.
+    pub fn encode_single(
+        &self,
+        host_labels: &[(String, String)],
+        record: &RunRecord,
+        staged: Option<&Staged>,
+        format: Format,
+    ) -> String {
+        let table = self.families.snapshot();
+        let mut chunks = BTreeMap::new();
+        self.host
+            .render_outcome(host_labels, record.success, record.duration, &mut chunks);
+        if let Some(staged) = staged {
+            ProbeSeries::default()
+                .with(staged, &table)
+                .render(&table, host_labels, &mut chunks);
+        }
+        let mut out = String::new();
+        for (id, chunk) in &chunks {
+            if let Some(def) = table.get(*id as usize) {
+                encode::push_header(&mut out, def, format);
+                out.push_str(chunk);
+            }
+        }
+        encode::push_trailer(&mut out, format);
+        out
+    }
+}
+
+/// Seconds since the Unix epoch, as a float.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,54 @@
+//! Which metric and label names are valid, and which belong to the host.
+
+/// Labels the host sets on every series; plugins and configs may not.
+pub const RESERVED_LABELS: &[&str] = &["probe", "le", "quantile"];
+
+/// Families the host emits for every probe.
+pub const HOST_PROBE_FAMILIES: &[&str] = &["probe_success", "probe_duration_seconds"];
+
+/// Prefix of the host's own metrics.
+pub const SELF_PREFIX: &str = "wasmprobe_";
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`
+pub fn is_valid_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`
+pub fn is_valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A name a plugin may not declare: the host's own families, or a name that
+/// would collide with a histogram's or counter's generated series.
+pub fn is_reserved_metric_name(s: &str) -> bool {
+    s.starts_with(SELF_PREFIX) || HOST_PROBE_FAMILIES.contains(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_metric_name("probe_http_status_code"));
+        assert!(is_valid_metric_name("a:b_c"));
+        assert!(!is_valid_metric_name("1abc"));
+        assert!(!is_valid_metric_name("a-b"));
+        assert!(!is_valid_metric_name(""));
+        assert!(is_valid_label_name("_x1"));
+        assert!(!is_valid_label_name("a:b"));
+        assert!(!is_valid_label_name("é"));
+        assert!(is_reserved_metric_name("wasmprobe_runs_total"));
+        assert!(is_reserved_metric_name("probe_success"));
+        assert!(!is_reserved_metric_name("probe_http_status_code"));
+    }
+}

@@ -1,0 +1,346 @@
+//! One probe's series: validation of a run's samples against what its
+//! plugin declared, and the state that outlives runs.
+//!
+//! Gauges are replaced by each run; counter totals and histogram buckets
+//! accumulate for as long as the probe exists. A sample that breaks a rule
+//! is dropped with a bounded reason; its neighbours still count.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::encode::{HistogramState, push_histogram, push_sample};
+use super::family::{FamilyDef, FamilyId, Kind};
+
+/// Longest label value kept, in bytes.
+pub const MAX_LABEL_VALUE: usize = 1024;
+
+/// A sample as a plugin returned it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    /// Bytes the sample occupies, for the run's output cap.
+    pub fn size(&self) -> usize {
+        self.name.len()
+            + 8
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 8)
+                .sum::<usize>()
+    }
+}
+
+/// Why a sample was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rejection {
+    UnknownFamily,
+    UndeclaredLabel,
+    DuplicateLabel,
+    LabelTooLong,
+    InvalidValue,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 5] = [
+        Rejection::UnknownFamily,
+        Rejection::UndeclaredLabel,
+        Rejection::DuplicateLabel,
+        Rejection::LabelTooLong,
+        Rejection::InvalidValue,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::UnknownFamily => "unknown_family",
+            Rejection::UndeclaredLabel => "undeclared_label",
+            Rejection::DuplicateLabel => "duplicate_label",
+            Rejection::LabelTooLong => "label_too_long",
+            Rejection::InvalidValue => "invalid_value",
+        }
+    }
+}
+
+/// The families one plugin may emit, by name.
+#[derive(Debug, Default, Clone)]
+pub struct PluginFamilies {
+    by_name: HashMap<String, (FamilyId, Arc<FamilyDef>)>,
+}
+
+impl PluginFamilies {
+    pub fn insert(&mut self, id: FamilyId, def: Arc<FamilyDef>) {
+        self.by_name.insert(def.name.clone(), (id, def));
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+type Key = (FamilyId, Vec<String>);
+
+/// A run's samples, validated and grouped, not yet applied.
+#[derive(Debug, Default)]
+pub struct Staged {
+    gauges: BTreeMap<Key, f64>,
+    increments: BTreeMap<Key, f64>,
+    observations: Vec<(Key, f64)>,
+    pub rejected: BTreeMap<Rejection, u64>,
+}
+
+impl Staged {
+    /// Validates samples against the plugin's families.
+    pub fn new(families: &PluginFamilies, samples: Vec<Sample>) -> Staged {
+        let mut staged = Staged::default();
+        for sample in samples {
+            match key_of(families, &sample) {
+                Ok((id, def, values)) => {
+                    let v = sample.value;
+                    match def.kind {
+                        Kind::Gauge => {
+                            staged.gauges.insert((id, values), v);
+                        }
+                        Kind::Counter if v.is_finite() && v >= 0.0 => {
+                            *staged.increments.entry((id, values)).or_default() += v;
+                        }
+                        Kind::Histogram if !v.is_nan() => {
+                            staged.observations.push(((id, values), v));
+                        }
+                        _ => *staged.rejected.entry(Rejection::InvalidValue).or_default() += 1,
+                    }
+                }
+                Err(r) => *staged.rejected.entry(r).or_default() += 1,
+            }
+        }
+        staged
+    }
+
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+fn key_of<'f>(
+    families: &'f PluginFamilies,
+    sample: &Sample,
+) -> Result<(FamilyId, &'f FamilyDef, Vec<String>), Rejection> {
+    let (id, def) = families
+        .by_name
+        .get(&sample.name)
+        .ok_or(Rejection::UnknownFamily)?;
+    let mut values: Vec<Option<&str>> = vec![None; def.labels.len()];
+    for (name, value) in &sample.labels {
+        let i = def
+            .labels
+            .iter()
+            .position(|l| l == name)
+            .ok_or(Rejection::UndeclaredLabel)?;
+        if values[i].is_some() {
+            return Err(Rejection::DuplicateLabel);
+        }
+        if value.len() > MAX_LABEL_VALUE {
+            return Err(Rejection::LabelTooLong);
+        }
+        values[i] = Some(value);
+    }
+    let values = values
+        .into_iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect();
+    Ok((*id, def.as_ref(), values))
+}
+
+/// Everything a probe currently exposes from its plugin.
+#[derive(Debug, Default, Clone)]
+pub struct ProbeSeries {
+    gauges: BTreeMap<Key, f64>,
+    counters: BTreeMap<Key, f64>,
+    histograms: BTreeMap<Key, HistogramState>,
+}
+
+impl ProbeSeries {
+    /// Exposition lines this state renders to, the unit of the series budget.
+    pub fn series(&self, table: &[Arc<FamilyDef>]) -> usize {
+        self.gauges.len()
+            + self.counters.len()
+            + self
+                .histograms
+                .keys()
+                .map(|(id, _)| table.get(*id as usize).map_or(0, |d| d.buckets.len() + 3))
+                .sum::<usize>()
+    }
+
+    /// The state after a run's samples are applied, without changing this
+    /// one, so a run over budget can be refused as a whole.
+    pub fn with(&self, staged: &Staged, table: &[Arc<FamilyDef>]) -> ProbeSeries {
+        let mut next = ProbeSeries {
+            gauges: staged.gauges.clone(),
+            counters: self.counters.clone(),
+            histograms: self.histograms.clone(),
+        };
+        for (key, inc) in &staged.increments {
+            *next.counters.entry(key.clone()).or_default() += inc;
+        }
+        for (key, v) in &staged.observations {
+            let Some(def) = table.get(key.0 as usize) else {
+                continue;
+            };
+            next.histograms
+                .entry(key.clone())
+                .or_insert_with(|| HistogramState::new(def.buckets.len()))
+                .observe(&def.buckets, *v);
+        }
+        next
+    }
+
+    /// Drops the gauges: a run that produced nothing leaves no stale values.
+    pub fn clear_gauges(&mut self) {
+        self.gauges.clear();
+    }
+
+    /// Renders every series, grouped by family id (ascending), with the
+    /// host's labels first. A plugin label whose name the host also sets is
+    /// left out: host labels cannot be overridden.
+    pub fn render(
+        &self,
+        table: &[Arc<FamilyDef>],
+        host_labels: &[(String, String)],
+        out: &mut BTreeMap<FamilyId, String>,
+    ) {
+        let scalars = self
+            .gauges
+            .iter()
+            .chain(self.counters.iter())
+            .map(|(k, v)| (k, Some(*v), None));
+        let hists = self.histograms.iter().map(|(k, h)| (k, None, Some(h)));
+        for ((id, values), scalar, hist) in scalars.chain(hists) {
+            let Some(def) = table.get(*id as usize) else {
+                continue;
+            };
+            let mut labels: Vec<(&str, &str)> = host_labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            for (name, value) in def.labels.iter().zip(values) {
+                if !host_labels.iter().any(|(k, _)| k == name) {
+                    labels.push((name.as_str(), value.as_str()));
+                }
+            }
+            let buf = out.entry(*id).or_default();
+            match (scalar, hist) {
+                (Some(v), _) => push_sample(buf, &def.name, "", labels.iter().copied(), None, v),
+                (None, Some(h)) => push_histogram(buf, def, &labels, h),
+                (None, None) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(name: &str, kind: Kind, labels: &[&str], buckets: &[f64]) -> Arc<FamilyDef> {
+        Arc::new(FamilyDef {
+            name: name.into(),
+            help: "h".into(),
+            kind,
+            unit: None,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            buckets: buckets.to_vec(),
+        })
+    }
+
+    fn setup() -> (Vec<Arc<FamilyDef>>, PluginFamilies) {
+        let table = vec![
+            def("g", Kind::Gauge, &["phase"], &[]),
+            def("c_total", Kind::Counter, &[], &[]),
+            def("h", Kind::Histogram, &[], &[1.0]),
+        ];
+        let mut fams = PluginFamilies::default();
+        for (i, d) in table.iter().enumerate() {
+            fams.insert(i as FamilyId, d.clone());
+        }
+        (table, fams)
+    }
+
+    fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value,
+        }
+    }
+
+    fn render(s: &ProbeSeries, table: &[Arc<FamilyDef>]) -> String {
+        let mut out = BTreeMap::new();
+        s.render(table, &[("probe".into(), "p".into())], &mut out);
+        out.into_values().collect()
+    }
+
+    #[test]
+    fn gauges_replace_counters_accumulate() {
+        let (table, fams) = setup();
+        let run1 = Staged::new(
+            &fams,
+            vec![
+                sample("g", &[("phase", "a")], 1.0),
+                sample("c_total", &[], 2.0),
+                sample("h", &[], 0.5),
+            ],
+        );
+        let s1 = ProbeSeries::default().with(&run1, &table);
+        let run2 = Staged::new(&fams, vec![sample("g", &[("phase", "b")], 3.0), sample("c_total", &[], 1.0)]);
+        let s2 = s1.with(&run2, &table);
+        assert_eq!(
+            render(&s2, &table),
+            "g{probe=\"p\",phase=\"b\"} 3\nc_total{probe=\"p\"} 3\nh_bucket{probe=\"p\",le=\"1\"} 1\nh_bucket{probe=\"p\",le=\"+Inf\"} 1\nh_count{probe=\"p\"} 1\nh_sum{probe=\"p\"} 0.5\n"
+        );
+        assert_eq!(s2.series(&table), 1 + 1 + 4);
+    }
+
+    #[test]
+    fn bad_samples_are_dropped_with_reasons() {
+        let (_, fams) = setup();
+        let staged = Staged::new(
+            &fams,
+            vec![
+                sample("nope", &[], 1.0),
+                sample("g", &[("other", "x")], 1.0),
+                sample("g", &[("phase", "a"), ("phase", "b")], 1.0),
+                sample("c_total", &[], -1.0),
+                sample("c_total", &[], f64::NAN),
+                sample("h", &[], f64::NAN),
+                sample("g", &[("phase", &"x".repeat(MAX_LABEL_VALUE + 1))], 1.0),
+                sample("g", &[], f64::NAN),
+            ],
+        );
+        assert_eq!(staged.rejected.get(&Rejection::UnknownFamily), Some(&1));
+        assert_eq!(staged.rejected.get(&Rejection::UndeclaredLabel), Some(&1));
+        assert_eq!(staged.rejected.get(&Rejection::DuplicateLabel), Some(&1));
+        assert_eq!(staged.rejected.get(&Rejection::InvalidValue), Some(&3));
+        assert_eq!(staged.rejected.get(&Rejection::LabelTooLong), Some(&1));
+        assert_eq!(staged.gauges.len(), 1, "a NaN gauge is a value");
+    }
+
+    #[test]
+    fn host_labels_win() {
+        let table = vec![def("g", Kind::Gauge, &["probe", "x"], &[])];
+        let mut fams = PluginFamilies::default();
+        fams.insert(0, table[0].clone());
+        let staged = Staged::new(&fams, vec![sample("g", &[("probe", "evil"), ("x", "1")], 1.0)]);
+        let s = ProbeSeries::default().with(&staged, &table);
+        assert_eq!(render(&s, &table), "g{probe=\"p\",x=\"1\"} 1\n");
+    }
+}

@@ -1,0 +1,479 @@
+//! The egress allow-list: which `scheme://host:port` a probe may reach.
+//!
+//! Fail-closed: an empty list admits nothing. A rule names a host either by
+//! DNS name or by address (`127.0.0.1`, `[::1]`, a CIDR such as
+//! `10.0.0.0/8`). Checking happens twice:
+//!
+//! 1. before resolution, on the URL as parsed by the WHATWG rules of the
+//!    `url` crate (which already folds case, decimal/octal/hex IPv4 and
+//!    IDNA), so no spelling of a host reaches a different rule;
+//! 2. after resolution, on every address: an address is admitted when a rule
+//!    names the host the URL named, or when a rule's network contains the
+//!    address. The caller then connects only to admitted addresses and never
+//!    resolves again, so a DNS answer that changes between check and connect
+//!    cannot redirect the connection.
+//!
+//! IPv4-mapped IPv6 addresses are compared as the IPv4 address they map to.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// One allow-list entry as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AllowRule {
+    text: String,
+    scheme: String,
+    host: HostPattern,
+    port: PortPattern,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    /// Lowercase, without a trailing dot.
+    Name(String),
+    Net(IpNet),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortPattern {
+    Any,
+    Exact(u16),
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+/// Schemes without ports: a rule for them admits any port.
+fn portless(scheme: &str) -> bool {
+    scheme == "icmp"
+}
+
+impl TryFrom<String> for AllowRule {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = |why: &str| format!("allow entry {text:?} {why}; write scheme://host[:port]");
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| bad("has no scheme"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme.is_empty()
+            || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        {
+            return Err(bad("has an invalid scheme"));
+        }
+        // A `/` is only valid as a CIDR prefix length, which `parse_host`
+        // checks; anything that looks like a path then fails there.
+        if rest.contains(['?', '#', '@']) {
+            return Err(bad("may not hold a query, fragment or user"));
+        }
+        let (host_text, port_text) = if let Some(inner) = rest.strip_prefix('[') {
+            let (inside, after) = inner
+                .split_once(']')
+                .ok_or_else(|| bad("has an unclosed `[`"))?;
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| bad("has text after `]`"))?,
+                ),
+            };
+            (inside, port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) if !h.contains(':') => (h, Some(p)),
+                Some(_) => return Err(bad("has an IPv6 address outside `[...]`")),
+                None => (rest, None),
+            }
+        };
+        let host = parse_host(host_text).map_err(|why| bad(&why))?;
+        let port = match port_text {
+            Some("*") => PortPattern::Any,
+            Some(p) => PortPattern::Exact(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| bad("has an invalid port"))?,
+            ),
+            None if portless(&scheme) => PortPattern::Any,
+            None => PortPattern::Exact(
+                default_port(&scheme).ok_or_else(|| bad("needs a port for this scheme"))?,
+            ),
+        };
+        Ok(AllowRule {
+            text,
+            scheme,
+            host,
+            port,
+        })
+    }
+}
+
+fn parse_host(text: &str) -> Result<HostPattern, String> {
+    if text.is_empty() {
+        return Err("has no host".into());
+    }
+    if text.contains('/') {
+        let net: IpNet = text
+            .parse()
+            .map_err(|_| format!("has an invalid network {text:?}"))?;
+        return Ok(HostPattern::Net(canonical_net(net.trunc())));
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(HostPattern::Net(IpNet::from(ip.to_canonical())));
+    }
+    let name = text.trim_end_matches('.').to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if !valid || name.parse::<IpAddr>().is_ok() {
+        return Err(format!("has an invalid host {text:?}"));
+    }
+    Ok(HostPattern::Name(name))
+}
+
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+            Some(v4) if v6.prefix_len() >= 96 => {
+                IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).unwrap_or(net)
+            }
+            _ => net,
+        },
+        IpNet::V4(_) => net,
+    }
+}
+
+impl fmt::Display for AllowRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A host as a request names it, after URL normalisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestHost {
+    Name(String),
+    Ip(IpAddr),
+}
+
+impl DestHost {
+    /// Reads a host as it appears in a URL (`[::1]` bracketed) or bare.
+    pub fn parse(host: &str) -> Self {
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => DestHost::Ip(ip.to_canonical()),
+            Err(_) => DestHost::Name(bare.trim_end_matches('.').to_ascii_lowercase()),
+        }
+    }
+}
+
+impl fmt::Display for DestHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DestHost::Name(n) => f.write_str(n),
+            DestHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            DestHost::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// Where a request wants to go, before resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub scheme: String,
+    pub host: DestHost,
+    /// `None` for port-less schemes such as `icmp`.
+    pub port: Option<u16>,
+}
+
+impl Destination {
+    /// The destination of an absolute URL, or why it has none.
+    pub fn from_url(url: &url::Url) -> Result<Self, String> {
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => DestHost::parse(d),
+            Some(url::Host::Ipv4(ip)) => DestHost::Ip(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => DestHost::Ip(IpAddr::V6(ip).to_canonical()),
+            None => return Err(format!("URL {url} has no host")),
+        };
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| format!("URL {url} has no port and its scheme has no default"))?;
+        Ok(Destination {
+            scheme: url.scheme().to_string(),
+            host,
+            port: Some(port),
+        })
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A probe's allow-list. Empty denies everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList {
+    rules: Vec<AllowRule>,
+}
+
+/// Why the allow-list refused a destination; shown to the plugin and in logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is not allowed (allow = [{rules}])")]
+pub struct Denied {
+    what: String,
+    rules: String,
+}
+
+impl AllowList {
+    pub fn new(rules: Vec<AllowRule>) -> Self {
+        AllowList { rules }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    fn denied(&self, what: String) -> Denied {
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| format!("{:?}", r.text))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Denied { what, rules }
+    }
+
+    fn scheme_and_port(&self, dest: &Destination) -> impl Iterator<Item = &AllowRule> {
+        self.rules.iter().filter(move |r| {
+            r.scheme == dest.scheme
+                && match (r.port, dest.port) {
+                    (PortPattern::Any, _) => true,
+                    (PortPattern::Exact(p), Some(d)) => p == d,
+                    (PortPattern::Exact(_), None) => false,
+                }
+        })
+    }
+
+    /// Before resolution: could any rule admit this destination? A named
+    /// host passes when a rule names it or some rule is a network (decided
+    /// per address after resolution); an address must be in a rule's network.
+    pub fn check(&self, dest: &Destination) -> Result<(), Denied> {
+        let ok = self.scheme_and_port(dest).any(|r| match (&r.host, &dest.host) {
+            (HostPattern::Name(n), DestHost::Name(d)) => n == d,
+            (HostPattern::Net(_), DestHost::Name(_)) => true,
+            (HostPattern::Net(net), DestHost::Ip(ip)) => net.contains(ip),
+            (HostPattern::Name(_), DestHost::Ip(_)) => false,
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(self.denied(format!("target {:?}", dest.to_string())))
+        }
+    }
+
+    /// After resolution: is a connection to `addr` for this destination
+    /// admitted?
+    pub fn admits(&self, dest: &Destination, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        self.scheme_and_port(dest).any(|r| match (&r.host, &dest.host) {
+            (HostPattern::Name(n), DestHost::Name(d)) => n == d,
+            (HostPattern::Net(net), _) => net.contains(&addr),
+            (HostPattern::Name(_), DestHost::Ip(_)) => false,
+        })
+    }
+
+    /// Keeps the resolved addresses this destination may connect to, or
+    /// explains that none is admitted.
+    pub fn filter_resolved(
+        &self,
+        dest: &Destination,
+        addrs: Vec<IpAddr>,
+    ) -> Result<Vec<IpAddr>, Denied> {
+        let all = addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let kept: Vec<IpAddr> = addrs.into_iter().filter(|a| self.admits(dest, *a)).collect();
+        if kept.is_empty() {
+            Err(self.denied(format!(
+                "target {:?} resolved to [{all}], which",
+                dest.to_string()
+            )))
+        } else {
+            Ok(kept)
+        }
+    }
+
+    /// Whether a `/probe` target is inside the list: a URL is checked as a
+    /// destination; a bare host (for port-less probes) against rules of
+    /// any scheme.
+    pub fn check_target(&self, target: &str) -> Result<(), Denied> {
+        if target.contains("://") {
+            let url = url::Url::parse(target)
+                .map_err(|e| self.denied(format!("target {target:?} ({e})")))?;
+            let dest = Destination::from_url(&url).map_err(|e| self.denied(e))?;
+            return self.check(&dest);
+        }
+        let host = DestHost::parse(target);
+        let ok = self.rules.iter().any(|r| match (&r.host, &host) {
+            (HostPattern::Name(n), DestHost::Name(d)) => n == d,
+            (HostPattern::Net(_), DestHost::Name(_)) => true,
+            (HostPattern::Net(net), DestHost::Ip(ip)) => net.contains(ip),
+            (HostPattern::Name(_), DestHost::Ip(_)) => false,
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(self.denied(format!("target {target:?}")))
+        }
+    }
+
+    /// The rule that admits the origin of a URL, used to derive a probe's
+    /// default allow-list from its own target.
+    pub fn origin_rule(target: &str) -> Option<AllowRule> {
+        let url = url::Url::parse(target).ok()?;
+        let dest = Destination::from_url(&url).ok()?;
+        AllowRule::try_from(dest.to_string()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(rules: &[&str]) -> AllowList {
+        AllowList::new(
+            rules
+                .iter()
+                .map(|r| AllowRule::try_from(r.to_string()))
+                .collect::<Result<_, _>>()
+                .unwrap_or_default(),
+        )
+    }
+
+    fn check(list: &AllowList, url: &str) -> bool {
+        url::Url::parse(url)
+            .ok()
+            .and_then(|u| Destination::from_url(&u).ok())
+            .is_some_and(|d| list.check(&d).is_ok())
+    }
+
+    #[test]
+    fn rules_parse_and_refuse() {
+        assert!(AllowRule::try_from("https://127.0.0.1:8443".to_string()).is_ok());
+        assert!(AllowRule::try_from("http://[::1]:8080".to_string()).is_ok());
+        assert!(AllowRule::try_from("http://10.0.0.0/8:*".to_string()).is_ok());
+        assert!(AllowRule::try_from("icmp://192.0.2.0/24".to_string()).is_ok());
+        assert!(AllowRule::try_from("127.0.0.1:80".to_string()).is_err());
+        assert!(AllowRule::try_from("http://a@b:80".to_string()).is_err());
+        assert!(AllowRule::try_from("http://::1:80".to_string()).is_err());
+        assert!(AllowRule::try_from("tcp://host".to_string()).is_err());
+        assert!(AllowRule::try_from("http://host:0".to_string()).is_err());
+        assert!(AllowRule::try_from("http://host:99999".to_string()).is_err());
+    }
+
+    #[test]
+    fn empty_list_denies_everything() {
+        let l = list(&[]);
+        assert!(!check(&l, "http://127.0.0.1/"));
+    }
+
+    #[test]
+    fn scheme_host_and_port_must_match() {
+        let l = list(&["https://127.0.0.1:8443", "http://localhost:8080"]);
+        assert!(check(&l, "https://127.0.0.1:8443/x"));
+        assert!(!check(&l, "http://127.0.0.1:8443/x"));
+        assert!(!check(&l, "https://127.0.0.1:8444/x"));
+        assert!(check(&l, "http://LOCALHOST:8080/"));
+        assert!(check(&l, "http://localhost.:8080/"));
+        assert!(!check(&l, "http://127.0.0.1:8080/"));
+        assert!(!check(&l, "ftp://localhost:8080/"));
+    }
+
+    #[test]
+    fn bypass_spellings_resolve_to_the_same_host() {
+        let l = list(&["http://127.0.0.2:80"]);
+        // Userinfo names the user, not the host.
+        assert!(!check(&l, "http://127.0.0.2@127.0.0.3/"));
+        assert!(check(&l, "http://other@127.0.0.2/"));
+        // Decimal, hex and octal IPv4 fold to dotted form.
+        assert!(check(&l, "http://2130706434/"));
+        assert!(check(&l, "http://0x7f000002/"));
+        assert!(check(&l, "http://0177.0.0.2/"));
+        assert!(!check(&l, "http://2130706433/"));
+        // IPv4-mapped IPv6 is the IPv4 address.
+        assert!(check(&l, "http://[::ffff:127.0.0.2]/"));
+        assert!(!check(&l, "http://[::ffff:127.0.0.3]/"));
+        // Zone identifiers are not URLs at all.
+        assert!(url::Url::parse("http://[fe80::1%25eth0]/").is_err());
+    }
+
+    #[test]
+    fn networks_admit_resolved_addresses_only_inside() {
+        let l = list(&["http://127.0.0.0/8:*"]);
+        let dest = Destination {
+            scheme: "http".into(),
+            host: DestHost::Name("localhost".into()),
+            port: Some(9),
+        };
+        assert!(l.check(&dest).is_ok());
+        let kept = l.filter_resolved(
+            &dest,
+            vec!["127.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), "::1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))],
+        );
+        assert_eq!(kept.ok().map(|k| k.len()), Some(1));
+        let only_v6 = l.filter_resolved(&dest, vec![IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])]);
+        assert!(only_v6.is_err());
+    }
+
+    #[test]
+    fn denial_names_the_target_and_the_rules() {
+        let l = list(&["https://127.0.0.1:8443"]);
+        let url = url::Url::parse("https://db:5432/").ok();
+        let err = url
+            .and_then(|u| Destination::from_url(&u).ok())
+            .and_then(|d| l.check(&d).err())
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(r#"target "https://db:5432" is not allowed (allow = ["https://127.0.0.1:8443"])"#)
+        );
+    }
+
+    #[test]
+    fn bare_targets_for_portless_probes() {
+        let l = list(&["icmp://127.0.0.0/8", "icmp://node-a"]);
+        assert!(l.check_target("127.0.0.9").is_ok());
+        assert!(l.check_target("node-a").is_ok());
+        assert!(l.check_target("10.0.0.1").is_err());
+    }
+}

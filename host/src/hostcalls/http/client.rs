@@ -1,0 +1,473 @@
+//! One HTTP exchange, hop by hop, with phase timings.
+//!
+//! Each hop: parse the URL, check it against the allow-list, resolve,
+//! keep only admitted addresses, connect to one of them (never resolving
+//! again), TLS when `https`, send, read the head (processing), read the body
+//! under its cap (transfer). A redirect starts the next hop with the same
+//! checks. Every step runs under the call's deadline. Connections are never
+//! pooled: each probe measures a fresh connection, as blackbox_exporter does.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, HOST, LOCATION, USER_AGENT};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::timeout_at;
+
+use super::HttpGrant;
+use super::body;
+use super::tls::version_name;
+use crate::bindings::wasmprobe::plugin::http::{
+    ErrorKind, HttpError, HttpVersion, IpProtocol, PhaseTimings, Request, Response, TlsInfo,
+};
+use crate::hostcalls::allowlist::{DestHost, Destination};
+
+/// Sent unless the plugin sets its own.
+const USER_AGENT_VALUE: &str = concat!("wasmprobe/", env!("CARGO_PKG_VERSION"));
+/// Redirect bodies are read only this far before moving on.
+const REDIRECT_BODY_CAP: u64 = 64 << 10;
+
+/// What the exchange learned so far, reported with success or failure.
+#[derive(Debug)]
+struct Trace {
+    timings: PhaseTimings,
+    remote_addr: Option<SocketAddr>,
+    tls: Option<TlsInfo>,
+    redirects: u32,
+}
+
+impl Trace {
+    fn fail(self, kind: ErrorKind, message: impl Into<String>) -> HttpError {
+        HttpError {
+            kind,
+            message: message.into(),
+            timings: self.timings,
+            remote_addr: self.remote_addr.map(|a| a.to_string()),
+            ip_protocol: self.remote_addr.map(|a| protocol_of(a.ip())),
+            tls: self.tls,
+            redirects: self.redirects,
+        }
+    }
+}
+
+fn protocol_of(ip: IpAddr) -> IpProtocol {
+    if ip.to_canonical().is_ipv4() {
+        IpProtocol::Ip4
+    } else {
+        IpProtocol::Ip6
+    }
+}
+
+fn zero_timings() -> PhaseTimings {
+    PhaseTimings {
+        resolve: 0.0,
+        connect: 0.0,
+        tls: 0.0,
+        processing: 0.0,
+        transfer: 0.0,
+    }
+}
+
+/// Orders admitted addresses by the request's protocol preference and
+/// keeps the first: the one address the hop connects to.
+fn choose(addrs: &[IpAddr], preferred: Option<IpProtocol>, fallback: bool) -> Option<IpAddr> {
+    let Some(pref) = preferred else {
+        return addrs.first().copied();
+    };
+    addrs
+        .iter()
+        .find(|a| protocol_of(**a) == pref)
+        .or_else(|| if fallback { addrs.first() } else { None })
+        .copied()
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// Aborts a connection's driver task when the hop is done with it.
+struct Driver(tokio::task::JoinHandle<()>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn handshake<S>(io: S, h2: bool) -> Result<(Sender, Driver), hyper::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    if h2 {
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok((Sender::H2(sender), Driver(task)))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok((Sender::H1(sender), Driver(task)))
+    }
+}
+
+/// The answer to a plugin calling `http` where it has no grant (from
+/// `describe()`, which must not use capabilities).
+pub(crate) fn denied_without_grant(url: &str) -> HttpError {
+    let trace = Trace {
+        timings: zero_timings(),
+        remote_addr: None,
+        tls: None,
+        redirects: 0,
+    };
+    trace.fail(
+        ErrorKind::Denied,
+        format!("target {url:?} is not allowed: no network access outside run()"),
+    )
+}
+
+/// Runs the request under `deadline` (tightened by the request's own
+/// timeout), following redirects when asked.
+pub(crate) async fn send(grant: &HttpGrant, req: Request, deadline: Instant) -> Result<Response, HttpError> {
+    let deadline = match req.timeout_ms {
+        Some(ms) => deadline.min(Instant::now() + std::time::Duration::from_millis(ms)),
+        None => deadline,
+    };
+    let deadline = tokio::time::Instant::from_std(deadline);
+    let mut trace = Trace {
+        timings: zero_timings(),
+        remote_addr: None,
+        tls: None,
+        redirects: 0,
+    };
+    let cap = req
+        .max_body_bytes
+        .map_or(grant.max_body, |b| b.min(grant.max_body));
+    let mut method = match Method::from_bytes(req.method.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return Err(trace.fail(ErrorKind::InvalidRequest, format!("invalid method {:?}", req.method))),
+    };
+    let mut body = req.body.clone().map(Bytes::from);
+    let mut url = match url::Url::parse(&req.url) {
+        Ok(u) => u,
+        Err(e) => return Err(trace.fail(ErrorKind::InvalidRequest, format!("invalid URL {:?}: {e}", req.url))),
+    };
+
+    loop {
+        let hop = match timeout_at(deadline, hop(grant, &req, &method, &url, body.clone(), &mut trace)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err((kind, message))) => return Err(trace.fail(kind, message)),
+            Err(_) => return Err(trace.fail(ErrorKind::Timeout, "deadline passed")),
+        };
+        let (response, driver) = hop;
+        let status = response.status();
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_string);
+        if req.follow_redirects && status.is_redirection() && let Some(location) = location {
+            // Drain a little so the server sees a polite client, then move on.
+            let _ = timeout_at(deadline, body::read_capped(response.into_body(), REDIRECT_BODY_CAP)).await;
+            drop(driver);
+            if trace.redirects >= req.max_redirects {
+                let n = trace.redirects;
+                return Err(trace.fail(
+                    ErrorKind::TooManyRedirects,
+                    format!("stopped after {n} redirects"),
+                ));
+            }
+            trace.redirects += 1;
+            url = match url.join(&location) {
+                Ok(u) => u,
+                Err(e) => {
+                    return Err(trace.fail(ErrorKind::Protocol, format!("invalid redirect location {location:?}: {e}")));
+                }
+            };
+            if status == StatusCode::SEE_OTHER
+                || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && method == Method::POST)
+            {
+                if method != Method::HEAD {
+                    method = Method::GET;
+                }
+                body = None;
+            }
+            continue;
+        }
+        return finish(response, driver, &req, &url, cap, deadline, trace).await;
+    }
+}
+
+async fn finish(
+    response: http::Response<Incoming>,
+    driver: Driver,
+    req: &Request,
+    url: &url::Url,
+    cap: u64,
+    deadline: tokio::time::Instant,
+    mut trace: Trace,
+) -> Result<Response, HttpError> {
+    let (parts, incoming) = response.into_parts();
+    let started = Instant::now();
+    let read = timeout_at(deadline, body::read_capped(incoming, cap)).await;
+    trace.timings.transfer += started.elapsed().as_secs_f64();
+    drop(driver);
+    let read = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return Err(trace.fail(ErrorKind::Protocol, format!("reading body: {e}"))),
+        Err(_) => return Err(trace.fail(ErrorKind::Timeout, "deadline passed while reading the body")),
+    };
+    let encoding = parts
+        .headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let read = if req.decompress {
+        match body::decode(encoding, read, cap) {
+            Ok(b) => b,
+            Err(e) => return Err(trace.fail(ErrorKind::Protocol, e)),
+        }
+    } else {
+        read
+    };
+    let content_length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let version = match parts.version {
+        Version::HTTP_10 | Version::HTTP_09 => HttpVersion::Http10,
+        Version::HTTP_2 => HttpVersion::Http2,
+        _ => HttpVersion::Http11,
+    };
+    let Some(remote) = trace.remote_addr else {
+        return Err(trace.fail(ErrorKind::Protocol, "no connection was made"));
+    };
+    Ok(Response {
+        status: parts.status.as_u16(),
+        version,
+        headers,
+        body: read.bytes,
+        body_truncated: read.truncated,
+        content_length,
+        wire_body_length: read.wire_len,
+        redirects: trace.redirects,
+        final_url: url.to_string(),
+        remote_addr: remote.to_string(),
+        ip_protocol: protocol_of(remote.ip()),
+        timings: trace.timings,
+        tls: trace.tls,
+    })
+}
+
+type HopError = (ErrorKind, String);
+
+/// One request/response head on a fresh connection.
+async fn hop(
+    grant: &HttpGrant,
+    req: &Request,
+    method: &Method,
+    url: &url::Url,
+    body: Option<Bytes>,
+    trace: &mut Trace,
+) -> Result<(http::Response<Incoming>, Driver), HopError> {
+    let https = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => return Err((ErrorKind::InvalidRequest, format!("scheme {other:?} is not http or https"))),
+    };
+    let dest = Destination::from_url(url).map_err(|e| (ErrorKind::InvalidRequest, e))?;
+    grant
+        .allow
+        .check(&dest)
+        .map_err(|d| (ErrorKind::Denied, d.to_string()))?;
+    let port = dest.port.unwrap_or(if https { 443 } else { 80 });
+
+    let started = Instant::now();
+    let addrs: Vec<IpAddr> = match &dest.host {
+        DestHost::Ip(ip) => vec![*ip],
+        DestHost::Name(name) => {
+            let found = tokio::net::lookup_host((name.as_str(), port)).await;
+            trace.timings.resolve += started.elapsed().as_secs_f64();
+            let found = found.map_err(|e| (ErrorKind::Dns, format!("cannot resolve {name:?}: {e}")))?;
+            let mut ips: Vec<IpAddr> = Vec::new();
+            for a in found {
+                if !ips.contains(&a.ip()) {
+                    ips.push(a.ip());
+                }
+            }
+            ips
+        }
+    };
+    let admitted = grant
+        .allow
+        .filter_resolved(&dest, addrs)
+        .map_err(|d| (ErrorKind::Denied, d.to_string()))?;
+    let ip = choose(&admitted, req.preferred_ip_protocol, req.ip_protocol_fallback).ok_or_else(|| {
+        (
+            ErrorKind::Dns,
+            format!("{} has no address of the preferred protocol", dest.host),
+        )
+    })?;
+    let addr = SocketAddr::new(ip, port);
+    trace.remote_addr = Some(addr);
+
+    let started = Instant::now();
+    let tcp = TcpStream::connect(addr).await;
+    trace.timings.connect += started.elapsed().as_secs_f64();
+    let tcp = tcp.map_err(|e| (ErrorKind::Connect, format!("connect to {addr}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+
+    let (request, absolute) = build_request(req, method, url, body, &dest)?;
+
+    if https {
+        let name = grant
+            .tls
+            .server_name
+            .clone()
+            .unwrap_or_else(|| match &dest.host {
+                DestHost::Name(n) => n.clone(),
+                DestHost::Ip(ip) => ip.to_string(),
+            });
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|_| (ErrorKind::InvalidRequest, format!("invalid TLS server name {name:?}")))?;
+        let (config, recorder) = grant.tls.connection(req.enable_http2);
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let started = Instant::now();
+        let stream = connector.connect(server_name, tcp).await;
+        trace.timings.tls += started.elapsed().as_secs_f64();
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                trace.tls = recorder.info(String::new(), String::new());
+                return Err((ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")));
+            }
+        };
+        let conn = stream.get_ref().1;
+        let version = conn.protocol_version().map(version_name).unwrap_or_default();
+        let cipher = conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default();
+        let h2 = conn.alpn_protocol() == Some(b"h2");
+        trace.tls = recorder.info(version, cipher);
+        exchange(stream, h2, request, absolute, trace).await
+    } else {
+        exchange(tcp, false, request, absolute, trace).await
+    }
+}
+
+async fn exchange<S>(
+    io: S,
+    h2: bool,
+    mut request: http::Request<Full<Bytes>>,
+    absolute: http::Uri,
+    trace: &mut Trace,
+) -> Result<(http::Response<Incoming>, Driver), HopError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let started = Instant::now();
+    let result = async {
+        let (sender, driver) = handshake(io, h2)
+            .await
+            .map_err(|e| (ErrorKind::Protocol, format!("HTTP handshake: {e}")))?;
+        let response = match sender {
+            Sender::H1(mut s) => s.send_request(request).await,
+            Sender::H2(mut s) => {
+                // HTTP/2 carries scheme and authority in the URI.
+                *request.version_mut() = Version::HTTP_2;
+                *request.uri_mut() = absolute;
+                request.headers_mut().remove(HOST);
+                s.send_request(request).await
+            }
+        }
+        .map_err(|e| (ErrorKind::Protocol, format!("HTTP exchange: {e}")))?;
+        Ok((response, driver))
+    }
+    .await;
+    trace.timings.processing += started.elapsed().as_secs_f64();
+    result
+}
+
+fn build_request(
+    req: &Request,
+    method: &Method,
+    url: &url::Url,
+    body: Option<Bytes>,
+    dest: &Destination,
+) -> Result<(http::Request<Full<Bytes>>, http::Uri), HopError> {
+    let invalid = |m: String| (ErrorKind::InvalidRequest, m);
+    // HTTP/1 is sent in origin-form; HTTP/2 needs the absolute form.
+    let absolute: http::Uri = url
+        .as_str()
+        .parse()
+        .map_err(|e| invalid(format!("invalid URL {url}: {e}")))?;
+    let origin: http::Uri = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+    .parse()
+    .map_err(|e| invalid(format!("invalid path in {url}: {e}")))?;
+    let mut builder = http::Request::builder().method(method.clone()).uri(origin);
+    let headers = builder
+        .headers_mut()
+        .ok_or_else(|| invalid("invalid request".into()))?;
+    for (name, value) in &req.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("invalid header name {name:?}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| invalid(format!("invalid value for header {name}")))?;
+        headers.append(name, value);
+    }
+    if !headers.contains_key(HOST) {
+        // `url` leaves out a port that is the scheme's default.
+        let host = match url.port() {
+            Some(p) => format!("{}:{p}", dest.host),
+            None => dest.host.to_string(),
+        };
+        let value = HeaderValue::from_str(&host).map_err(|_| invalid(format!("invalid host {host:?}")))?;
+        headers.insert(HOST, value);
+    }
+    if !headers.contains_key(USER_AGENT) {
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    }
+    if req.decompress && !headers.contains_key(ACCEPT_ENCODING) {
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(body::ACCEPT_ENCODING));
+    }
+    let request = builder
+        .body(Full::new(body.unwrap_or_default()))
+        .map_err(|e| invalid(format!("invalid request: {e}")))?;
+    Ok((request, absolute))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preference_and_fallback() {
+        let v4: IpAddr = [127, 0, 0, 1].into();
+        let v6: IpAddr = [0u16, 0, 0, 0, 0, 0, 0, 1].into();
+        assert_eq!(choose(&[v4, v6], Some(IpProtocol::Ip6), true), Some(v6));
+        assert_eq!(choose(&[v4], Some(IpProtocol::Ip6), true), Some(v4));
+        assert_eq!(choose(&[v4], Some(IpProtocol::Ip6), false), None);
+        assert_eq!(choose(&[v6, v4], None, false), Some(v6));
+    }
+}

@@ -1,0 +1,91 @@
+//! `log`: plugin log lines, carried into the host's log under the probe's
+//! name at the level the plugin chose (an `error` from a plugin is a WARN of
+//! the host: it is the probe's trouble, not the engine's).
+//!
+//! Lines past the run's `limits.log_lines` are counted and dropped; a line
+//! longer than [`MAX_LINE`] bytes is cut. A plugin that calls this in a loop
+//! costs one counter increment per call.
+
+use crate::bindings::wasmprobe::plugin::log::{Host, Level};
+use crate::runtime::store::RunState;
+
+/// Longest log line kept, in bytes.
+pub const MAX_LINE: usize = 4096;
+
+/// A run's log allowance.
+#[derive(Debug)]
+pub(crate) struct LogSink {
+    left: u32,
+    pub(crate) dropped: u64,
+}
+
+impl LogSink {
+    pub(crate) fn new(lines: u32) -> Self {
+        LogSink {
+            left: lines,
+            dropped: 0,
+        }
+    }
+
+    /// Takes one line from the allowance.
+    fn take(&mut self) -> bool {
+        if self.left == 0 {
+            self.dropped += 1;
+            false
+        } else {
+            self.left -= 1;
+            true
+        }
+    }
+}
+
+fn cut(message: &str) -> &str {
+    if message.len() <= MAX_LINE {
+        return message;
+    }
+    let mut end = MAX_LINE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+impl Host for RunState {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if !self.log.take() {
+            return Ok(());
+        }
+        let probe = self.probe.as_str();
+        let message = cut(&message);
+        match level {
+            Level::Trace => tracing::trace!(probe, plugin_log = message),
+            Level::Debug => tracing::debug!(probe, plugin_log = message),
+            Level::Info => tracing::info!(probe, plugin_log = message),
+            Level::Warn | Level::Error => tracing::warn!(probe, plugin_log = message),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowance_runs_out() {
+        let mut sink = LogSink::new(2);
+        assert!(sink.take());
+        assert!(sink.take());
+        assert!(!sink.take());
+        assert!(!sink.take());
+        assert_eq!(sink.dropped, 2);
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_a_char_boundary() {
+        let line = "é".repeat(MAX_LINE);
+        let c = cut(&line);
+        assert!(c.len() <= MAX_LINE);
+        assert!(c.chars().all(|ch| ch == 'é'));
+    }
+}

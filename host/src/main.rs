@@ -1,0 +1,298 @@
+//! The `wasmprobe` command: the only place errors become exit codes.
+//!
+//! Exit codes: 0 success; 1 the probe run by `wasmprobe probe` failed;
+//! 2 the config (or a plugin it names) is invalid; 3 the engine could not
+//! start (listener, runtime, cache).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use wasmprobe::app::{self, App};
+use wasmprobe::config::{self, Config, ConfigError};
+use wasmprobe::exposition::{Exposition, Format};
+use wasmprobe::runtime::WasmEngine;
+use wasmprobe::{schedule, server};
+
+/// A probe engine whose probes are sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "wasmprobe", version, about)]
+struct Cli {
+    /// Log filter, e.g. `info` or `wasmprobe=debug` (env: WASMPROBE_LOG).
+    #[arg(long, global = true, env = "WASMPROBE_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every scheduled probe and serve /metrics.
+    Run {
+        /// The probes file.
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+        /// Listen address, overriding `server.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Longest wait for runs in flight at shutdown.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        drain: Duration,
+    },
+    /// Validate a config and its plugins without running any probe.
+    Check {
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+    },
+    /// Run one probe once and print its metrics.
+    Probe {
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+        /// The probe to run.
+        #[arg(long)]
+        probe: String,
+        /// Target instead of the configured one (must be allowed).
+        #[arg(long)]
+        target: Option<String>,
+        /// Print OpenMetrics instead of the classic text format.
+        #[arg(long)]
+        openmetrics: bool,
+    },
+}
+
+/// A failure with its exit code.
+struct Exit(u8, anyhow::Error);
+
+fn exit(code: u8) -> impl FnOnce(anyhow::Error) -> Exit {
+    move |e| Exit(code, e)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            listen,
+            drain,
+        } => run(&config, listen, drain),
+        Command::Check { config } => check(&config),
+        Command::Probe {
+            config,
+            probe,
+            target,
+            openmetrics,
+        } => probe_once(&config, &probe, target.as_deref(), openmetrics),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Exit(code, e)) => {
+            eprintln!("wasmprobe: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> Result<Config, Exit> {
+    config::load(path).map_err(|e| match e {
+        ConfigError::Invalid(d) => Exit(2, anyhow::Error::new(d)),
+        other => Exit(2, anyhow::Error::new(other)),
+    })
+}
+
+fn engine_for(config: &Config) -> Result<Arc<WasmEngine>, Exit> {
+    let cache = match &config.engine.cache_dir {
+        Some(d) => Some(std::path::absolute(d).context("cannot resolve cache directory").map_err(exit(3))?),
+        None => None,
+    };
+    let engine = WasmEngine::new(app::pool_size(config), cache.as_deref()).map_err(|e| Exit(3, e.into()))?;
+    Ok(Arc::new(engine))
+}
+
+fn probe_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("wasmprobe-probe")
+        .enable_all()
+        .build()
+        .context("cannot start the probe runtime")
+        .map_err(exit(3))
+}
+
+fn run(path: &std::path::Path, listen: Option<SocketAddr>, drain: Duration) -> Result<ExitCode, Exit> {
+    let started = Instant::now();
+    let mut config = load_config(path)?;
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    let engine = engine_for(&config)?;
+    let probe_rt = probe_runtime(config.engine.worker_threads)?;
+    let exposition = Arc::new(Exposition::new());
+    let set = probe_rt
+        .block_on(app::prepare(&config, &engine, &exposition))
+        .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
+    let app = App::new(&config, engine, exposition.clone(), probe_rt.handle().clone());
+    let probes = set.probes.len();
+    app.install(set);
+    exposition.global.config_loaded(true);
+
+    let server_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the server runtime")
+        .map_err(exit(3))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    server_rt.block_on(async {
+        let listener = server::bind(config.server.listen)
+            .await
+            .map_err(|e| Exit(3, e.into()))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read listen address")
+            .map_err(exit(3))?;
+        let tasks = schedule::start(&app, &stop_rx);
+        app.ready.store(true, Ordering::Relaxed);
+        tracing::info!(
+            addr = %addr,
+            probes,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "listening"
+        );
+        let serve = tokio::spawn(server::serve(
+            listener,
+            server::router(app.clone()),
+            config.server.max_connections,
+            stop_rx.clone(),
+        ));
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        app.ready.store(false, Ordering::Relaxed);
+        let _ = stop_tx.send(true);
+        let deadline = Instant::now() + drain;
+        while app.exposition.global.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for t in &tasks {
+            t.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), serve).await;
+        Ok::<_, Exit>(())
+    })?;
+    probe_rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
+    let config = load_config(path)?;
+    let engine = engine_for(&config)?;
+    let rt = probe_runtime(1)?;
+    let exposition = Exposition::new();
+    let set = rt
+        .block_on(app::prepare(&config, &engine, &exposition))
+        .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
+    println!(
+        "{}: ok ({} probes, {} plugins)",
+        path.display(),
+        set.probes.len(),
+        set.plugins.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn probe_once(path: &std::path::Path, name: &str, target: Option<&str>, openmetrics: bool) -> Result<ExitCode, Exit> {
+    let mut config = load_config(path)?;
+    let known: Vec<String> = config.probes.keys().map(ToString::to_string).collect();
+    config.probes.retain(|k, _| k.as_str() == name);
+    if config.probes.is_empty() {
+        return Err(Exit(
+            2,
+            anyhow::anyhow!("no probe {name:?} in {} (known: {})", path.display(), known.join(", ")),
+        ));
+    }
+    let engine = engine_for(&config)?;
+    let rt = probe_runtime(1)?;
+    let exposition = Exposition::new();
+    let set = rt
+        .block_on(app::prepare(&config, &engine, &exposition))
+        .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
+    let probe = set
+        .probes
+        .values()
+        .next()
+        .cloned()
+        .context("probe was not prepared")
+        .map_err(exit(2))?;
+    let target = match target.or(probe.config.target.as_deref()) {
+        Some(t) => t.to_string(),
+        None => return Err(Exit(2, anyhow::anyhow!("probe {name:?} has no target; pass --target"))),
+    };
+    probe
+        .config
+        .allow
+        .check_target(&target)
+        .map_err(|e| Exit(2, anyhow::anyhow!("probe {name:?}: {e}")))?;
+    let mut record = rt.block_on(probe.run_once(&engine, &target, false));
+    let staged = record.staged.take();
+    let format = if openmetrics {
+        Format::OpenMetrics
+    } else {
+        Format::Classic
+    };
+    print!(
+        "{}",
+        exposition.encode_single(probe.slot.host_labels(), &record, staged.as_ref(), format)
+    );
+    let rejected = staged.as_ref().map_or(0, |s| s.rejected_total());
+    eprintln!(
+        "probe {name}: {}{} in {:.1} ms{}{}",
+        record.result.as_str(),
+        record.trap.map(|t| format!(" ({})", t.as_str())).unwrap_or_default(),
+        record.duration.as_secs_f64() * 1000.0,
+        if rejected > 0 {
+            format!(", {rejected} samples rejected")
+        } else {
+            String::new()
+        },
+        record.message.map(|m| format!(": {m}")).unwrap_or_default(),
+    );
+    Ok(if record.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

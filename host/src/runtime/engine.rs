@@ -1,0 +1,142 @@
+//! The one wasmtime engine of the process and its epoch ticker.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::limiter::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLES, MAX_TABLE_ELEMENTS};
+use super::store::RunState;
+use crate::bindings::Probe;
+
+/// How often the epoch advances: the granularity of run deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Config(String),
+    #[error("cannot use compile cache directory {dir}: {message}")]
+    Cache { dir: String, message: String },
+    #[error("cannot link host capabilities: {0}")]
+    Link(String),
+}
+
+/// Sizes of the engine's instance pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize {
+    /// Runs that may be instantiated at once (scheduled, on-demand, loads).
+    pub instances: u32,
+    /// Largest linear memory any run may reach.
+    pub max_memory: u64,
+}
+
+/// The engine, the linker with every host capability, and the ticker.
+pub struct WasmEngine {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<RunState>,
+    /// Held for its `Drop`: stops the ticker thread with the engine.
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmEngine").finish_non_exhaustive()
+    }
+}
+
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl WasmEngine {
+    /// Builds the engine. `cache_dir` must be absolute; `None` compiles
+    /// every plugin at every start.
+    pub fn new(pool: PoolSize, cache_dir: Option<&Path>) -> Result<WasmEngine, EngineError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.max_wasm_stack(512 << 10);
+        config.async_stack_size(2 << 20);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // Component-model async is not part of our contract.
+        config.concurrency_support(false);
+
+        let instances = pool.instances.max(1);
+        let mut pooling = PoolingAllocationConfig::new();
+        pooling
+            .total_component_instances(instances)
+            .total_core_instances(instances * MAX_INSTANCES as u32)
+            .total_memories(instances * MAX_MEMORIES as u32)
+            .total_tables(instances * MAX_TABLES as u32)
+            .total_stacks(instances)
+            .max_core_instances_per_component(MAX_INSTANCES as u32)
+            .max_memories_per_component(MAX_MEMORIES as u32)
+            .max_tables_per_component(MAX_TABLES as u32)
+            .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX))
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .max_unused_warm_slots(instances.min(64));
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+
+        if let Some(dir) = cache_dir {
+            let cache_err = |message: String| EngineError::Cache {
+                dir: dir.display().to_string(),
+                message,
+            };
+            std::fs::create_dir_all(dir).map_err(|e| cache_err(e.to_string()))?;
+            let mut cc = CacheConfig::new();
+            cc.with_directory(dir);
+            let cache = Cache::new(cc).map_err(|e| cache_err(e.to_string()))?;
+            config.cache(Some(cache));
+        }
+
+        let engine = Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        let mut linker = Linker::<RunState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| EngineError::Link(format!("{e:#}")))?;
+        Probe::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
+            .map_err(|e| EngineError::Link(format!("{e:#}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("wasmprobe-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| EngineError::Config(format!("cannot start epoch ticker: {e}")))?
+        };
+        Ok(WasmEngine {
+            engine,
+            linker,
+            _ticker: Ticker {
+                stop,
+                thread: Some(thread),
+            },
+        })
+    }
+
+    /// Epoch ticks that cover `d`, plus one for the tick in progress.
+    pub(crate) fn ticks(d: Duration) -> u64 {
+        (d.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
+    }
+}

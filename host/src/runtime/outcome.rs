@@ -1,0 +1,115 @@
+//! How a run ended, as bounded label values.
+
+use std::time::{Duration, SystemTime};
+
+use crate::exposition::series::Staged;
+
+/// The result label of `wasmprobe_probe_runs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunResult {
+    /// The plugin reported success and its samples were accepted.
+    Success,
+    /// The plugin ran and reported that the target failed the probe.
+    Failure,
+    /// The plugin could not probe (it returned an error, or could not be
+    /// instantiated).
+    Error,
+    /// The run passed its deadline.
+    Timeout,
+    /// The plugin trapped; `TrapReason` says why.
+    Trap,
+    /// The run's output broke a limit (size, series count, budget) and was
+    /// discarded as a whole.
+    Rejected,
+}
+
+impl RunResult {
+    pub const ALL: [RunResult; 6] = [
+        RunResult::Success,
+        RunResult::Failure,
+        RunResult::Error,
+        RunResult::Timeout,
+        RunResult::Trap,
+        RunResult::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Failure => "failure",
+            RunResult::Error => "error",
+            RunResult::Timeout => "timeout",
+            RunResult::Trap => "trap",
+            RunResult::Rejected => "rejected",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The reason label of `wasmprobe_probe_traps_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrapReason {
+    /// Linear memory or table growth went past the probe's limit.
+    MemoryLimit,
+    StackOverflow,
+    /// `unreachable` executed: a Rust panic or abort lands here.
+    Unreachable,
+    /// An out-of-bounds memory or table access.
+    OutOfBounds,
+    /// Integer overflow or division by zero, bad conversion.
+    Arithmetic,
+    /// An indirect call to a null or mistyped function.
+    BadCall,
+    /// A host call failed in a way the plugin cannot handle.
+    HostCall,
+    Other,
+}
+
+impl TrapReason {
+    pub const ALL: [TrapReason; 8] = [
+        TrapReason::MemoryLimit,
+        TrapReason::StackOverflow,
+        TrapReason::Unreachable,
+        TrapReason::OutOfBounds,
+        TrapReason::Arithmetic,
+        TrapReason::BadCall,
+        TrapReason::HostCall,
+        TrapReason::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrapReason::MemoryLimit => "memory_limit",
+            TrapReason::StackOverflow => "stack_overflow",
+            TrapReason::Unreachable => "unreachable",
+            TrapReason::OutOfBounds => "out_of_bounds",
+            TrapReason::Arithmetic => "arithmetic",
+            TrapReason::BadCall => "bad_call",
+            TrapReason::HostCall => "host_call",
+            TrapReason::Other => "other",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Everything a finished run hands to the exposition.
+#[derive(Debug)]
+pub struct RunRecord {
+    pub result: RunResult,
+    pub trap: Option<TrapReason>,
+    /// `probe_success`.
+    pub success: bool,
+    pub duration: Duration,
+    pub finished_at: SystemTime,
+    /// A human explanation (plugin message, error, trap), for logs and the
+    /// status page.
+    pub message: Option<String>,
+    /// Validated samples; `None` when the run produced none.
+    pub staged: Option<Staged>,
+}

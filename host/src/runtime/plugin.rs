@@ -1,0 +1,304 @@
+//! Loading a plugin: read, refuse what is not a component, compile (through
+//! the engine's cache, off the async runtime), link against the host's
+//! capabilities, and ask it to `describe()` itself in a sandboxed run.
+//!
+//! A plugin that fails any step is refused with an error naming the file
+//! and the step; nothing of it is kept.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Store;
+use wasmtime::component::Component;
+
+use super::engine::WasmEngine;
+use super::store::RunState;
+use crate::bindings::ProbePre;
+use crate::bindings::wasmprobe::plugin::types::MetricKind;
+use crate::config::PluginName;
+use crate::exposition::{FamilyDef, Kind};
+use crate::hostcalls::state::StateView;
+
+/// Largest `.wasm` accepted.
+pub const MAX_WASM_SIZE: u64 = 64 << 20;
+/// Limits of the `describe()` call.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+const DESCRIBE_MEMORY: u64 = 64 << 20;
+
+/// Why a plugin was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {plugin:?}: cannot read {path}: {source}")]
+    Read {
+        plugin: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plugin {plugin:?}: {path} is {size} bytes, above the {MAX_WASM_SIZE}-byte limit")]
+    TooLarge {
+        plugin: String,
+        path: PathBuf,
+        size: u64,
+    },
+    #[error("plugin {plugin:?}: {path} is a core WebAssembly module, not a component; build it for wasm32-wasip2")]
+    CoreModule { plugin: String, path: PathBuf },
+    #[error("plugin {plugin:?}: {path} is not a WebAssembly component")]
+    NotWasm { plugin: String, path: PathBuf },
+    #[error("plugin {plugin:?}: cannot compile {path}: {message}")]
+    Compile {
+        plugin: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("plugin {plugin:?}: {path} does not fit the wasmprobe:plugin@0.1.0 world: {message}")]
+    Link {
+        plugin: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("plugin {plugin:?}: describe() failed: {message}")]
+    Describe { plugin: String, message: String },
+    #[error("plugin {plugin:?}: {message}")]
+    Declaration { plugin: String, message: String },
+}
+
+/// What a plugin says of itself.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub families: Vec<FamilyDef>,
+    /// `None` when the plugin declares no schema (any config is accepted).
+    pub schema: Option<serde_json::Value>,
+}
+
+/// A loaded plugin, ready to instantiate per run.
+pub struct Plugin {
+    pub name: PluginName,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub info: PluginInfo,
+    pub(crate) pre: ProbePre<RunState>,
+    validator: Option<jsonschema::Validator>,
+    /// Compile (or cache load) time.
+    pub compile_time: Duration,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The kind of bytes a `.wasm` file holds.
+fn wasm_kind(bytes: &[u8]) -> Option<bool> {
+    // Both start with `\0asm`; the 4-byte version/layer field tells a core
+    // module (1, layer 0) from a component (layer 1).
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return None;
+    }
+    Some(bytes[6..8] == [1, 0])
+}
+
+impl Plugin {
+    /// Loads and describes a plugin. Compilation runs on a blocking thread.
+    pub async fn load(engine: &Arc<WasmEngine>, name: &PluginName, path: &Path) -> Result<Plugin, PluginError> {
+        let plugin = name.to_string();
+        let read = |source| PluginError::Read {
+            plugin: plugin.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = tokio::fs::metadata(path).await.map_err(read)?.len();
+        if size > MAX_WASM_SIZE {
+            return Err(PluginError::TooLarge {
+                plugin,
+                path: path.to_path_buf(),
+                size,
+            });
+        }
+        let bytes = tokio::fs::read(path).await.map_err(read)?;
+        match wasm_kind(&bytes) {
+            None => {
+                return Err(PluginError::NotWasm {
+                    plugin,
+                    path: path.to_path_buf(),
+                });
+            }
+            Some(false) => {
+                return Err(PluginError::CoreModule {
+                    plugin,
+                    path: path.to_path_buf(),
+                });
+            }
+            Some(true) => {}
+        }
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+
+        let started = Instant::now();
+        let compiled = {
+            let engine = engine.clone();
+            tokio::task::spawn_blocking(move || Component::new(&engine.engine, &bytes))
+                .await
+                .map_err(|e| PluginError::Compile {
+                    plugin: plugin.clone(),
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+        };
+        let component = compiled.map_err(|e| PluginError::Compile {
+            plugin: plugin.clone(),
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
+        let compile_time = started.elapsed();
+
+        let instance_pre = engine
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Link {
+                plugin: plugin.clone(),
+                path: path.to_path_buf(),
+                message: format!("{e:#}"),
+            })?;
+        let pre = ProbePre::new(instance_pre).map_err(|e| PluginError::Link {
+            plugin: plugin.clone(),
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
+
+        let info = describe(engine, &pre, &plugin).await?;
+        let validator = match &info.schema {
+            Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
+                PluginError::Declaration {
+                    plugin: plugin.clone(),
+                    message: format!("config schema is not a valid JSON Schema: {e}"),
+                }
+            })?),
+            None => None,
+        };
+        Ok(Plugin {
+            name: name.clone(),
+            path: path.to_path_buf(),
+            sha256,
+            info,
+            pre,
+            validator,
+            compile_time,
+        })
+    }
+
+    /// Checks a probe's config against the plugin's schema: one message per
+    /// problem, each naming where in the config it is.
+    pub fn validate_config(&self, config: &serde_json::Value) -> Vec<String> {
+        let Some(v) = &self.validator else {
+            return Vec::new();
+        };
+        v.iter_errors(config)
+            .map(|e| {
+                let at = e.instance_path().to_string();
+                if at.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("at {at}: {e}")
+                }
+            })
+            .collect()
+    }
+}
+
+async fn describe(engine: &WasmEngine, pre: &ProbePre<RunState>, plugin: &str) -> Result<PluginInfo, PluginError> {
+    let fail = |message: String| PluginError::Describe {
+        plugin: plugin.to_string(),
+        message,
+    };
+    let deadline = Instant::now() + DESCRIBE_TIMEOUT;
+    let data = RunState::new(
+        format!("describe:{plugin}"),
+        DESCRIBE_MEMORY,
+        10,
+        deadline,
+        StateView::default(),
+        None,
+    );
+    let mut store = Store::new(&engine.engine, data);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(WasmEngine::ticks(DESCRIBE_TIMEOUT));
+    store.epoch_deadline_trap();
+    let call = async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance
+            .wasmprobe_plugin_plugin()
+            .call_describe(&mut store)
+            .await
+    };
+    let raw = tokio::time::timeout(DESCRIBE_TIMEOUT, call)
+        .await
+        .map_err(|_| fail(format!("did not return within {DESCRIBE_TIMEOUT:?}")))?
+        .map_err(|e| fail(format!("{e:#}")))?;
+
+    let mut families = Vec::new();
+    let mut errors = Vec::new();
+    for f in raw.metrics {
+        let def = FamilyDef {
+            name: f.name,
+            help: f.help,
+            kind: match f.kind {
+                MetricKind::Gauge => Kind::Gauge,
+                MetricKind::Counter => Kind::Counter,
+                MetricKind::Histogram => Kind::Histogram,
+            },
+            unit: f.unit,
+            labels: f.labels,
+            buckets: f.buckets,
+        };
+        if families.iter().any(|d: &FamilyDef| d.name == def.name) {
+            errors.push(format!("metric {:?} is declared twice", def.name));
+            continue;
+        }
+        match def.validate_plugin_family() {
+            Ok(d) => families.push(d),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(PluginError::Declaration {
+            plugin: plugin.to_string(),
+            message: format!("invalid metric declarations: {}", errors.join("; ")),
+        });
+    }
+    let schema = if raw.config_schema.trim().is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(&raw.config_schema).map_err(|e| PluginError::Declaration {
+            plugin: plugin.to_string(),
+            message: format!("config schema is not JSON: {e}"),
+        })?)
+    };
+    Ok(PluginInfo {
+        name: raw.name,
+        version: raw.version,
+        families,
+        schema,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasm_kinds() {
+        assert_eq!(wasm_kind(b"\0asm\x01\0\0\0"), Some(false));
+        assert_eq!(wasm_kind(b"\0asm\x0d\0\x01\0"), Some(true));
+        assert_eq!(wasm_kind(b"hello world"), None);
+        assert_eq!(wasm_kind(b"\0as"), None);
+    }
+}

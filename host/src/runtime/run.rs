@@ -1,0 +1,244 @@
+//! One run of one probe: a fresh store, the plugin's `run()`, and a
+//! bounded account of how it ended.
+//!
+//! The deadline is enforced twice: epoch interruption traps a plugin that
+//! computes past it, and an async timeout ends a run waiting in a host call.
+//! Either way the store is dropped and only this run is lost.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use wasmtime::{Store, Trap};
+
+use super::engine::WasmEngine;
+use super::outcome::{RunRecord, RunResult, TrapReason};
+use super::plugin::Plugin;
+use super::store::RunState;
+use crate::bindings::wasmprobe::plugin::types::{ProbeContext, ProbeError, Report};
+use crate::config::Limits;
+use crate::exposition::{PluginFamilies, Sample, Staged};
+use crate::hostcalls::http::HttpGrant;
+use crate::hostcalls::state::{ProbeState, StateView};
+
+/// What a run needs besides the plugin.
+#[derive(Debug)]
+pub struct RunSpec<'a> {
+    pub probe: &'a str,
+    pub target: &'a str,
+    /// The probe's config as JSON text.
+    pub config: &'a str,
+    pub limits: Limits,
+    pub http: Option<Arc<HttpGrant>>,
+    /// `None` for runs whose state must not persist (on-demand runs).
+    pub state: Option<&'a ProbeState>,
+}
+
+/// Runs the plugin once and accounts for the outcome.
+pub async fn run(engine: &WasmEngine, plugin: &Plugin, families: &PluginFamilies, spec: RunSpec<'_>) -> RunRecord {
+    let started = Instant::now();
+    let deadline = started + spec.limits.timeout;
+    let state = match spec.state {
+        Some(s) => StateView::load(s, spec.limits.state_bytes),
+        None => StateView::default(),
+    };
+    let data = RunState::new(
+        spec.probe.to_string(),
+        spec.limits.memory,
+        spec.limits.log_lines,
+        deadline,
+        state,
+        spec.http.clone(),
+    );
+    let mut store = Store::new(&engine.engine, data);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(WasmEngine::ticks(spec.limits.timeout));
+    store.epoch_deadline_trap();
+
+    let ctx = ProbeContext {
+        probe: spec.probe.to_string(),
+        target: spec.target.to_string(),
+        config: spec.config.to_string(),
+        deadline_ms: u64::try_from(spec.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    let call = async {
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| (true, e))?;
+        instance
+            .wasmprobe_plugin_plugin()
+            .call_run(&mut store, &ctx)
+            .await
+            .map_err(|e| (false, e))
+    };
+    let outcome = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), call).await;
+    let duration = started.elapsed();
+    let record = |result, trap, success, message: Option<String>, staged| RunRecord {
+        result,
+        trap,
+        success,
+        duration,
+        finished_at: SystemTime::now(),
+        message,
+        staged,
+    };
+
+    let outcome = match outcome {
+        Err(_) => {
+            return record(
+                RunResult::Timeout,
+                None,
+                false,
+                Some(format!("no result within {:?}", spec.limits.timeout)),
+                None,
+            );
+        }
+        Ok(Err((instantiating, err))) => {
+            let limit_hit = store.data().limiter.hit;
+            if instantiating && !limit_hit {
+                return record(
+                    RunResult::Error,
+                    None,
+                    false,
+                    Some(first_lines(&format!("cannot instantiate plugin: {err:#}"))),
+                    None,
+                );
+            }
+            let (result, trap) = classify(&err, limit_hit);
+            let message = match trap {
+                Some(TrapReason::MemoryLimit) => format!(
+                    "trapped after reaching its memory limit ({} bytes): {err:#}",
+                    spec.limits.memory
+                ),
+                _ => format!("{err:#}"),
+            };
+            return record(result, trap, false, Some(first_lines(&message)), None);
+        }
+        Ok(Ok(o)) => o,
+    };
+
+    if let Some(s) = spec.state {
+        let data = store.into_data();
+        data.state.save(s);
+    }
+    match outcome {
+        Err(ProbeError::InvalidConfig(m)) => record(
+            RunResult::Error,
+            None,
+            false,
+            Some(format!("plugin refused its config: {m}")),
+            None,
+        ),
+        Err(ProbeError::Internal(m)) => record(RunResult::Error, None, false, Some(m), None),
+        Ok(report) => accept(report, families, &spec.limits, record),
+    }
+}
+
+fn accept(
+    report: Report,
+    families: &PluginFamilies,
+    limits: &Limits,
+    record: impl Fn(RunResult, Option<TrapReason>, bool, Option<String>, Option<Staged>) -> RunRecord,
+) -> RunRecord {
+    let count = report.samples.len();
+    if count > limits.max_series {
+        return record(
+            RunResult::Rejected,
+            None,
+            false,
+            Some(format!(
+                "returned {count} samples; limits.max_series is {}",
+                limits.max_series
+            )),
+            None,
+        );
+    }
+    let samples: Vec<Sample> = report
+        .samples
+        .into_iter()
+        .map(|s| Sample {
+            name: s.name,
+            labels: s.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+            value: s.value,
+        })
+        .collect();
+    let size: usize = samples.iter().map(Sample::size).sum();
+    if size as u64 > limits.max_output {
+        return record(
+            RunResult::Rejected,
+            None,
+            false,
+            Some(format!(
+                "returned {size} bytes of samples; limits.max_output is {} bytes",
+                limits.max_output
+            )),
+            None,
+        );
+    }
+    let staged = Staged::new(families, samples);
+    let result = if report.success {
+        RunResult::Success
+    } else {
+        RunResult::Failure
+    };
+    let message = report.message.map(|m| first_lines(&m));
+    record(result, None, report.success, message, Some(staged))
+}
+
+/// Maps a run's error to its result and trap reason.
+fn classify(err: &wasmtime::Error, limit_hit: bool) -> (RunResult, Option<TrapReason>) {
+    let Some(trap) = err.downcast_ref::<Trap>() else {
+        // Not a wasm trap: a host call failed hard, or instantiation did.
+        if limit_hit {
+            return (RunResult::Trap, Some(TrapReason::MemoryLimit));
+        }
+        return (RunResult::Trap, Some(TrapReason::HostCall));
+    };
+    if limit_hit {
+        return (RunResult::Trap, Some(TrapReason::MemoryLimit));
+    }
+    let reason = match trap {
+        Trap::Interrupt => return (RunResult::Timeout, None),
+        Trap::StackOverflow => TrapReason::StackOverflow,
+        Trap::UnreachableCodeReached => TrapReason::Unreachable,
+        Trap::MemoryOutOfBounds | Trap::TableOutOfBounds | Trap::HeapMisaligned => TrapReason::OutOfBounds,
+        Trap::IntegerOverflow | Trap::IntegerDivisionByZero | Trap::BadConversionToInteger => {
+            TrapReason::Arithmetic
+        }
+        Trap::IndirectCallToNull | Trap::BadSignature => TrapReason::BadCall,
+        _ => TrapReason::Other,
+    };
+    (RunResult::Trap, Some(reason))
+}
+
+/// A message cut to a few lines, for logs and the status page.
+fn first_lines(s: &str) -> String {
+    const MAX: usize = 2048;
+    let mut out: String = s.lines().take(12).collect::<Vec<_>>().join("\n");
+    if out.len() > MAX {
+        let mut end = MAX;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traps_are_classified() {
+        let e = wasmtime::Error::new(Trap::StackOverflow);
+        assert_eq!(classify(&e, false), (RunResult::Trap, Some(TrapReason::StackOverflow)));
+        let e = wasmtime::Error::new(Trap::Interrupt);
+        assert_eq!(classify(&e, false), (RunResult::Timeout, None));
+        let e = wasmtime::Error::new(Trap::UnreachableCodeReached);
+        assert_eq!(classify(&e, true), (RunResult::Trap, Some(TrapReason::MemoryLimit)));
+        let e = wasmtime::Error::msg("host exploded");
+        assert_eq!(classify(&e, false), (RunResult::Trap, Some(TrapReason::HostCall)));
+    }
+}

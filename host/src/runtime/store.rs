@@ -1,0 +1,72 @@
+//! What a run's `Store` holds: WASI with nothing granted, the run's limits,
+//! and the state each host call needs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::limiter::RunLimiter;
+use crate::hostcalls::http::HttpGrant;
+use crate::hostcalls::log::LogSink;
+use crate::hostcalls::state::StateView;
+
+/// Store data of one run.
+pub struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: RunLimiter,
+    /// For log lines.
+    pub(crate) probe: String,
+    /// When the run must end; host calls wait no longer than this.
+    pub(crate) deadline: Instant,
+    pub(crate) log: LogSink,
+    pub(crate) state: StateView,
+    /// `None` while describing a plugin: no network outside `run()`.
+    pub(crate) http: Option<Arc<HttpGrant>>,
+}
+
+impl std::fmt::Debug for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunState").field("probe", &self.probe).finish_non_exhaustive()
+    }
+}
+
+impl RunState {
+    pub(crate) fn new(
+        probe: String,
+        memory: u64,
+        log_lines: u32,
+        deadline: Instant,
+        state: StateView,
+        http: Option<Arc<HttpGrant>>,
+    ) -> Self {
+        // Nothing granted: no preopened directories, no environment, no
+        // arguments, stdio closed, and no socket address allowed.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        RunState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: RunLimiter::new(memory),
+            probe,
+            deadline,
+            log: LogSink::new(log_lines),
+            state,
+            http,
+        }
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

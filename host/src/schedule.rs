@@ -1,0 +1,165 @@
+//! Cron schedules turned into runs.
+//!
+//! One task per scheduled probe, on the probe runtime. Each waits for the
+//! next cron time plus the probe's jitter offset, takes a slot of the global
+//! concurrency bound, runs, and commits. A probe never overlaps itself: the
+//! next start is computed after the run ends, and cron times that passed
+//! meanwhile are counted as skipped. Lag is the time from the scheduled
+//! instant to the run's start, including the wait for a slot.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::app::{App, Probe};
+use crate::runtime::outcome::RunResult;
+
+/// A stable offset in `[0, jitter)` for a probe, so probes that share a
+/// schedule start spread out, and each keeps its own rhythm across runs.
+pub fn jitter_offset(probe: &str, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    // FNV-1a: stable across builds, unlike the std hasher's seed.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in probe.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let span = jitter.as_nanos().max(1) as u64;
+    Duration::from_nanos(h % span)
+}
+
+/// Stops the tasks of one schedule generation.
+pub type Stop = watch::Receiver<bool>;
+
+/// Starts one task per scheduled probe of the app's current set.
+pub fn start(app: &Arc<App>, stop: &Stop) -> Vec<tokio::task::JoinHandle<()>> {
+    let set = app.set.load_full();
+    let mut tasks = Vec::new();
+    for probe in set.probes.values() {
+        if probe.config.schedule.is_none() {
+            continue;
+        }
+        let app = app.clone();
+        let probe = probe.clone();
+        let stop = stop.clone();
+        tasks.push(app.probe_runtime.clone().spawn(probe_loop(app, probe, stop)));
+    }
+    let app = app.clone();
+    let mut stop_beat = stop.clone();
+    tasks.push(app.probe_runtime.clone().spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => app.beat(),
+                _ = stop_beat.changed() => break,
+            }
+        }
+    }));
+    tasks
+}
+
+/// Waits until `at` (wall clock), or returns false when stopped first.
+async fn sleep_until(at: DateTime<Utc>, stop: &mut Stop) -> bool {
+    let wait = (at - Utc::now()).to_std().unwrap_or_default();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => !*stop.borrow(),
+        _ = stop.changed() => false,
+    }
+}
+
+async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
+    let Some(schedule) = probe.config.schedule.clone() else {
+        return;
+    };
+    let Some(target) = probe.config.target.clone() else {
+        return;
+    };
+    let offset = chrono::Duration::from_std(jitter_offset(
+        probe.name().as_str(),
+        probe.config.jitter,
+    ))
+    .unwrap_or_default();
+    let mut after = Utc::now();
+    loop {
+        let Some(next) = schedule.0.after(&after).next() else {
+            tracing::info!(probe = %probe.name(), "schedule has no further times");
+            return;
+        };
+        let due = next + offset;
+        if !sleep_until(due, &mut stop).await {
+            return;
+        }
+        let permit = tokio::select! {
+            p = app.run_slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        let lag = (Utc::now() - due).to_std().unwrap_or_default();
+        app.exposition.global.observe_lag(lag);
+        let g = &app.exposition.global;
+        g.in_flight.fetch_add(1, Ordering::Relaxed);
+        let record = probe.run_once(&app.engine, &target, true).await;
+        g.in_flight.fetch_sub(1, Ordering::Relaxed);
+        drop(permit);
+        report(&probe, &record);
+        app.exposition.commit(&probe.slot, record);
+
+        // Cron times that passed while this run went on were skipped: a
+        // probe never runs twice at once.
+        let now = Utc::now();
+        let skipped = schedule
+            .0
+            .after(&next)
+            .take_while(|t| *t + offset <= now)
+            .take(1000)
+            .count();
+        for _ in 0..skipped {
+            app.exposition.count_skip(&probe.slot);
+        }
+        after = if skipped > 0 { now - offset } else { next };
+    }
+}
+
+/// Logs a finished run: a failing probe is data (DEBUG), a misbehaving
+/// plugin is a WARN; neither is an error of the host.
+fn report(probe: &Probe, record: &crate::runtime::outcome::RunRecord) {
+    let name = probe.name();
+    let ms = record.duration.as_secs_f64() * 1000.0;
+    let message = record.message.as_deref().unwrap_or("");
+    match record.result {
+        RunResult::Success => tracing::debug!(probe = %name, ms, "run succeeded"),
+        RunResult::Failure => tracing::debug!(probe = %name, ms, message, "probe failed"),
+        RunResult::Error | RunResult::Timeout | RunResult::Rejected => {
+            tracing::warn!(probe = %name, result = record.result.as_str(), ms, message, "run ended badly");
+        }
+        RunResult::Trap => tracing::warn!(
+            probe = %name,
+            reason = record.trap.map_or("other", |t| t.as_str()),
+            ms,
+            message,
+            "plugin trapped"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_stable_and_bounded() {
+        let j = Duration::from_secs(5);
+        let a = jitter_offset("api", j);
+        assert_eq!(a, jitter_offset("api", j));
+        assert!(a < j);
+        assert_ne!(jitter_offset("api", j), jitter_offset("portal", j));
+        assert_eq!(jitter_offset("api", Duration::ZERO), Duration::ZERO);
+    }
+}

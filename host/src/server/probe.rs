@@ -1,0 +1,85 @@
+//! `/probe?module=NAME&target=T`: run the configured probe NAME once
+//! against T and return only that run's metrics, as blackbox_exporter does.
+//!
+//! The target must be inside the probe's allow-list (403 otherwise), so
+//! this endpoint cannot be turned into a proxy to arbitrary hosts. Runs in
+//! flight are bounded; past the bound the answer is an immediate 503. The
+//! run executes on the probe runtime and does not touch the scheduled
+//! probe's state or series.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::App;
+use crate::config::ProbeName;
+use crate::exposition::Format;
+
+fn plain(status: StatusCode, message: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message + "\n").into_response()
+}
+
+pub(super) async fn probe(
+    State(app): State<Arc<App>>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(module) = params.get("module") else {
+        return plain(StatusCode::BAD_REQUEST, "missing `module` parameter".into());
+    };
+    let set = app.set.load_full();
+    let probe = ProbeName::try_from(module.clone())
+        .ok()
+        .and_then(|n| set.probes.get(&n).cloned());
+    let Some(probe) = probe else {
+        let known: Vec<&str> = set.probes.keys().map(ProbeName::as_str).collect();
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("unknown module {module:?} (known: {})", known.join(", ")),
+        );
+    };
+    let target = match params.get("target").or(probe.config.target.as_ref()) {
+        Some(t) if !t.is_empty() => t.clone(),
+        _ => return plain(StatusCode::BAD_REQUEST, "missing `target` parameter".into()),
+    };
+    if let Err(denied) = probe.config.allow.check_target(&target) {
+        return plain(StatusCode::FORBIDDEN, format!("probe {module:?}: {denied}"));
+    }
+    let Ok(permit) = app.ondemand_slots.clone().try_acquire_owned() else {
+        app.exposition
+            .global
+            .ondemand_busy
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many /probe requests in flight; retry later".into(),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+
+    let run = {
+        let app = app.clone();
+        let probe = probe.clone();
+        app.probe_runtime.clone().spawn(async move {
+            let record = probe.run_once(&app.engine, &target, false).await;
+            drop(permit);
+            record
+        })
+    };
+    let Ok(mut record) = run.await else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "probe run was cancelled".into());
+    };
+    app.exposition.global.ondemand_run(record.result);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let staged = record.staged.take();
+    let body = app
+        .exposition
+        .encode_single(probe.slot.host_labels(), &record, staged.as_ref(), format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
