@@ -51,7 +51,12 @@ impl Probe {
 
     /// Runs the probe once against `target` and returns how it went; the
     /// caller decides whether it is committed.
-    pub async fn run_once(&self, engine: &WasmEngine, target: &str, persist_state: bool) -> RunRecord {
+    pub async fn run_once(
+        &self,
+        engine: &WasmEngine,
+        target: &str,
+        persist_state: bool,
+    ) -> RunRecord {
         let spec = RunSpec {
             probe: self.config.name.as_str(),
             target,
@@ -141,7 +146,10 @@ pub async fn prepare(
             for e in schema_errors {
                 errors.push(Diagnostic {
                     location: probe.config_location.clone(),
-                    message: format!("plugin {:?} refuses this config: {e}", probe.plugin.as_str()),
+                    message: format!(
+                        "plugin {:?} refuses this config: {e}",
+                        probe.plugin.as_str()
+                    ),
                 });
             }
             continue;
@@ -185,8 +193,11 @@ pub async fn prepare(
         Ok(ProbeSet { probes, plugins })
     } else {
         errors.sort_by(|a, b| {
-            (&a.location.file, a.location.line, a.location.column)
-                .cmp(&(&b.location.file, b.location.line, b.location.column))
+            (&a.location.file, a.location.line, a.location.column).cmp(&(
+                &b.location.file,
+                b.location.line,
+                b.location.column,
+            ))
         });
         errors.dedup();
         Err(Diagnostics(errors))
@@ -211,7 +222,10 @@ fn host_labels(probe: &ProbeConfig) -> Vec<(String, String)> {
 fn register_families(exposition: &Exposition, plugin: &Plugin) -> PluginFamilies {
     let mut families = PluginFamilies::default();
     for def in &plugin.info.families {
-        match exposition.families().register(def.clone(), plugin.name.as_str()) {
+        match exposition
+            .families()
+            .register(def.clone(), plugin.name.as_str())
+        {
             Ok(id) => {
                 if let Some(registered) = exposition.families().get(id) {
                     families.insert(id, registered);

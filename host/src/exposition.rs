@@ -14,8 +14,8 @@
 pub mod encode;
 pub mod family;
 pub mod names;
-pub mod series;
 mod self_metrics;
+pub mod series;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -284,7 +284,11 @@ impl Exposition {
         self.global.render(&self.host, &mut global);
         let mut by_family: Vec<Vec<&str>> = vec![Vec::new(); table.len()];
         let mut size = 0;
-        for chunks in rendered.iter().map(|r| &r.chunks).chain(std::iter::once(&global)) {
+        for chunks in rendered
+            .iter()
+            .map(|r| &r.chunks)
+            .chain(std::iter::once(&global))
+        {
             for (id, chunk) in chunks {
                 if let Some(v) = by_family.get_mut(*id as usize) {
                     size += chunk.len();

@@ -115,10 +115,15 @@ fn load_config(path: &std::path::Path) -> Result<Config, Exit> {
 
 fn engine_for(config: &Config) -> Result<Arc<WasmEngine>, Exit> {
     let cache = match &config.engine.cache_dir {
-        Some(d) => Some(std::path::absolute(d).context("cannot resolve cache directory").map_err(exit(3))?),
+        Some(d) => Some(
+            std::path::absolute(d)
+                .context("cannot resolve cache directory")
+                .map_err(exit(3))?,
+        ),
         None => None,
     };
-    let engine = WasmEngine::new(app::pool_size(config), cache.as_deref()).map_err(|e| Exit(3, e.into()))?;
+    let engine =
+        WasmEngine::new(app::pool_size(config), cache.as_deref()).map_err(|e| Exit(3, e.into()))?;
     Ok(Arc::new(engine))
 }
 
@@ -132,7 +137,11 @@ fn probe_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Exit> {
         .map_err(exit(3))
 }
 
-fn run(path: &std::path::Path, listen: Option<SocketAddr>, drain: Duration) -> Result<ExitCode, Exit> {
+fn run(
+    path: &std::path::Path,
+    listen: Option<SocketAddr>,
+    drain: Duration,
+) -> Result<ExitCode, Exit> {
     let started = Instant::now();
     let mut config = load_config(path)?;
     if let Some(l) = listen {
@@ -144,7 +153,12 @@ fn run(path: &std::path::Path, listen: Option<SocketAddr>, drain: Duration) -> R
     let set = probe_rt
         .block_on(app::prepare(&config, &engine, &exposition))
         .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
-    let app = App::new(&config, engine, exposition.clone(), probe_rt.handle().clone());
+    let app = App::new(
+        &config,
+        engine,
+        exposition.clone(),
+        probe_rt.handle().clone(),
+    );
     let probes = set.probes.len();
     app.install(set);
     exposition.global.config_loaded(true);
@@ -182,7 +196,9 @@ fn run(path: &std::path::Path, listen: Option<SocketAddr>, drain: Duration) -> R
         app.ready.store(false, Ordering::Relaxed);
         let _ = stop_tx.send(true);
         let deadline = Instant::now() + drain;
-        while app.exposition.global.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        while app.exposition.global.in_flight.load(Ordering::Relaxed) > 0
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for t in &tasks {
@@ -234,14 +250,23 @@ fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn probe_once(path: &std::path::Path, name: &str, target: Option<&str>, openmetrics: bool) -> Result<ExitCode, Exit> {
+fn probe_once(
+    path: &std::path::Path,
+    name: &str,
+    target: Option<&str>,
+    openmetrics: bool,
+) -> Result<ExitCode, Exit> {
     let mut config = load_config(path)?;
     let known: Vec<String> = config.probes.keys().map(ToString::to_string).collect();
     config.probes.retain(|k, _| k.as_str() == name);
     if config.probes.is_empty() {
         return Err(Exit(
             2,
-            anyhow::anyhow!("no probe {name:?} in {} (known: {})", path.display(), known.join(", ")),
+            anyhow::anyhow!(
+                "no probe {name:?} in {} (known: {})",
+                path.display(),
+                known.join(", ")
+            ),
         ));
     }
     let engine = engine_for(&config)?;
@@ -259,7 +284,12 @@ fn probe_once(path: &std::path::Path, name: &str, target: Option<&str>, openmetr
         .map_err(exit(2))?;
     let target = match target.or(probe.config.target.as_deref()) {
         Some(t) => t.to_string(),
-        None => return Err(Exit(2, anyhow::anyhow!("probe {name:?} has no target; pass --target"))),
+        None => {
+            return Err(Exit(
+                2,
+                anyhow::anyhow!("probe {name:?} has no target; pass --target"),
+            ));
+        }
     };
     probe
         .config
@@ -281,7 +311,10 @@ fn probe_once(path: &std::path::Path, name: &str, target: Option<&str>, openmetr
     eprintln!(
         "probe {name}: {}{} in {:.1} ms{}{}",
         record.result.as_str(),
-        record.trap.map(|t| format!(" ({})", t.as_str())).unwrap_or_default(),
+        record
+            .trap
+            .map(|t| format!(" ({})", t.as_str()))
+            .unwrap_or_default(),
         record.duration.as_secs_f64() * 1000.0,
         if rejected > 0 {
             format!(", {rejected} samples rejected")

@@ -31,7 +31,11 @@ mod tests {
             .split("[[package]]")
             .find(|p| p.contains("name = \"wasmtime\"\n"))
             .and_then(|p| p.lines().find(|l| l.starts_with("version = ")))
-            .map(|l| l.trim_start_matches("version = ").trim_matches('"').to_string());
+            .map(|l| {
+                l.trim_start_matches("version = ")
+                    .trim_matches('"')
+                    .to_string()
+            });
         assert_eq!(pinned.as_deref(), Some(super::WASMTIME_VERSION));
     }
 }

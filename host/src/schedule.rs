@@ -47,7 +47,11 @@ pub fn start(app: &Arc<App>, stop: &Stop) -> Vec<tokio::task::JoinHandle<()>> {
         let app = app.clone();
         let probe = probe.clone();
         let stop = stop.clone();
-        tasks.push(app.probe_runtime.clone().spawn(probe_loop(app, probe, stop)));
+        tasks.push(
+            app.probe_runtime
+                .clone()
+                .spawn(probe_loop(app, probe, stop)),
+        );
     }
     let app = app.clone();
     let mut stop_beat = stop.clone();
@@ -79,11 +83,9 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
     let Some(target) = probe.config.target.clone() else {
         return;
     };
-    let offset = chrono::Duration::from_std(jitter_offset(
-        probe.name().as_str(),
-        probe.config.jitter,
-    ))
-    .unwrap_or_default();
+    let offset =
+        chrono::Duration::from_std(jitter_offset(probe.name().as_str(), probe.config.jitter))
+            .unwrap_or_default();
     let mut after = Utc::now();
     loop {
         let Some(next) = schedule.0.after(&after).next() else {

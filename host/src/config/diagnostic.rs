@@ -59,11 +59,7 @@ pub struct Diagnostics(pub Vec<Diagnostic>);
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        write!(
-            f,
-            "{n} error{} in config",
-            if n == 1 { "" } else { "s" }
-        )?;
+        write!(f, "{n} error{} in config", if n == 1 { "" } else { "s" })?;
         for d in &self.0 {
             write!(f, "\n  {d}")?;
         }

@@ -13,8 +13,8 @@ use toml::Spanned;
 use super::diagnostic::{Diagnostic, Diagnostics, Location, Source};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
 use super::{
-    Config, DEFAULT_LISTEN, EngineConfig, Limits, PluginName, PluginSource, ProbeConfig,
-    ProbeName, ServerConfig, TlsMinVersion, TlsSettings,
+    Config, DEFAULT_LISTEN, EngineConfig, Limits, PluginName, PluginSource, ProbeConfig, ProbeName,
+    ServerConfig, TlsMinVersion, TlsSettings,
 };
 use crate::exposition::names::RESERVED_LABELS;
 use crate::hostcalls::allowlist::AllowList;
@@ -294,10 +294,7 @@ fn resolve_plugins(
             name.clone(),
             PluginSource {
                 path,
-                series_budget: p
-                    .get_ref()
-                    .series_budget
-                    .unwrap_or(DEFAULT_SERIES_BUDGET),
+                series_budget: p.get_ref().series_budget.unwrap_or(DEFAULT_SERIES_BUDGET),
                 location: Some(location),
             },
         );
@@ -357,7 +354,9 @@ fn resolve_probe(
         (Some(a), _) => AllowList::new(a.get_ref().clone()),
         // Without an explicit list a probe may reach its own target's
         // origin, and nothing else.
-        (None, Some(t)) => AllowList::new(AllowList::origin_rule(t.get_ref()).into_iter().collect()),
+        (None, Some(t)) => {
+            AllowList::new(AllowList::origin_rule(t.get_ref()).into_iter().collect())
+        }
         (None, None) => AllowList::default(),
     };
     if let Some(t) = &p.target
@@ -435,7 +434,9 @@ fn resolve_tls(r: &mut Resolver<'_>, key: &str, raw: Option<&RawTls>) -> TlsSett
             other => r.error(
                 v.span(),
                 format!("{key}.tls.min_version"),
-                format!("{other:?} is not a TLS version this engine speaks; use \"1.2\" or \"1.3\""),
+                format!(
+                    "{other:?} is not a TLS version this engine speaks; use \"1.2\" or \"1.3\""
+                ),
             ),
         }
     }

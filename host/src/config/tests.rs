@@ -22,7 +22,10 @@ const PLUGIN: &str = "[plugins.http-health]\npath = \"Cargo.toml\"\n";
 fn defaults_are_loopback_and_sane() {
     let c = parse_str("").ok();
     let c = c.as_ref();
-    assert_eq!(c.map(|c| c.server.listen.to_string()).as_deref(), Some(DEFAULT_LISTEN));
+    assert_eq!(
+        c.map(|c| c.server.listen.to_string()).as_deref(),
+        Some(DEFAULT_LISTEN)
+    );
     assert!(c.is_some_and(|c| c.probes.is_empty()));
 }
 
@@ -45,15 +48,29 @@ fn every_error_is_collected_with_its_location() {
     );
     let e = errors(&text);
     assert_eq!(e.len(), 2, "{e:#?}");
-    assert!(e[0].starts_with("probes.toml:4:10: probes.a.plugin: unknown plugin \"nope\""), "{e:#?}");
-    assert!(e[1].starts_with("probes.toml:8:1: probes.b: a scheduled probe needs a `target`"), "{e:#?}");
+    assert!(
+        e[0].starts_with("probes.toml:4:10: probes.a.plugin: unknown plugin \"nope\""),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with("probes.toml:8:1: probes.b: a scheduled probe needs a `target`"),
+        "{e:#?}"
+    );
 }
 
 #[test]
 fn parse_errors_name_the_key() {
     let e = errors("[probes.api]\nplugin = \"x\"\nschedule = \"* * * * *\"\n");
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("probes.toml:3:12: probes.api.schedule: schedule \"* * * * *\" has 5 fields"), "{e:#?}");
+    assert!(
+        e[0].starts_with(
+            "probes.toml:3:12: probes.api.schedule: schedule \"* * * * *\" has 5 fields"
+        ),
+        "{e:#?}"
+    );
     let e = errors("[server]\nlisten_on = \"x\"\n");
-    assert!(e[0].starts_with("probes.toml:2:1: server.listen_on: unknown field `listen_on`"), "{e:#?}");
+    assert!(
+        e[0].starts_with("probes.toml:2:1: server.listen_on: unknown field `listen_on`"),
+        "{e:#?}"
+    );
 }

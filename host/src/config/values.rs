@@ -115,7 +115,9 @@ impl TryFrom<String> for HumanDuration {
     fn try_from(s: String) -> Result<Self, String> {
         humantime::parse_duration(s.trim())
             .map(HumanDuration)
-            .map_err(|e| format!("duration {s:?} is not valid ({e}); write e.g. \"10s\" or \"1m30s\""))
+            .map_err(|e| {
+                format!("duration {s:?} is not valid ({e}); write e.g. \"10s\" or \"1m30s\"")
+            })
     }
 }
 

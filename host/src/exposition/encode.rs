@@ -47,7 +47,9 @@ impl Format {
             }
             let format = match media.as_str() {
                 "application/openmetrics-text"
-                    if version.as_deref().is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
+                    if version
+                        .as_deref()
+                        .is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
                 {
                     Format::OpenMetrics
                 }
@@ -241,8 +243,22 @@ pub fn push_histogram<'a>(
             cumulative as f64,
         );
     }
-    push_sample(out, &def.name, "_count", labels.iter().copied(), None, cumulative as f64);
-    push_sample(out, &def.name, "_sum", labels.iter().copied(), None, state.sum);
+    push_sample(
+        out,
+        &def.name,
+        "_count",
+        labels.iter().copied(),
+        None,
+        cumulative as f64,
+    );
+    push_sample(
+        out,
+        &def.name,
+        "_sum",
+        labels.iter().copied(),
+        None,
+        state.sum,
+    );
 }
 
 #[cfg(test)]
@@ -252,11 +268,7 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         let mut s = String::new();
-        push_labels(
-            &mut s,
-            [("a", "x\"y\\z\nw\0\r# EOF")],
-            None,
-        );
+        push_labels(&mut s, [("a", "x\"y\\z\nw\0\r# EOF")], None);
         assert_eq!(s, "{a=\"x\\\"y\\\\z\\nw\u{FFFD}\u{FFFD}# EOF\"}");
     }
 
@@ -275,7 +287,10 @@ mod tests {
         assert_eq!(om, "# TYPE x counter\n# HELP x say \\\"hi\\\"\\\\\\n\n");
         let mut classic = String::new();
         push_header(&mut classic, &def, Format::Classic);
-        assert_eq!(classic, "# HELP x_total say \"hi\"\\\\\\n\n# TYPE x_total counter\n");
+        assert_eq!(
+            classic,
+            "# HELP x_total say \"hi\"\\\\\\n\n# TYPE x_total counter\n"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::names::{RESERVED_LABELS, is_reserved_metric_name, is_valid_label_name, is_valid_metric_name};
+use super::names::{
+    RESERVED_LABELS, is_reserved_metric_name, is_valid_label_name, is_valid_metric_name,
+};
 
 /// How samples of a family combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +48,8 @@ const MAX_HELP: usize = 1024;
 const MAX_NAME: usize = 200;
 const MAX_LABELS: usize = 16;
 const MAX_BUCKETS: usize = 64;
+/// Suffixes of the series histograms and counters generate.
+const GENERATED_SUFFIXES: &[&str] = &["_bucket", "_count", "_sum", "_created"];
 
 /// Why a declared family was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -54,6 +58,8 @@ pub enum FamilyError {
     InvalidName(String),
     #[error("metric {0:?} is reserved for the host")]
     Reserved(String),
+    #[error("metric {name:?} ends in {suffix:?}, which is reserved for series the host generates")]
+    GeneratedSuffix { name: String, suffix: &'static str },
     #[error("counter {0:?} must end in `_total`")]
     CounterSuffix(String),
     #[error("metric {name:?} must end in `_{unit}` to declare unit {unit:?}")]
@@ -66,7 +72,9 @@ pub enum FamilyError {
     DuplicateLabel { name: String, label: String },
     #[error("metric {name:?}: more than {MAX_LABELS} labels")]
     TooManyLabels { name: String },
-    #[error("metric {name:?}: histogram buckets must be 1 to {MAX_BUCKETS} finite, strictly increasing bounds")]
+    #[error(
+        "metric {name:?}: histogram buckets must be 1 to {MAX_BUCKETS} finite, strictly increasing bounds"
+    )]
     Buckets { name: String },
     #[error("metric {name:?}: only histograms have buckets")]
     UnexpectedBuckets { name: String },
@@ -99,17 +107,16 @@ impl FamilyDef {
         if is_reserved_metric_name(&name) {
             return Err(FamilyError::Reserved(name));
         }
-        let generated = ["_bucket", "_count", "_sum", "_created", "_info"];
-        if generated.iter().any(|s| name.ends_with(s)) && self.kind != Kind::Counter {
-            // `x_count` as a gauge would collide with histogram `x`'s series.
-            return Err(FamilyError::InvalidName(name));
+        // `x_count` as a gauge would collide with a histogram `x`'s series.
+        if let Some(suffix) = GENERATED_SUFFIXES.iter().find(|s| name.ends_with(*s)) {
+            return Err(FamilyError::GeneratedSuffix { name, suffix });
         }
         if self.kind == Kind::Counter && !name.ends_with("_total") {
             return Err(FamilyError::CounterSuffix(name));
         }
         if let Some(unit) = &self.unit {
-            let valid_unit = !unit.is_empty()
-                && unit.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid_unit =
+                !unit.is_empty() && unit.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid_unit || !self.base_name().ends_with(&format!("_{unit}")) {
                 return Err(FamilyError::UnitSuffix {
                     name,
@@ -259,7 +266,11 @@ mod tests {
 
     #[test]
     fn plugin_declarations_are_checked() {
-        assert!(gauge("probe_http_status_code").validate_plugin_family().is_ok());
+        assert!(
+            gauge("probe_http_status_code")
+                .validate_plugin_family()
+                .is_ok()
+        );
         assert!(gauge("probe_success").validate_plugin_family().is_err());
         assert!(gauge("wasmprobe_x").validate_plugin_family().is_err());
         assert!(gauge("bad-name").validate_plugin_family().is_err());

@@ -71,37 +71,127 @@ impl HostFamilies {
             )
         };
         HostFamilies {
-            success: reg(def("probe_success", Gauge, "Whether the probe's last run succeeded.", &[])),
+            success: reg(def(
+                "probe_success",
+                Gauge,
+                "Whether the probe's last run succeeded.",
+                &[],
+            )),
             duration: reg(FamilyDef {
                 unit: Some("seconds".into()),
-                ..def("probe_duration_seconds", Gauge, "How long the probe's last run took, in seconds.", &[])
+                ..def(
+                    "probe_duration_seconds",
+                    Gauge,
+                    "How long the probe's last run took, in seconds.",
+                    &[],
+                )
             }),
-            runs: reg(def("wasmprobe_probe_runs_total", Counter, "Finished runs of the probe, by result.", &["result"])),
-            traps: reg(def("wasmprobe_probe_traps_total", Counter, "Runs of the probe that trapped, by reason.", &["reason"])),
-            rejected: reg(def("wasmprobe_probe_samples_rejected_total", Counter, "Samples the probe's plugin returned that the host dropped, by reason.", &["reason"])),
-            skipped: reg(def("wasmprobe_probe_runs_skipped_total", Counter, "Scheduled starts skipped because the previous run of the probe had not finished.", &[])),
+            runs: reg(def(
+                "wasmprobe_probe_runs_total",
+                Counter,
+                "Finished runs of the probe, by result.",
+                &["result"],
+            )),
+            traps: reg(def(
+                "wasmprobe_probe_traps_total",
+                Counter,
+                "Runs of the probe that trapped, by reason.",
+                &["reason"],
+            )),
+            rejected: reg(def(
+                "wasmprobe_probe_samples_rejected_total",
+                Counter,
+                "Samples the probe's plugin returned that the host dropped, by reason.",
+                &["reason"],
+            )),
+            skipped: reg(def(
+                "wasmprobe_probe_runs_skipped_total",
+                Counter,
+                "Scheduled starts skipped because the previous run of the probe had not finished.",
+                &[],
+            )),
             last_run: reg(FamilyDef {
                 unit: Some("seconds".into()),
-                ..def("wasmprobe_probe_last_run_timestamp_seconds", Gauge, "When the probe's last run finished, in Unix seconds.", &[])
+                ..def(
+                    "wasmprobe_probe_last_run_timestamp_seconds",
+                    Gauge,
+                    "When the probe's last run finished, in Unix seconds.",
+                    &[],
+                )
             }),
-            series: reg(def("wasmprobe_probe_series", Gauge, "Series the probe's plugin currently holds in the exposition.", &[])),
-            build_info: reg(def("wasmprobe_build_info", Gauge, "Build of the running engine; always 1.", &["version", "wasmtime"])),
+            series: reg(def(
+                "wasmprobe_probe_series",
+                Gauge,
+                "Series the probe's plugin currently holds in the exposition.",
+                &[],
+            )),
+            build_info: reg(def(
+                "wasmprobe_build_info",
+                Gauge,
+                "Build of the running engine; always 1.",
+                &["version", "wasmtime"],
+            )),
             start_time: reg(FamilyDef {
                 unit: Some("seconds".into()),
-                ..def("wasmprobe_start_time_seconds", Gauge, "When the engine started, in Unix seconds.", &[])
+                ..def(
+                    "wasmprobe_start_time_seconds",
+                    Gauge,
+                    "When the engine started, in Unix seconds.",
+                    &[],
+                )
             }),
             lag: reg(lag_def.clone()),
-            in_flight: reg(def("wasmprobe_runs_in_flight", Gauge, "Probe runs executing now.", &[])),
-            probes: reg(def("wasmprobe_probes", Gauge, "Probes configured, by whether they run on a schedule.", &["scheduled"])),
-            plugins: reg(def("wasmprobe_plugins_loaded", Gauge, "Plugins compiled and loaded.", &[])),
-            plugin_load_failures: reg(def("wasmprobe_plugin_load_failures_total", Counter, "Plugins that failed to load, by plugin.", &["plugin"])),
-            reload_ok: reg(def("wasmprobe_config_last_reload_successful", Gauge, "Whether the last config load succeeded.", &[])),
+            in_flight: reg(def(
+                "wasmprobe_runs_in_flight",
+                Gauge,
+                "Probe runs executing now.",
+                &[],
+            )),
+            probes: reg(def(
+                "wasmprobe_probes",
+                Gauge,
+                "Probes configured, by whether they run on a schedule.",
+                &["scheduled"],
+            )),
+            plugins: reg(def(
+                "wasmprobe_plugins_loaded",
+                Gauge,
+                "Plugins compiled and loaded.",
+                &[],
+            )),
+            plugin_load_failures: reg(def(
+                "wasmprobe_plugin_load_failures_total",
+                Counter,
+                "Plugins that failed to load, by plugin.",
+                &["plugin"],
+            )),
+            reload_ok: reg(def(
+                "wasmprobe_config_last_reload_successful",
+                Gauge,
+                "Whether the last config load succeeded.",
+                &[],
+            )),
             reload_time: reg(FamilyDef {
                 unit: Some("seconds".into()),
-                ..def("wasmprobe_config_last_reload_success_timestamp_seconds", Gauge, "When the config last loaded successfully, in Unix seconds.", &[])
+                ..def(
+                    "wasmprobe_config_last_reload_success_timestamp_seconds",
+                    Gauge,
+                    "When the config last loaded successfully, in Unix seconds.",
+                    &[],
+                )
             }),
-            ondemand: reg(def("wasmprobe_ondemand_runs_total", Counter, "Runs requested through /probe, by result.", &["result"])),
-            ondemand_busy: reg(def("wasmprobe_ondemand_rejected_total", Counter, "Requests to /probe refused because too many were in flight.", &[])),
+            ondemand: reg(def(
+                "wasmprobe_ondemand_runs_total",
+                Counter,
+                "Runs requested through /probe, by result.",
+                &["result"],
+            )),
+            ondemand_busy: reg(def(
+                "wasmprobe_ondemand_rejected_total",
+                Counter,
+                "Requests to /probe refused because too many were in flight.",
+                &[],
+            )),
             lag_def,
         }
     }
@@ -284,7 +374,12 @@ impl GlobalMetrics {
         let mut put = |id: FamilyId, name: &str, extra: Option<(&str, &str)>, v: f64| {
             push_sample(out.entry(id).or_default(), name, "", none(), extra, v);
         };
-        put(host.start_time, "wasmprobe_start_time_seconds", None, unix_seconds(self.started));
+        put(
+            host.start_time,
+            "wasmprobe_start_time_seconds",
+            None,
+            unix_seconds(self.started),
+        );
         put(
             host.in_flight,
             "wasmprobe_runs_in_flight",
@@ -311,7 +406,12 @@ impl GlobalMetrics {
         );
         let ok = self.reload_ok.load(Ordering::Relaxed);
         if ok >= 0 {
-            put(host.reload_ok, "wasmprobe_config_last_reload_successful", None, ok as f64);
+            put(
+                host.reload_ok,
+                "wasmprobe_config_last_reload_successful",
+                None,
+                ok as f64,
+            );
             put(
                 host.reload_time,
                 "wasmprobe_config_last_reload_success_timestamp_seconds",
@@ -322,7 +422,12 @@ impl GlobalMetrics {
         for (r, n) in RunResult::ALL.iter().zip(&self.ondemand) {
             let n = n.load(Ordering::Relaxed);
             if n > 0 {
-                put(host.ondemand, "wasmprobe_ondemand_runs_total", Some(("result", r.as_str())), n as f64);
+                put(
+                    host.ondemand,
+                    "wasmprobe_ondemand_runs_total",
+                    Some(("result", r.as_str())),
+                    n as f64,
+                );
             }
         }
         put(

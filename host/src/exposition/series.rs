@@ -301,7 +301,13 @@ mod tests {
             ],
         );
         let s1 = ProbeSeries::default().with(&run1, &table);
-        let run2 = Staged::new(&fams, vec![sample("g", &[("phase", "b")], 3.0), sample("c_total", &[], 1.0)]);
+        let run2 = Staged::new(
+            &fams,
+            vec![
+                sample("g", &[("phase", "b")], 3.0),
+                sample("c_total", &[], 1.0),
+            ],
+        );
         let s2 = s1.with(&run2, &table);
         assert_eq!(
             render(&s2, &table),
@@ -339,7 +345,10 @@ mod tests {
         let table = vec![def("g", Kind::Gauge, &["probe", "x"], &[])];
         let mut fams = PluginFamilies::default();
         fams.insert(0, table[0].clone());
-        let staged = Staged::new(&fams, vec![sample("g", &[("probe", "evil"), ("x", "1")], 1.0)]);
+        let staged = Staged::new(
+            &fams,
+            vec![sample("g", &[("probe", "evil"), ("x", "1")], 1.0)],
+        );
         let s = ProbeSeries::default().with(&staged, &table);
         assert_eq!(render(&s, &table), "g{probe=\"p\",x=\"1\"} 1\n");
     }

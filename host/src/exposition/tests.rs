@@ -26,7 +26,11 @@ fn setup() -> (Exposition, PluginFamilies) {
 
 fn record(fams: &PluginFamilies, samples: Vec<Sample>, success: bool) -> RunRecord {
     RunRecord {
-        result: if success { RunResult::Success } else { RunResult::Failure },
+        result: if success {
+            RunResult::Success
+        } else {
+            RunResult::Failure
+        },
         trap: None,
         success,
         duration: Duration::from_millis(250),
@@ -45,7 +49,8 @@ fn one_family_header_for_many_probes() {
     let (exp, fams) = setup();
     let budget = SeriesBudget::new(100);
     for p in ["a", "b"] {
-        let slot = Arc::new(exp.detached_slot(name(p), vec![("probe".into(), p.into())], budget.clone()));
+        let slot =
+            Arc::new(exp.detached_slot(name(p), vec![("probe".into(), p.into())], budget.clone()));
         exp.attach(slot.clone());
         let s = Sample {
             name: "probe_http_status_code".into(),
@@ -55,12 +60,30 @@ fn one_family_header_for_many_probes() {
         exp.commit(&slot, record(&fams, vec![s], true));
     }
     let text = exp.encode(Format::Classic);
-    assert_eq!(text.matches("# TYPE probe_http_status_code gauge").count(), 1, "{text}");
-    assert!(text.contains("probe_http_status_code{probe=\"a\",phase=\"x\\\"y\"} 200\n"), "{text}");
-    assert!(text.contains("probe_http_status_code{probe=\"b\",phase=\"x\\\"y\"} 200\n"), "{text}");
-    assert!(text.contains("# HELP probe_http_status_code Response \"status\" code\\nof the last request\n"), "{text}");
+    assert_eq!(
+        text.matches("# TYPE probe_http_status_code gauge").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("probe_http_status_code{probe=\"a\",phase=\"x\\\"y\"} 200\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("probe_http_status_code{probe=\"b\",phase=\"x\\\"y\"} 200\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "# HELP probe_http_status_code Response \"status\" code\\nof the last request\n"
+        ),
+        "{text}"
+    );
     assert!(text.contains("probe_success{probe=\"a\"} 1\n"), "{text}");
-    assert!(text.contains("wasmprobe_probe_runs_total{probe=\"a\",result=\"success\"} 1\n"), "{text}");
+    assert!(
+        text.contains("wasmprobe_probe_runs_total{probe=\"a\",result=\"success\"} 1\n"),
+        "{text}"
+    );
     assert!(!text.contains("# EOF"));
     let om = exp.encode(Format::OpenMetrics);
     assert!(om.ends_with("# EOF\n"), "{om}");
@@ -90,7 +113,11 @@ fn budget_refuses_a_run_as_a_whole() {
 #[test]
 fn removed_probes_disappear() {
     let (exp, fams) = setup();
-    let slot = Arc::new(exp.detached_slot(name("gone"), vec![("probe".into(), "gone".into())], SeriesBudget::new(10)));
+    let slot = Arc::new(exp.detached_slot(
+        name("gone"),
+        vec![("probe".into(), "gone".into())],
+        SeriesBudget::new(10),
+    ));
     exp.attach(slot.clone());
     exp.commit(&slot, record(&fams, vec![], false));
     assert!(exp.encode(Format::Classic).contains("probe=\"gone\""));

@@ -62,9 +62,7 @@ impl TryFrom<String> for AllowRule {
 
     fn try_from(text: String) -> Result<Self, String> {
         let bad = |why: &str| format!("allow entry {text:?} {why}; write scheme://host[:port]");
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| bad("has no scheme"))?;
+        let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("has no scheme"))?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme.is_empty()
             || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -286,12 +284,14 @@ impl AllowList {
     /// host passes when a rule names it or some rule is a network (decided
     /// per address after resolution); an address must be in a rule's network.
     pub fn check(&self, dest: &Destination) -> Result<(), Denied> {
-        let ok = self.scheme_and_port(dest).any(|r| match (&r.host, &dest.host) {
-            (HostPattern::Name(n), DestHost::Name(d)) => n == d,
-            (HostPattern::Net(_), DestHost::Name(_)) => true,
-            (HostPattern::Net(net), DestHost::Ip(ip)) => net.contains(ip),
-            (HostPattern::Name(_), DestHost::Ip(_)) => false,
-        });
+        let ok = self
+            .scheme_and_port(dest)
+            .any(|r| match (&r.host, &dest.host) {
+                (HostPattern::Name(n), DestHost::Name(d)) => n == d,
+                (HostPattern::Net(_), DestHost::Name(_)) => true,
+                (HostPattern::Net(net), DestHost::Ip(ip)) => net.contains(ip),
+                (HostPattern::Name(_), DestHost::Ip(_)) => false,
+            });
         if ok {
             Ok(())
         } else {
@@ -303,11 +303,12 @@ impl AllowList {
     /// admitted?
     pub fn admits(&self, dest: &Destination, addr: IpAddr) -> bool {
         let addr = addr.to_canonical();
-        self.scheme_and_port(dest).any(|r| match (&r.host, &dest.host) {
-            (HostPattern::Name(n), DestHost::Name(d)) => n == d,
-            (HostPattern::Net(net), _) => net.contains(&addr),
-            (HostPattern::Name(_), DestHost::Ip(_)) => false,
-        })
+        self.scheme_and_port(dest)
+            .any(|r| match (&r.host, &dest.host) {
+                (HostPattern::Name(n), DestHost::Name(d)) => n == d,
+                (HostPattern::Net(net), _) => net.contains(&addr),
+                (HostPattern::Name(_), DestHost::Ip(_)) => false,
+            })
     }
 
     /// Keeps the resolved addresses this destination may connect to, or
@@ -322,7 +323,10 @@ impl AllowList {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let kept: Vec<IpAddr> = addrs.into_iter().filter(|a| self.admits(dest, *a)).collect();
+        let kept: Vec<IpAddr> = addrs
+            .into_iter()
+            .filter(|a| self.admits(dest, *a))
+            .collect();
         if kept.is_empty() {
             Err(self.denied(format!(
                 "target {:?} resolved to [{all}], which",
@@ -448,7 +452,10 @@ mod tests {
         assert!(l.check(&dest).is_ok());
         let kept = l.filter_resolved(
             &dest,
-            vec!["127.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])), "::1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))],
+            vec![
+                "127.0.0.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                "::1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            ],
         );
         assert_eq!(kept.ok().map(|k| k.len()), Some(1));
         let only_v6 = l.filter_resolved(&dest, vec![IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])]);

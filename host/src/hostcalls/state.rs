@@ -103,11 +103,21 @@ mod tests {
         let store = ProbeState::default();
         let mut view = StateView::load(&store, 10);
         assert_eq!(view.set("a".into(), vec![0; 5]), Ok(()));
-        assert_eq!(view.set("b".into(), vec![0; 5]), Err(StateError::QuotaExceeded));
-        assert_eq!(view.set("a".into(), vec![0; 9]), Ok(()), "replacing reuses room");
+        assert_eq!(
+            view.set("b".into(), vec![0; 5]),
+            Err(StateError::QuotaExceeded)
+        );
+        assert_eq!(
+            view.set("a".into(), vec![0; 9]),
+            Ok(()),
+            "replacing reuses room"
+        );
         assert_eq!(view.set(String::new(), vec![]), Err(StateError::InvalidKey));
         view.save(&store);
-        assert_eq!(StateView::load(&store, 10).get("a").map(|v| v.len()), Some(9));
+        assert_eq!(
+            StateView::load(&store, 10).get("a").map(|v| v.len()),
+            Some(9)
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub enum PluginError {
         path: PathBuf,
         size: u64,
     },
-    #[error("plugin {plugin:?}: {path} is a core WebAssembly module, not a component; build it for wasm32-wasip2")]
+    #[error(
+        "plugin {plugin:?}: {path} is a core WebAssembly module, not a component; build it for wasm32-wasip2"
+    )]
     CoreModule { plugin: String, path: PathBuf },
     #[error("plugin {plugin:?}: {path} is not a WebAssembly component")]
     NotWasm { plugin: String, path: PathBuf },
@@ -109,7 +111,11 @@ fn wasm_kind(bytes: &[u8]) -> Option<bool> {
 
 impl Plugin {
     /// Loads and describes a plugin. Compilation runs on a blocking thread.
-    pub async fn load(engine: &Arc<WasmEngine>, name: &PluginName, path: &Path) -> Result<Plugin, PluginError> {
+    pub async fn load(
+        engine: &Arc<WasmEngine>,
+        name: &PluginName,
+        path: &Path,
+    ) -> Result<Plugin, PluginError> {
         let plugin = name.to_string();
         let read = |source| PluginError::Read {
             plugin: plugin.clone(),
@@ -160,14 +166,15 @@ impl Plugin {
         })?;
         let compile_time = started.elapsed();
 
-        let instance_pre = engine
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::Link {
-                plugin: plugin.clone(),
-                path: path.to_path_buf(),
-                message: format!("{e:#}"),
-            })?;
+        let instance_pre =
+            engine
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| PluginError::Link {
+                    plugin: plugin.clone(),
+                    path: path.to_path_buf(),
+                    message: format!("{e:#}"),
+                })?;
         let pre = ProbePre::new(instance_pre).map_err(|e| PluginError::Link {
             plugin: plugin.clone(),
             path: path.to_path_buf(),
@@ -175,15 +182,16 @@ impl Plugin {
         })?;
 
         let info = describe(engine, &pre, &plugin).await?;
-        let validator = match &info.schema {
-            Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
-                PluginError::Declaration {
-                    plugin: plugin.clone(),
-                    message: format!("config schema is not a valid JSON Schema: {e}"),
-                }
-            })?),
-            None => None,
-        };
+        let validator =
+            match &info.schema {
+                Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
+                    PluginError::Declaration {
+                        plugin: plugin.clone(),
+                        message: format!("config schema is not a valid JSON Schema: {e}"),
+                    }
+                })?),
+                None => None,
+            };
         Ok(Plugin {
             name: name.clone(),
             path: path.to_path_buf(),
@@ -214,7 +222,11 @@ impl Plugin {
     }
 }
 
-async fn describe(engine: &WasmEngine, pre: &ProbePre<RunState>, plugin: &str) -> Result<PluginInfo, PluginError> {
+async fn describe(
+    engine: &WasmEngine,
+    pre: &ProbePre<RunState>,
+    plugin: &str,
+) -> Result<PluginInfo, PluginError> {
     let fail = |message: String| PluginError::Describe {
         plugin: plugin.to_string(),
         message,
@@ -277,10 +289,12 @@ async fn describe(engine: &WasmEngine, pre: &ProbePre<RunState>, plugin: &str) -
     let schema = if raw.config_schema.trim().is_empty() {
         None
     } else {
-        Some(serde_json::from_str(&raw.config_schema).map_err(|e| PluginError::Declaration {
-            plugin: plugin.to_string(),
-            message: format!("config schema is not JSON: {e}"),
-        })?)
+        Some(
+            serde_json::from_str(&raw.config_schema).map_err(|e| PluginError::Declaration {
+                plugin: plugin.to_string(),
+                message: format!("config schema is not JSON: {e}"),
+            })?,
+        )
     };
     Ok(PluginInfo {
         name: raw.name,

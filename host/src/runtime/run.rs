@@ -34,7 +34,12 @@ pub struct RunSpec<'a> {
 }
 
 /// Runs the plugin once and accounts for the outcome.
-pub async fn run(engine: &WasmEngine, plugin: &Plugin, families: &PluginFamilies, spec: RunSpec<'_>) -> RunRecord {
+pub async fn run(
+    engine: &WasmEngine,
+    plugin: &Plugin,
+    families: &PluginFamilies,
+    spec: RunSpec<'_>,
+) -> RunRecord {
     let started = Instant::now();
     let deadline = started + spec.limits.timeout;
     let state = match spec.state {
@@ -202,7 +207,9 @@ fn classify(err: &wasmtime::Error, limit_hit: bool) -> (RunResult, Option<TrapRe
         Trap::Interrupt => return (RunResult::Timeout, None),
         Trap::StackOverflow => TrapReason::StackOverflow,
         Trap::UnreachableCodeReached => TrapReason::Unreachable,
-        Trap::MemoryOutOfBounds | Trap::TableOutOfBounds | Trap::HeapMisaligned => TrapReason::OutOfBounds,
+        Trap::MemoryOutOfBounds | Trap::TableOutOfBounds | Trap::HeapMisaligned => {
+            TrapReason::OutOfBounds
+        }
         Trap::IntegerOverflow | Trap::IntegerDivisionByZero | Trap::BadConversionToInteger => {
             TrapReason::Arithmetic
         }
@@ -233,12 +240,21 @@ mod tests {
     #[test]
     fn traps_are_classified() {
         let e = wasmtime::Error::new(Trap::StackOverflow);
-        assert_eq!(classify(&e, false), (RunResult::Trap, Some(TrapReason::StackOverflow)));
+        assert_eq!(
+            classify(&e, false),
+            (RunResult::Trap, Some(TrapReason::StackOverflow))
+        );
         let e = wasmtime::Error::new(Trap::Interrupt);
         assert_eq!(classify(&e, false), (RunResult::Timeout, None));
         let e = wasmtime::Error::new(Trap::UnreachableCodeReached);
-        assert_eq!(classify(&e, true), (RunResult::Trap, Some(TrapReason::MemoryLimit)));
+        assert_eq!(
+            classify(&e, true),
+            (RunResult::Trap, Some(TrapReason::MemoryLimit))
+        );
         let e = wasmtime::Error::msg("host exploded");
-        assert_eq!(classify(&e, false), (RunResult::Trap, Some(TrapReason::HostCall)));
+        assert_eq!(
+            classify(&e, false),
+            (RunResult::Trap, Some(TrapReason::HostCall))
+        );
     }
 }

@@ -29,7 +29,9 @@ pub struct RunState {
 
 impl std::fmt::Debug for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunState").field("probe", &self.probe).finish_non_exhaustive()
+        f.debug_struct("RunState")
+            .field("probe", &self.probe)
+            .finish_non_exhaustive()
     }
 }
 

@@ -17,7 +17,10 @@ pub(super) async fn healthz(State(app): State<Arc<App>>) -> (StatusCode, &'stati
     if app.alive() {
         (StatusCode::OK, "ok\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "scheduler is not responding\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scheduler is not responding\n",
+        )
     }
 }
 

@@ -19,7 +19,12 @@ use crate::config::ProbeName;
 use crate::exposition::Format;
 
 fn plain(status: StatusCode, message: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message + "\n").into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
 }
 
 pub(super) async fn probe(
@@ -72,14 +77,17 @@ pub(super) async fn probe(
         })
     };
     let Ok(mut record) = run.await else {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, "probe run was cancelled".into());
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "probe run was cancelled".into(),
+        );
     };
     app.exposition.global.ondemand_run(record.result);
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let staged = record.staged.take();
-    let body = app
-        .exposition
-        .encode_single(probe.slot.host_labels(), &record, staged.as_ref(), format);
+    let body =
+        app.exposition
+            .encode_single(probe.slot.host_labels(), &record, staged.as_ref(), format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }

@@ -41,7 +41,12 @@ pub(super) async fn page(State(app): State<Arc<App>>) -> Html<String> {
                 format!("{:.0}", unix_seconds(l.finished_at)),
                 l.message.clone().unwrap_or_default(),
             ),
-            None => ("not run yet".into(), String::new(), String::new(), String::new()),
+            None => (
+                "not run yet".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
         };
         let class = match &last {
             Some(l) if l.success => "ok",

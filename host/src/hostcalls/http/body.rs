@@ -49,11 +49,9 @@ pub(crate) fn decode(encoding: Option<&str>, body: ReadBody, cap: u64) -> Result
     let mut decoded = Vec::new();
     let limit = cap.saturating_add(1);
     let result = match coding.as_deref() {
-        Some("gzip") | Some("x-gzip") => {
-            flate2::read::MultiGzDecoder::new(&raw[..])
-                .take(limit)
-                .read_to_end(&mut decoded)
-        }
+        Some("gzip") | Some("x-gzip") => flate2::read::MultiGzDecoder::new(&raw[..])
+            .take(limit)
+            .read_to_end(&mut decoded),
         Some("deflate") => {
             // Servers send both zlib-wrapped and raw deflate under this name.
             let zlib = flate2::read::ZlibDecoder::new(&raw[..])
@@ -78,7 +76,12 @@ pub(crate) fn decode(encoding: Option<&str>, body: ReadBody, cap: u64) -> Result
     match result {
         // A body cut at the wire cap ends mid-stream: keep what decoded.
         Err(_) if body.truncated => {}
-        Err(e) => return Err(format!("cannot decode {} body: {e}", coding.unwrap_or_default())),
+        Err(e) => {
+            return Err(format!(
+                "cannot decode {} body: {e}",
+                coding.unwrap_or_default()
+            ));
+        }
         Ok(_) => {}
     }
     let truncated = body.truncated || decoded.len() as u64 > cap;

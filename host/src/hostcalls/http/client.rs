@@ -140,7 +140,11 @@ pub(crate) fn denied_without_grant(url: &str) -> HttpError {
 
 /// Runs the request under `deadline` (tightened by the request's own
 /// timeout), following redirects when asked.
-pub(crate) async fn send(grant: &HttpGrant, req: Request, deadline: Instant) -> Result<Response, HttpError> {
+pub(crate) async fn send(
+    grant: &HttpGrant,
+    req: Request,
+    deadline: Instant,
+) -> Result<Response, HttpError> {
     let deadline = match req.timeout_ms {
         Some(ms) => deadline.min(Instant::now() + std::time::Duration::from_millis(ms)),
         None => deadline,
@@ -157,16 +161,31 @@ pub(crate) async fn send(grant: &HttpGrant, req: Request, deadline: Instant) -> 
         .map_or(grant.max_body, |b| b.min(grant.max_body));
     let mut method = match Method::from_bytes(req.method.as_bytes()) {
         Ok(m) => m,
-        Err(_) => return Err(trace.fail(ErrorKind::InvalidRequest, format!("invalid method {:?}", req.method))),
+        Err(_) => {
+            return Err(trace.fail(
+                ErrorKind::InvalidRequest,
+                format!("invalid method {:?}", req.method),
+            ));
+        }
     };
     let mut body = req.body.clone().map(Bytes::from);
     let mut url = match url::Url::parse(&req.url) {
         Ok(u) => u,
-        Err(e) => return Err(trace.fail(ErrorKind::InvalidRequest, format!("invalid URL {:?}: {e}", req.url))),
+        Err(e) => {
+            return Err(trace.fail(
+                ErrorKind::InvalidRequest,
+                format!("invalid URL {:?}: {e}", req.url),
+            ));
+        }
     };
 
     loop {
-        let hop = match timeout_at(deadline, hop(grant, &req, &method, &url, body.clone(), &mut trace)).await {
+        let hop = match timeout_at(
+            deadline,
+            hop(grant, &req, &method, &url, body.clone(), &mut trace),
+        )
+        .await
+        {
             Ok(Ok(h)) => h,
             Ok(Err((kind, message))) => return Err(trace.fail(kind, message)),
             Err(_) => return Err(trace.fail(ErrorKind::Timeout, "deadline passed")),
@@ -178,9 +197,16 @@ pub(crate) async fn send(grant: &HttpGrant, req: Request, deadline: Instant) -> 
             .get(LOCATION)
             .and_then(|l| l.to_str().ok())
             .map(str::to_string);
-        if req.follow_redirects && status.is_redirection() && let Some(location) = location {
+        if req.follow_redirects
+            && status.is_redirection()
+            && let Some(location) = location
+        {
             // Drain a little so the server sees a polite client, then move on.
-            let _ = timeout_at(deadline, body::read_capped(response.into_body(), REDIRECT_BODY_CAP)).await;
+            let _ = timeout_at(
+                deadline,
+                body::read_capped(response.into_body(), REDIRECT_BODY_CAP),
+            )
+            .await;
             drop(driver);
             if trace.redirects >= req.max_redirects {
                 let n = trace.redirects;
@@ -193,11 +219,15 @@ pub(crate) async fn send(grant: &HttpGrant, req: Request, deadline: Instant) -> 
             url = match url.join(&location) {
                 Ok(u) => u,
                 Err(e) => {
-                    return Err(trace.fail(ErrorKind::Protocol, format!("invalid redirect location {location:?}: {e}")));
+                    return Err(trace.fail(
+                        ErrorKind::Protocol,
+                        format!("invalid redirect location {location:?}: {e}"),
+                    ));
                 }
             };
             if status == StatusCode::SEE_OTHER
-                || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && method == Method::POST)
+                || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                    && method == Method::POST)
             {
                 if method != Method::HEAD {
                     method = Method::GET;
@@ -227,7 +257,9 @@ async fn finish(
     let read = match read {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return Err(trace.fail(ErrorKind::Protocol, format!("reading body: {e}"))),
-        Err(_) => return Err(trace.fail(ErrorKind::Timeout, "deadline passed while reading the body")),
+        Err(_) => {
+            return Err(trace.fail(ErrorKind::Timeout, "deadline passed while reading the body"));
+        }
     };
     let encoding = parts
         .headers
@@ -249,7 +281,12 @@ async fn finish(
     let headers = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let version = match parts.version {
         Version::HTTP_10 | Version::HTTP_09 => HttpVersion::Http10,
@@ -290,7 +327,12 @@ async fn hop(
     let https = match url.scheme() {
         "http" => false,
         "https" => true,
-        other => return Err((ErrorKind::InvalidRequest, format!("scheme {other:?} is not http or https"))),
+        other => {
+            return Err((
+                ErrorKind::InvalidRequest,
+                format!("scheme {other:?} is not http or https"),
+            ));
+        }
     };
     let dest = Destination::from_url(url).map_err(|e| (ErrorKind::InvalidRequest, e))?;
     grant
@@ -305,7 +347,8 @@ async fn hop(
         DestHost::Name(name) => {
             let found = tokio::net::lookup_host((name.as_str(), port)).await;
             trace.timings.resolve += started.elapsed().as_secs_f64();
-            let found = found.map_err(|e| (ErrorKind::Dns, format!("cannot resolve {name:?}: {e}")))?;
+            let found =
+                found.map_err(|e| (ErrorKind::Dns, format!("cannot resolve {name:?}: {e}")))?;
             let mut ips: Vec<IpAddr> = Vec::new();
             for a in found {
                 if !ips.contains(&a.ip()) {
@@ -319,7 +362,12 @@ async fn hop(
         .allow
         .filter_resolved(&dest, addrs)
         .map_err(|d| (ErrorKind::Denied, d.to_string()))?;
-    let ip = choose(&admitted, req.preferred_ip_protocol, req.ip_protocol_fallback).ok_or_else(|| {
+    let ip = choose(
+        &admitted,
+        req.preferred_ip_protocol,
+        req.ip_protocol_fallback,
+    )
+    .ok_or_else(|| {
         (
             ErrorKind::Dns,
             format!("{} has no address of the preferred protocol", dest.host),
@@ -345,8 +393,12 @@ async fn hop(
                 DestHost::Name(n) => n.clone(),
                 DestHost::Ip(ip) => ip.to_string(),
             });
-        let server_name = ServerName::try_from(name.clone())
-            .map_err(|_| (ErrorKind::InvalidRequest, format!("invalid TLS server name {name:?}")))?;
+        let server_name = ServerName::try_from(name.clone()).map_err(|_| {
+            (
+                ErrorKind::InvalidRequest,
+                format!("invalid TLS server name {name:?}"),
+            )
+        })?;
         let (config, recorder) = grant.tls.connection(req.enable_http2);
         let connector = tokio_rustls::TlsConnector::from(config);
         let started = Instant::now();
@@ -360,7 +412,10 @@ async fn hop(
             }
         };
         let conn = stream.get_ref().1;
-        let version = conn.protocol_version().map(version_name).unwrap_or_default();
+        let version = conn
+            .protocol_version()
+            .map(version_name)
+            .unwrap_or_default();
         let cipher = conn
             .negotiated_cipher_suite()
             .map(|c| format!("{:?}", c.suite()))
@@ -442,14 +497,18 @@ fn build_request(
             Some(p) => format!("{}:{p}", dest.host),
             None => dest.host.to_string(),
         };
-        let value = HeaderValue::from_str(&host).map_err(|_| invalid(format!("invalid host {host:?}")))?;
+        let value =
+            HeaderValue::from_str(&host).map_err(|_| invalid(format!("invalid host {host:?}")))?;
         headers.insert(HOST, value);
     }
     if !headers.contains_key(USER_AGENT) {
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     }
     if req.decompress && !headers.contains_key(ACCEPT_ENCODING) {
-        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(body::ACCEPT_ENCODING));
+        headers.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static(body::ACCEPT_ENCODING),
+        );
     }
     let request = builder
         .body(Full::new(body.unwrap_or_default()))
