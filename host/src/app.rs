@@ -143,13 +143,10 @@ pub async fn prepare(
         };
         let schema_errors = plugin.plugin.validate_config(&probe.config);
         if !schema_errors.is_empty() {
-            for e in schema_errors {
+            for (pointer, e) in schema_errors {
                 errors.push(Diagnostic {
-                    location: probe.config_location.clone(),
-                    message: format!(
-                        "plugin {:?} refuses this config: {e}",
-                        probe.plugin.as_str()
-                    ),
+                    location: probe.config_location_of(&pointer).clone(),
+                    message: format!("plugin {:?} refuses this value: {e}", probe.plugin.as_str()),
                 });
             }
             continue;

@@ -93,6 +93,18 @@ pub struct Limits {
     pub state_bytes: u64,
 }
 
+impl ProbeConfig {
+    /// The location of the config value at a JSON pointer: the deepest
+    /// known value on the pointer's path, else the `config` table.
+    pub fn config_location_of(&self, pointer: &str) -> &Location {
+        self.config_pointers
+            .iter()
+            .filter(|(p, _)| pointer == p || pointer.starts_with(&format!("{p}/")))
+            .max_by_key(|(p, _)| p.len())
+            .map_or(&self.config_location, |(_, l)| l)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -152,6 +164,8 @@ pub struct ProbeConfig {
     pub plugin_location: Location,
     /// The `config` table (or the probe's table when absent).
     pub config_location: Location,
+    /// Where each value of the `config` table is, by JSON pointer.
+    pub config_pointers: Vec<(String, Location)>,
 }
 
 /// Errors loading a config: the file cannot be read, or it holds problems.
@@ -179,12 +193,33 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Validates config text as if read from `path` (relative paths in it are
 /// taken from `path`'s directory).
 pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
+    let (config, problems) = parse_partial(path, text)?;
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(Diagnostics(problems).into())
+    }
+}
+
+/// Like [`load`], but a file that parses yields the config with every
+/// valid probe *and* the problems of the others, so `wasmprobe check` can
+/// go on to validate the valid probes against their plugins and report
+/// everything at once. Only a file that does not parse is an error here.
+pub fn load_partial(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_partial(path, text)
+}
+
+fn parse_partial(path: &Path, text: String) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
     let source = diagnostic::Source::new(path, text);
     let raw: raw::RawConfig = match toml::from_str(&source.text) {
         Ok(raw) => raw,
         Err(e) => return Err(Diagnostics(vec![source.parse_error(&e)]).into()),
     };
-    resolve::resolve(&source, raw).map_err(ConfigError::Invalid)
+    Ok(resolve::resolve(&source, raw))
 }
 
 #[cfg(test)]

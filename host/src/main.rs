@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use wasmprobe::app::{self, App};
-use wasmprobe::config::{self, Config, ConfigError};
+use wasmprobe::config::{self, Config, ConfigError, Diagnostics};
 use wasmprobe::exposition::{Exposition, Format};
 use wasmprobe::runtime::WasmEngine;
 use wasmprobe::{schedule, server};
@@ -27,8 +27,9 @@ use wasmprobe::{schedule, server};
 #[command(name = "wasmprobe", version, about)]
 struct Cli {
     /// Log filter, e.g. `info` or `wasmprobe=debug` (env: WASMPROBE_LOG).
-    #[arg(long, global = true, env = "WASMPROBE_LOG", default_value = "info")]
-    log: String,
+    /// Defaults to `info` for `run`, `warn` for the other commands.
+    #[arg(long, global = true, env = "WASMPROBE_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,7 +78,12 @@ fn exit(code: u8) -> impl FnOnce(anyhow::Error) -> Exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let default = match cli.command {
+        Command::Run { .. } => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default))
+        .unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -234,13 +240,20 @@ async fn shutdown_signal() {
 }
 
 fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
-    let config = load_config(path)?;
+    let (config, mut problems) = config::load_partial(path).map_err(|e| Exit(2, e.into()))?;
     let engine = engine_for(&config)?;
     let rt = probe_runtime(1)?;
     let exposition = Exposition::new();
-    let set = rt
-        .block_on(app::prepare(&config, &engine, &exposition))
-        .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
+    let prepared = rt.block_on(app::prepare(&config, &engine, &exposition));
+    let set = match prepared {
+        Ok(set) if problems.is_empty() => set,
+        Ok(_) => return Err(Exit(2, Diagnostics(problems).into())),
+        Err(more) => {
+            problems.extend(more.0);
+            problems.sort_by_key(|d| (d.location.line, d.location.column));
+            return Err(Exit(2, Diagnostics(problems).into()));
+        }
+    };
     println!(
         "{}: ok ({} probes, {} plugins)",
         path.display(),

@@ -1,1 +1,18 @@
-fn main() {}
+//! End-to-end tests: the real `wasmprobe` binary against real local
+//! targets on 127.0.0.1, with every scrape parsed by a real parser.
+//!
+//! Needs the plugins and fixtures built for wasm32-wasip2
+//! (`scripts/build-plugins --fixtures`) and `promtool` plus
+//! `prometheus-blackbox-exporter` installed; `scripts/test` does both.
+
+#![allow(unreachable_pub, reason = "the harness is private to this test binary")]
+
+mod harness;
+mod targets;
+
+mod blackbox_compat;
+mod config_errors;
+mod endpoints;
+mod http_health;
+mod prometheus_server;
+mod sandbox;

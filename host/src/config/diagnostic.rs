@@ -106,11 +106,102 @@ impl Source {
     /// offset is outside every key.
     pub(crate) fn key_at(&self, offset: usize) -> String {
         let Ok(doc) = DeTable::parse(&self.text) else {
-            return String::new();
+            return self.key_from_lines(offset);
         };
         let mut path = Vec::new();
         find_in_table(doc.get_ref(), offset, &mut path);
         path.join(".")
+    }
+
+    /// Locations of every value under the table at `path` (e.g.
+    /// `["probes", "api", "config"]`), keyed by JSON pointer (`/a/0/b`), so
+    /// an error a JSON Schema reports at a pointer lands on its TOML line.
+    pub(crate) fn pointer_locations(&self, path: &[&str]) -> Vec<(String, Location)> {
+        let Ok(doc) = DeTable::parse(&self.text) else {
+            return Vec::new();
+        };
+        let mut table = doc.get_ref();
+        for key in path {
+            match table.get(*key).map(|v| v.get_ref()) {
+                Some(DeValue::Table(t)) => table = t,
+                _ => return Vec::new(),
+            }
+        }
+        let mut out = Vec::new();
+        let prefix = path
+            .iter()
+            .map(|k| display_key(k))
+            .collect::<Vec<_>>()
+            .join(".");
+        for (key, value) in table.iter() {
+            let k = key.get_ref().to_string();
+            self.collect_pointers(
+                value,
+                format!("/{}", escape_pointer(&k)),
+                format!("{prefix}.{}", display_key(&k)),
+                &mut out,
+            );
+        }
+        out
+    }
+
+    fn collect_pointers(
+        &self,
+        value: &Spanned<DeValue<'_>>,
+        pointer: String,
+        key: String,
+        out: &mut Vec<(String, Location)>,
+    ) {
+        out.push((
+            pointer.clone(),
+            Location::new(self, value.span(), key.clone()),
+        ));
+        match value.get_ref() {
+            DeValue::Table(t) => {
+                for (k, v) in t.iter() {
+                    let k = k.get_ref().to_string();
+                    self.collect_pointers(
+                        v,
+                        format!("{pointer}/{}", escape_pointer(&k)),
+                        format!("{key}.{}", display_key(&k)),
+                        out,
+                    );
+                }
+            }
+            DeValue::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    self.collect_pointers(v, format!("{pointer}/{i}"), format!("{key}.{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The key of a position when the file does not parse as a whole: the
+    /// table header above it, and the key on its own line.
+    fn key_from_lines(&self, offset: usize) -> String {
+        let (line, _) = self.line_col(offset);
+        let lines: Vec<&str> = self.text.lines().collect();
+        let here = lines.get(line.saturating_sub(1)).map_or("", |l| l.trim());
+        let header = |l: &str| {
+            l.strip_prefix('[')
+                .and_then(|l| l.trim_start_matches('[').split(']').next())
+                .map(|h| h.trim().to_string())
+        };
+        if let Some(h) = header(here) {
+            return h;
+        }
+        let table = lines[..line.saturating_sub(1).min(lines.len())]
+            .iter()
+            .rev()
+            .find_map(|l| header(l.trim()));
+        let key = here.split_once('=').map(|(k, _)| k.trim().to_string());
+        match (table, key) {
+            (Some(t), Some(k)) => format!("{t}.{k}"),
+            (None, Some(k)) => k,
+            (Some(t), None) => t,
+            (None, None) => String::new(),
+        }
     }
 
     /// A diagnostic for a deserialisation error of the whole file.
@@ -171,6 +262,10 @@ fn find_in_value(value: &Spanned<DeValue<'_>>, offset: usize, path: &mut Vec<Str
         }
         _ => {}
     }
+}
+
+fn escape_pointer(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
 fn display_key(key: &str) -> String {

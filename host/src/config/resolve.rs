@@ -10,7 +10,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use toml::Spanned;
 
-use super::diagnostic::{Diagnostic, Diagnostics, Location, Source};
+use super::diagnostic::{Diagnostic, Location, Source};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
 use super::{
     Config, DEFAULT_LISTEN, EngineConfig, Limits, PluginName, PluginSource, ProbeConfig, ProbeName,
@@ -51,7 +51,8 @@ impl Resolver<'_> {
     }
 }
 
-pub(super) fn resolve(source: &Source, raw: RawConfig) -> Result<Config, Diagnostics> {
+/// The config with every probe that resolved, and the problems found.
+pub(super) fn resolve(source: &Source, raw: RawConfig) -> (Config, Vec<Diagnostic>) {
     let dir = source
         .path
         .parent()
@@ -75,19 +76,16 @@ pub(super) fn resolve(source: &Source, raw: RawConfig) -> Result<Config, Diagnos
         }
     }
 
-    if r.errors.is_empty() {
-        Ok(Config {
-            path: source.path.clone(),
-            server,
-            engine,
-            plugins,
-            probes,
-        })
-    } else {
-        r.errors
-            .sort_by_key(|d| (d.location.line, d.location.column));
-        Err(Diagnostics(r.errors))
-    }
+    r.errors
+        .sort_by_key(|d| (d.location.line, d.location.column));
+    let config = Config {
+        path: source.path.clone(),
+        server,
+        engine,
+        plugins,
+        probes,
+    };
+    (config, r.errors)
 }
 
 fn resolve_server(r: &mut Resolver<'_>, raw: &RawConfig) -> ServerConfig {
@@ -387,9 +385,13 @@ fn resolve_probe(
 
     let tls = resolve_tls(r, &key, p.tls.as_ref());
 
+    let mut config_pointers = Vec::new();
     let (config, config_location) = match &p.config {
         Some(c) => {
             let json = serde_json::to_value(c.get_ref()).unwrap_or(serde_json::Value::Null);
+            config_pointers = r
+                .source
+                .pointer_locations(&["probes", name.as_str(), "config"]);
             (json, r.location(c.span(), format!("{key}.config")))
         }
         None => (
@@ -415,6 +417,7 @@ fn resolve_probe(
         location: r.location(span, key),
         plugin_location,
         config_location,
+        config_pointers,
     })
 }
 

@@ -203,21 +203,14 @@ impl Plugin {
         })
     }
 
-    /// Checks a probe's config against the plugin's schema: one message per
-    /// problem, each naming where in the config it is.
-    pub fn validate_config(&self, config: &serde_json::Value) -> Vec<String> {
+    /// Checks a probe's config against the plugin's schema: one
+    /// (JSON pointer, message) per problem.
+    pub fn validate_config(&self, config: &serde_json::Value) -> Vec<(String, String)> {
         let Some(v) = &self.validator else {
             return Vec::new();
         };
         v.iter_errors(config)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("at {at}: {e}")
-                }
-            })
+            .map(|e| (e.instance_path().to_string(), e.to_string()))
             .collect()
     }
 }

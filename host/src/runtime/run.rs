@@ -20,6 +20,9 @@ use crate::exposition::{PluginFamilies, Sample, Staged};
 use crate::hostcalls::http::HttpGrant;
 use crate::hostcalls::state::{ProbeState, StateView};
 
+/// Longest head start host calls take on the run's deadline.
+const HOST_CALL_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What a run needs besides the plugin.
 #[derive(Debug)]
 pub struct RunSpec<'a> {
@@ -46,11 +49,14 @@ pub async fn run(
         Some(s) => StateView::load(s, spec.limits.state_bytes),
         None => StateView::default(),
     };
+    // Host calls give up a little before the run's deadline, so the plugin
+    // still gets to report the failure (with its timings) itself.
+    let margin = (spec.limits.timeout / 10).min(HOST_CALL_MARGIN);
     let data = RunState::new(
         spec.probe.to_string(),
         spec.limits.memory,
         spec.limits.log_lines,
-        deadline,
+        deadline - margin,
         state,
         spec.http.clone(),
     );
@@ -111,13 +117,20 @@ pub async fn run(
                 );
             }
             let (result, trap) = classify(&err, limit_hit);
+            // The root cause names the trap; the wasm backtrace around it
+            // is for plugin authors running `wasmprobe probe`.
+            let cause = err.root_cause().to_string();
             let message = match trap {
                 Some(TrapReason::MemoryLimit) => format!(
-                    "trapped after reaching its memory limit ({} bytes): {err:#}",
+                    "trapped after reaching its memory limit ({} bytes): {cause}",
                     spec.limits.memory
                 ),
-                _ => format!("{err:#}"),
+                _ if result == RunResult::Timeout => {
+                    format!("no result within {:?}", spec.limits.timeout)
+                }
+                _ => cause,
             };
+            tracing::debug!(probe = spec.probe, error = format!("{err:?}"), "run failed");
             return record(result, trap, false, Some(first_lines(&message)), None);
         }
         Ok(Ok(o)) => o,

@@ -1,0 +1,184 @@
+//! The server's endpoints: `/probe`, `/metrics` negotiation, health,
+//! readiness and the status page.
+
+use std::time::Duration;
+
+use crate::harness::{Engine, Scrape, get, promtool_check};
+use crate::targets;
+
+#[test]
+fn probe_endpoint_runs_a_module_once() {
+    let t = targets::http();
+    let forbidden = targets::counting();
+    let e = Engine::new()
+        .probe(
+            "http_2xx",
+            &format!(
+                "plugin = \"http-health\"\nallow = [\"{}\"]",
+                t.origin("http")
+            ),
+        )
+        .start();
+
+    let ok = get(
+        &e.url(&format!("/probe?module=http_2xx&target={}", t.url("/ok"))),
+        None,
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.content_type.starts_with("text/plain; version=0.0.4"));
+    let s = Scrape::parse(&ok.body);
+    assert_eq!(s.value("probe_success", &[("probe", "http_2xx")]), 1.0);
+    assert_eq!(
+        s.value("probe_http_status_code", &[("probe", "http_2xx")]),
+        200.0
+    );
+    assert!(
+        s.families.keys().all(|f| !f.starts_with("wasmprobe_")),
+        "only the run's own metrics:\n{}",
+        s.text
+    );
+    promtool_check(&ok.body);
+
+    let failing = get(
+        &e.url(&format!(
+            "/probe?module=http_2xx&target={}",
+            t.url("/status/500")
+        )),
+        None,
+    );
+    assert_eq!(
+        failing.status, 200,
+        "a failed probe is still a successful scrape"
+    );
+    let s = Scrape::parse(&failing.body);
+    assert_eq!(s.value("probe_success", &[("probe", "http_2xx")]), 0.0);
+
+    let unknown = get(
+        &e.url(&format!("/probe?module=nope&target={}", t.url("/ok"))),
+        None,
+    );
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown.body.contains("unknown module \"nope\""),
+        "{}",
+        unknown.body
+    );
+
+    let denied = get(
+        &e.url(&format!(
+            "/probe?module=http_2xx&target={}",
+            forbidden.url("/ok")
+        )),
+        None,
+    );
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    assert!(denied.body.contains("is not allowed"), "{}", denied.body);
+    assert_eq!(forbidden.accepted(), 0);
+
+    let missing = get(&e.url("/probe?module=http_2xx"), None);
+    assert_eq!(missing.status, 400);
+
+    // On-demand runs are counted, not mixed into the module's own series.
+    let s = e.scrape();
+    assert_eq!(
+        s.value("wasmprobe_ondemand_runs_total", &[("result", "success")]),
+        1.0
+    );
+    assert_eq!(
+        s.value("wasmprobe_ondemand_runs_total", &[("result", "failure")]),
+        1.0
+    );
+    assert!(
+        s.get("probe_success", &[("probe", "http_2xx")]).is_none(),
+        "{}",
+        s.text
+    );
+}
+
+#[test]
+fn metrics_speaks_openmetrics_and_classic_text() {
+    let t = targets::http();
+    let e = Engine::new()
+        .probe(
+            "api",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"* * * * * *\"\ntarget = \"{}\"",
+                t.url("/ok")
+            ),
+        )
+        .probe(
+            "counts",
+            "plugin = \"misbehave\"\nschedule = \"* * * * * *\"\ntarget = \"http://127.0.0.1:9/\"",
+        )
+        .start();
+    e.wait_for("runs", Duration::from_secs(60), |s| {
+        s.get("misbehave_runs_total", &[("probe", "counts")])
+            .is_some()
+            && s.get("probe_success", &[("probe", "api")]).is_some()
+    });
+    let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let om = get(&e.url("/metrics"), Some(prom));
+    assert_eq!(om.status, 200);
+    assert_eq!(
+        om.content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.body.ends_with("# EOF\n"));
+    // Prometheus' own OpenMetrics parser reads this in `prometheus_server`.
+    for header in [
+        "# TYPE probe_success gauge\n",
+        "# TYPE misbehave_runs counter\n",
+        "# TYPE misbehave_observed_seconds histogram\n# UNIT misbehave_observed_seconds seconds\n",
+    ] {
+        assert!(om.body.contains(header), "{header:?} missing:\n{}", om.body);
+    }
+    assert!(
+        om.body
+            .contains("\nmisbehave_runs_total{probe=\"counts\"} "),
+        "{}",
+        om.body
+    );
+
+    let classic = get(&e.url("/metrics"), None);
+    assert_eq!(
+        classic.content_type,
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(!classic.body.contains("# EOF"));
+    let s = Scrape::parse(&classic.body);
+    assert_eq!(
+        s.families.get("misbehave_runs_total").map(|f| f.0.as_str()),
+        Some("counter")
+    );
+    assert_eq!(
+        s.families
+            .get("misbehave_observed_seconds")
+            .map(|f| f.0.as_str()),
+        Some("histogram")
+    );
+    promtool_check(&classic.body);
+}
+
+#[test]
+fn health_readiness_and_status_page() {
+    let e = Engine::new()
+        .probe(
+            "broken",
+            "plugin = \"misbehave\"\nschedule = \"* * * * * *\"\ntarget = \"http://127.0.0.1:9/\"\n[probes.broken.config]\nbehaviour = \"panic\"",
+        )
+        .start();
+    e.wait_for("a trap", Duration::from_secs(60), |s| {
+        s.get(
+            "wasmprobe_probe_traps_total",
+            &[("probe", "broken"), ("reason", "unreachable")],
+        )
+        .is_some()
+    });
+    // A failing probe never makes the exporter unhealthy.
+    assert_eq!(get(&e.url("/healthz"), None).status, 200);
+    assert_eq!(get(&e.url("/readyz"), None).status, 200);
+    let page = get(&e.url("/"), None);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("broken"), "{}", page.body);
+    assert!(page.body.contains("trap (unreachable)"), "{}", page.body);
+}

@@ -1,0 +1,392 @@
+//! A small fluent harness: write a probes.toml, start the real `wasmprobe`
+//! binary on 127.0.0.1:0, wait for it to listen, scrape and parse.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use openmetrics_parser::{MetricNumber, PrometheusType, PrometheusValue};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// A built plugin or fixture; fails loudly with the command that builds it.
+pub fn wasm(kind: &str, name: &str) -> PathBuf {
+    let path = root().join("dist").join(kind).join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `scripts/build-plugins --fixtures` (the test script does)",
+        path.display()
+    );
+    path
+}
+
+/// A config under construction.
+pub struct Engine {
+    toml: String,
+    dir: tempfile::TempDir,
+}
+
+impl Engine {
+    /// Bundled plugins and fixtures are known by name; the compile cache is
+    /// shared by every test.
+    pub fn new() -> Engine {
+        let cache = root().join("target").join("e2e-cache");
+        let toml = format!(
+            "[engine]\ncache_dir = {cache:?}\nmax_concurrent_runs = 32\n\n\
+             [plugins.http-health]\npath = {:?}\n\n\
+             [plugins.misbehave]\npath = {:?}\n\n",
+            wasm("plugins", "http-health"),
+            wasm("fixtures", "misbehave"),
+        );
+        Engine {
+            toml,
+            dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
+        }
+    }
+
+    /// Adds raw TOML.
+    pub fn raw(mut self, text: &str) -> Engine {
+        self.toml.push_str(text);
+        self.toml.push('\n');
+        self
+    }
+
+    /// Adds `[probes.NAME]` with `body` as its keys.
+    pub fn probe(self, name: &str, body: &str) -> Engine {
+        self.raw(&format!("[probes.{name}]\n{body}\n"))
+    }
+
+    /// A file next to the config (CA files and the like).
+    pub fn file(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        p
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("probes.toml")
+    }
+
+    fn write(&self) -> PathBuf {
+        let p = self.config_path();
+        std::fs::write(&p, &self.toml).unwrap_or_else(|e| panic!("write config: {e}"));
+        p
+    }
+
+    /// Starts `wasmprobe run` and waits until it listens.
+    pub fn start(self) -> Running {
+        let config = self.write();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--drain",
+                "3s",
+                "--config",
+            ])
+            .arg(&config)
+            .env("WASMPROBE_LOG", "info,wasmprobe=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start wasmprobe: {e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains(" listening ")
+                        && let Some(addr) = line
+                            .split_whitespace()
+                            .find_map(|w| w.strip_prefix("addr="))
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                    {
+                        let _ = tx.send(addr);
+                    }
+                    log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let lines = log.lock().unwrap_or_else(|e| e.into_inner()).join("\n");
+                panic!("wasmprobe did not start listening:\n{lines}");
+            }
+        };
+        Running {
+            addr,
+            child,
+            log,
+            _dir: self.dir,
+        }
+    }
+}
+
+/// A running engine, killed on drop.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response as the tests need it.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// GET `url` with optional Accept header.
+pub fn get(url: &str, accept: Option<&str>) -> Reply {
+    let mut req = agent().get(url);
+    if let Some(a) = accept {
+        req = req.header("Accept", a);
+    }
+    let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("GET {url}: body: {e}"));
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// Scrapes `/metrics` in the classic format and parses it.
+    pub fn scrape(&self) -> Scrape {
+        let r = get(&self.url("/metrics"), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        Scrape::parse(&r.body)
+    }
+
+    /// Scrapes until `cond` holds, or panics with the last scrape and log.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Scrape) -> bool,
+    ) -> Scrape {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.scrape();
+            if cond(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}\n--- scrape ---\n{}\n--- log ---\n{}",
+                    s.text,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// One parsed series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A scrape, parsed by a real Prometheus text-format parser.
+pub struct Scrape {
+    pub text: String,
+    pub series: Vec<Series>,
+    /// Family name → (type, label names of its samples).
+    pub families: BTreeMap<String, (String, Vec<String>)>,
+}
+
+fn num(n: &MetricNumber) -> f64 {
+    n.as_f64()
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> Scrape {
+        let parsed = openmetrics_parser::prometheus::parse_prometheus(text)
+            .unwrap_or_else(|e| panic!("exposition does not parse: {e:?}\n{text}"));
+        let mut series = Vec::new();
+        let mut families = BTreeMap::new();
+        for (name, family) in &parsed.families {
+            let kind = match family.family_type {
+                PrometheusType::Counter => "counter",
+                PrometheusType::Gauge => "gauge",
+                PrometheusType::Histogram => "histogram",
+                PrometheusType::Summary => "summary",
+                PrometheusType::Unknown => "untyped",
+            };
+            families.insert(
+                name.clone(),
+                (kind.to_string(), family.get_label_names().to_vec()),
+            );
+            for sample in family.iter_samples() {
+                let labels: BTreeMap<String, String> = sample
+                    .get_labelset()
+                    .map(|ls| {
+                        ls.iter()
+                            .filter(|(_, v)| !v.is_empty())
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                match &sample.value {
+                    PrometheusValue::Unknown(n) | PrometheusValue::Gauge(n) => {
+                        series.push(Series {
+                            name: name.clone(),
+                            labels,
+                            value: num(n),
+                        })
+                    }
+                    PrometheusValue::Counter(c) => series.push(Series {
+                        name: name.clone(),
+                        labels,
+                        value: num(&c.value),
+                    }),
+                    PrometheusValue::Histogram(h) => {
+                        for b in &h.buckets {
+                            let mut l = labels.clone();
+                            l.insert("le".into(), format_le(b.upper_bound));
+                            series.push(Series {
+                                name: format!("{name}_bucket"),
+                                labels: l,
+                                value: num(&b.count),
+                            });
+                        }
+                        if let Some(c) = h.count {
+                            series.push(Series {
+                                name: format!("{name}_count"),
+                                labels: labels.clone(),
+                                value: c as f64,
+                            });
+                        }
+                        if let Some(s) = &h.sum {
+                            series.push(Series {
+                                name: format!("{name}_sum"),
+                                labels,
+                                value: num(s),
+                            });
+                        }
+                    }
+                    PrometheusValue::Summary(_) => {}
+                }
+            }
+        }
+        Scrape {
+            text: text.to_string(),
+            series,
+            families,
+        }
+    }
+
+    /// The value of the series with exactly these labels.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let want: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.series
+            .iter()
+            .find(|s| s.name == name && s.labels == want)
+            .map(|s| s.value)
+    }
+
+    /// The value, or a panic that prints the whole exposition.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no series {name}{labels:?} in:\n{}", self.text))
+    }
+
+    /// Every series of a family (any labels).
+    pub fn all(&self, name: &str) -> Vec<&Series> {
+        self.series.iter().filter(|s| s.name == name).collect()
+    }
+}
+
+fn format_le(b: f64) -> String {
+    if b == f64::INFINITY {
+        "+Inf".into()
+    } else {
+        format!("{b}")
+    }
+}
+
+/// `promtool check metrics` on an exposition; panics with its output.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool is missing ({e}): install Debian's `prometheus` package (scripts/test does)")
+        });
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("promtool: {e}"));
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

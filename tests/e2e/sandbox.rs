@@ -1,0 +1,247 @@
+//! Plugins that trap, spin, hoard memory or recurse end their own run with
+//! a bounded reason; the host and every other probe go on.
+
+use std::time::Duration;
+
+use crate::harness::{Engine, Scrape, get, promtool_check};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A misbehave probe running every second with `config` (TOML keys of
+/// its config table) and `extra` keys of the probe's own table.
+fn fixture(name: &str, config: &str, extra: &str) -> String {
+    format!(
+        "[probes.{name}]\nplugin = \"misbehave\"\nschedule = \"* * * * * *\"\ntarget = \"http://127.0.0.1:9/\"\n{extra}\n[probes.{name}.config]\n{config}\n"
+    )
+}
+
+fn count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.get(name, labels).unwrap_or(0.0)
+}
+
+#[test]
+fn hostile_plugins_end_only_their_own_runs() {
+    let e = Engine::new()
+        .raw(&fixture("good", "behaviour = \"ok\"", ""))
+        .raw(&fixture("panics", "behaviour = \"panic\"", ""))
+        .raw(&fixture(
+            "spins",
+            "behaviour = \"spin\"",
+            "timeout = \"1s\"",
+        ))
+        .raw(&fixture(
+            "hoards",
+            "behaviour = \"grow_memory\"",
+            "[probes.hoards.limits]\nmemory = \"16MiB\"",
+        ))
+        .raw(&fixture("recurses", "behaviour = \"recurse\"", ""))
+        .raw(&fixture("smashes", "behaviour = \"deep_frames\"", ""))
+        .start();
+    let s = e.wait_for(
+        "every failure mode, twice, while good keeps running",
+        WAIT,
+        |s| {
+            count(
+                s,
+                "wasmprobe_probe_traps_total",
+                &[("probe", "panics"), ("reason", "unreachable")],
+            ) >= 2.0
+                && count(
+                    s,
+                    "wasmprobe_probe_runs_total",
+                    &[("probe", "spins"), ("result", "timeout")],
+                ) >= 2.0
+                && count(
+                    s,
+                    "wasmprobe_probe_traps_total",
+                    &[("probe", "hoards"), ("reason", "memory_limit")],
+                ) >= 2.0
+                && count(
+                    s,
+                    "wasmprobe_probe_traps_total",
+                    &[("probe", "recurses"), ("reason", "stack_overflow")],
+                ) >= 2.0
+                && count(
+                    s,
+                    "wasmprobe_probe_traps_total",
+                    &[("probe", "smashes"), ("reason", "out_of_bounds")],
+                ) >= 2.0
+                && count(
+                    s,
+                    "wasmprobe_probe_runs_total",
+                    &[("probe", "good"), ("result", "success")],
+                ) >= 5.0
+        },
+    );
+    for p in ["panics", "spins", "hoards", "recurses", "smashes"] {
+        assert_eq!(s.value("probe_success", &[("probe", p)]), 0.0, "{p}");
+    }
+    assert_eq!(s.value("probe_success", &[("probe", "good")]), 1.0);
+    // The good probe keeps its once-a-second rhythm: no skipped starts.
+    assert!(
+        s.get("wasmprobe_probe_runs_skipped_total", &[("probe", "good")])
+            .is_none(),
+        "{}",
+        s.text
+    );
+    assert_eq!(get(&e.url("/healthz"), None).status, 200);
+    promtool_check(&s.text);
+    let lag_count = s.value("wasmprobe_schedule_lag_seconds_count", &[]);
+    assert!(lag_count >= 5.0);
+    println!(
+        "spin run ended after {:.3}s (timeout 1s); memory trap after {:.3}s",
+        s.value("probe_duration_seconds", &[("probe", "spins")]),
+        s.value("probe_duration_seconds", &[("probe", "hoards")])
+    );
+}
+
+#[test]
+fn state_survives_between_runs_of_a_probe() {
+    let e = Engine::new()
+        .raw(&fixture("counter", "behaviour = \"state\"", ""))
+        .start();
+    let s = e.wait_for("three runs", WAIT, |s| {
+        s.get("misbehave_state_runs", &[("probe", "counter")])
+            .is_some_and(|v| v >= 3.0)
+    });
+    let runs = s.value(
+        "wasmprobe_probe_runs_total",
+        &[("probe", "counter"), ("result", "success")],
+    );
+    assert_eq!(
+        s.value("misbehave_state_runs", &[("probe", "counter")]),
+        runs
+    );
+}
+
+#[test]
+fn gauges_replace_counters_and_histograms_accumulate() {
+    let e = Engine::new()
+        .raw(&fixture("acc", "behaviour = \"ok\"", ""))
+        .start();
+    let s = e.wait_for("three runs", WAIT, |s| {
+        s.get("misbehave_runs_total", &[("probe", "acc")])
+            .is_some_and(|v| v >= 3.0)
+    });
+    let runs = s.value(
+        "wasmprobe_probe_runs_total",
+        &[("probe", "acc"), ("result", "success")],
+    );
+    assert_eq!(s.value("misbehave_runs_total", &[("probe", "acc")]), runs);
+    assert_eq!(
+        s.value("misbehave_observed_seconds_count", &[("probe", "acc")]),
+        runs
+    );
+    assert_eq!(
+        s.value(
+            "misbehave_observed_seconds_bucket",
+            &[("probe", "acc"), ("le", "0.1")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        s.value(
+            "misbehave_observed_seconds_bucket",
+            &[("probe", "acc"), ("le", "1")]
+        ),
+        runs
+    );
+    assert_eq!(
+        s.value("misbehave_value", &[("probe", "acc"), ("v", "ok")]),
+        1.0
+    );
+}
+
+#[test]
+fn bad_samples_are_dropped_and_counted() {
+    let e = Engine::new()
+        .raw(&fixture("sloppy", "behaviour = \"undeclared\"", ""))
+        .start();
+    let s = e.wait_for("a run", WAIT, |s| {
+        s.get("probe_success", &[("probe", "sloppy")]).is_some()
+    });
+    assert_eq!(
+        s.value("misbehave_value", &[("probe", "sloppy"), ("v", "kept")]),
+        2.0
+    );
+    assert!(s.all("not_declared").is_empty());
+    let r = |reason: &str| {
+        s.value(
+            "wasmprobe_probe_samples_rejected_total",
+            &[("probe", "sloppy"), ("reason", reason)],
+        )
+    };
+    // `probe_success` from a plugin is just another undeclared family.
+    assert!(r("unknown_family") >= 2.0, "{}", s.text);
+    assert!(r("undeclared_label") >= 1.0);
+    assert!(r("invalid_value") >= 2.0);
+    assert_eq!(s.value("probe_success", &[("probe", "sloppy")]), 1.0);
+}
+
+#[test]
+fn oversized_output_rejects_the_run() {
+    let e = Engine::new()
+        .raw(&fixture(
+            "wide",
+            "behaviour = \"many_series\"\ncount = 5000",
+            "[probes.wide.limits]\nmax_series = 100",
+        ))
+        .raw(&fixture(
+            "big",
+            "behaviour = \"big_output\"\ncount = 200000",
+            "[probes.big.limits]\nmax_output = \"64KiB\"",
+        ))
+        .start();
+    let s = e.wait_for("rejections", WAIT, |s| {
+        ["wide", "big"].iter().all(|p| {
+            s.get(
+                "wasmprobe_probe_runs_total",
+                &[("probe", p), ("result", "rejected")],
+            )
+            .is_some()
+        })
+    });
+    assert!(s.all("misbehave_value").is_empty(), "{}", s.text);
+    assert!(e.log().contains("limits.max_series is 100"), "{}", e.log());
+}
+
+#[test]
+fn injected_label_values_cannot_forge_series() {
+    let e = Engine::new()
+        .raw(&fixture("inject", "behaviour = \"inject\"", ""))
+        .start();
+    let s = e.wait_for("a run", WAIT, |s| {
+        s.get("probe_success", &[("probe", "inject")]).is_some()
+    });
+    assert!(s.all("injected_series").is_empty(), "{}", s.text);
+    let values: Vec<&str> = s
+        .all("misbehave_value")
+        .iter()
+        .filter_map(|x| x.labels.get("v").map(String::as_str))
+        .collect();
+    assert!(values.contains(&"quote\"d"), "{values:?}");
+    assert!(values.contains(&"back\\slash"), "{values:?}");
+    assert!(values.contains(&"new\nline"), "{values:?}");
+    assert!(
+        values.contains(&"x\"} 1\ninjected_series 666\n# EOF\n"),
+        "{values:?}"
+    );
+    assert!(values.contains(&"nul\u{FFFD}byte"), "{values:?}");
+    promtool_check(&s.text);
+    let om = get(
+        &e.url("/metrics"),
+        Some("application/openmetrics-text; version=1.0.0"),
+    );
+    assert_eq!(
+        om.body.lines().filter(|l| *l == "# EOF").count(),
+        1,
+        "{}",
+        om.body
+    );
+    assert!(
+        om.body.lines().all(|l| !l.starts_with("injected_series")),
+        "{}",
+        om.body
+    );
+    assert!(om.body.ends_with("# EOF\n"));
+}
