@@ -6,6 +6,12 @@
 //! `prometheus-blackbox-exporter` installed; `scripts/test` does both.
 
 #![allow(unreachable_pub, reason = "the harness is private to this test binary")]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed expectation in a test harness is a test failure"
+)]
 
 mod harness;
 mod targets;

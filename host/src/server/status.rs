@@ -53,9 +53,9 @@ pub(super) async fn page(State(app): State<Arc<App>>) -> Html<String> {
             Some(_) => "bad",
             None => "",
         };
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr class=\"{class}\"><td><a href=\"/probe?module={m}\">{m}</a></td><td>{p}</td><td>{s}</td><td>{t}</td><td>{r}</td><td>{d}</td><td>{w}</td><td>{n}</td><td>{msg}</td></tr>\n",
+            "<tr class=\"{class}\"><td><a href=\"/probe?module={m}\">{m}</a></td><td>{p}</td><td>{s}</td><td>{t}</td><td>{r}</td><td>{d}</td><td>{w}</td><td>{n}</td><td>{msg}</td></tr>",
             m = esc(c.name.as_str()),
             p = esc(c.plugin.as_str()),
             s = esc(c.schedule.as_ref().map_or("on demand", |s| s.0.source())),

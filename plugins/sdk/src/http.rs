@@ -33,6 +33,10 @@ pub fn get(url: &str) -> Request {
 
 /// Sending as a method, for chaining.
 pub trait RequestExt {
+    #[expect(
+        clippy::result_large_err,
+        reason = "mirrors the WIT signature of http.send"
+    )]
     fn send(&self) -> Result<Response, HttpError>;
     fn header(self, name: &str, value: &str) -> Self;
 }
