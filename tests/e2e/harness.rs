@@ -32,6 +32,7 @@ pub fn wasm(kind: &str, name: &str) -> PathBuf {
 
 /// A config under construction.
 pub struct Engine {
+    engine_keys: String,
     toml: String,
     dir: tempfile::TempDir,
 }
@@ -40,18 +41,23 @@ impl Engine {
     /// Bundled plugins and fixtures are known by name; the compile cache is
     /// shared by every test.
     pub fn new() -> Engine {
-        let cache = root().join("target").join("e2e-cache");
         let toml = format!(
-            "[engine]\ncache_dir = {cache:?}\nmax_concurrent_runs = 32\n\n\
-             [plugins.http-health]\npath = {:?}\n\n\
-             [plugins.misbehave]\npath = {:?}\n\n",
+            "[plugins.http-health]\npath = {:?}\n\n[plugins.misbehave]\npath = {:?}\n\n",
             wasm("plugins", "http-health"),
             wasm("fixtures", "misbehave"),
         );
         Engine {
+            engine_keys: String::new(),
             toml,
             dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
         }
+    }
+
+    /// Adds a key to the `[engine]` table.
+    pub fn engine_key(mut self, line: &str) -> Engine {
+        self.engine_keys.push_str(line);
+        self.engine_keys.push('\n');
+        self
     }
 
     /// Adds raw TOML.
@@ -78,8 +84,13 @@ impl Engine {
     }
 
     fn write(&self) -> PathBuf {
+        let cache = root().join("target").join("e2e-cache");
+        let text = format!(
+            "[engine]\ncache_dir = {cache:?}\nmax_concurrent_runs = 32\n{}\n{}",
+            self.engine_keys, self.toml
+        );
         let p = self.config_path();
-        std::fs::write(&p, &self.toml).unwrap_or_else(|e| panic!("write config: {e}"));
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("write config: {e}"));
         p
     }
 

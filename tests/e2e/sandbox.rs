@@ -96,6 +96,60 @@ fn hostile_plugins_end_only_their_own_runs() {
 }
 
 #[test]
+fn more_spinning_plugins_than_threads_do_not_stall_the_others() {
+    let e = Engine::new()
+        .engine_key("worker_threads = 1")
+        .raw(&fixture("good", "behaviour = \"ok\"", ""))
+        .raw(&fixture(
+            "spin1",
+            "behaviour = \"spin\"",
+            "timeout = \"3s\"",
+        ))
+        .raw(&fixture(
+            "spin2",
+            "behaviour = \"spin\"",
+            "timeout = \"3s\"",
+        ))
+        .raw(&fixture(
+            "spin3",
+            "behaviour = \"spin\"",
+            "timeout = \"3s\"",
+        ))
+        .start();
+    let s = e.wait_for(
+        "spinners timing out while good runs every second",
+        WAIT,
+        |s| {
+            ["spin1", "spin2", "spin3"].iter().all(|p| {
+                count(
+                    s,
+                    "wasmprobe_probe_runs_total",
+                    &[("probe", p), ("result", "timeout")],
+                ) >= 2.0
+            }) && count(
+                s,
+                "wasmprobe_probe_runs_total",
+                &[("probe", "good"), ("result", "success")],
+            ) >= 6.0
+        },
+    );
+    // Three plugins spin on one worker thread, yet the good probe keeps
+    // its once-a-second schedule.
+    assert!(
+        s.get("wasmprobe_probe_runs_skipped_total", &[("probe", "good")])
+            .is_none(),
+        "{}",
+        s.text
+    );
+    let p99_bucket = s.value("wasmprobe_schedule_lag_seconds_bucket", &[("le", "0.5")]);
+    let total = s.value("wasmprobe_schedule_lag_seconds_count", &[]);
+    println!(
+        "schedule lag with 3 spinners on 1 thread: {p99_bucket} of {total} starts within 0.5s"
+    );
+    assert_eq!(get(&e.url("/healthz"), None).status, 200);
+}
+
+#[test]
 fn state_survives_between_runs_of_a_probe() {
     let e = Engine::new()
         .raw(&fixture("counter", "behaviour = \"state\"", ""))

@@ -1,9 +1,10 @@
 //! One run of one probe: a fresh store, the plugin's `run()`, and a
 //! bounded account of how it ended.
 //!
-//! The deadline is enforced twice: epoch interruption traps a plugin that
-//! computes past it, and an async timeout ends a run waiting in a host call.
-//! Either way the store is dropped and only this run is lost.
+//! The deadline is one async timeout around instantiation and the call.
+//! Epoch interruption makes a computing plugin yield at every tick, so the
+//! timeout ends a spinning plugin exactly as it ends one waiting in a host
+//! call: the future is dropped with the store, and only this run is lost.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -62,8 +63,11 @@ pub async fn run(
     );
     let mut store = Store::new(&engine.engine, data);
     store.limiter(|s| &mut s.limiter);
-    store.set_epoch_deadline(WasmEngine::ticks(spec.limits.timeout));
-    store.epoch_deadline_trap();
+    // A plugin that computes yields to the probe runtime at every epoch
+    // tick, so spinning plugins cannot starve other probes of worker
+    // threads; the timeout below ends it at its deadline.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
 
     let ctx = ProbeContext {
         probe: spec.probe.to_string(),
