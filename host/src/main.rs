@@ -316,10 +316,14 @@ fn probe_once(
     } else {
         Format::Classic
     };
-    print!(
-        "{}",
-        exposition.encode_single(probe.slot.host_labels(), &record, staged.as_ref(), format)
-    );
+    {
+        use std::io::Write;
+        let text =
+            exposition.encode_single(probe.slot.host_labels(), &record, staged.as_ref(), format);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
     let rejected = staged.as_ref().map_or(0, |s| s.rejected_total());
     eprintln!(
         "probe {name}: {}{} in {:.1} ms{}{}",

@@ -3,30 +3,13 @@
 //! same type and label names.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Engine, Scrape, get};
+use crate::harness::{Engine, Peer, Scrape, free_port, get};
 use crate::targets;
 
-struct Blackbox(Child);
-
-impl Drop for Blackbox {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("free port: {e}"))
-}
-
-fn start_blackbox(config: &std::path::Path, port: u16) -> Blackbox {
+fn start_blackbox(config: &std::path::Path, port: u16) -> Peer {
     let child = Command::new("prometheus-blackbox-exporter")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -36,7 +19,7 @@ fn start_blackbox(config: &std::path::Path, port: u16) -> Blackbox {
         .unwrap_or_else(|e| {
             panic!("prometheus-blackbox-exporter is missing ({e}): install Debian's package (scripts/test does)")
         });
-    let bb = Blackbox(child);
+    let bb = Peer(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "blackbox_exporter did not start");

@@ -163,6 +163,25 @@ impl Drop for Running {
     }
 }
 
+/// A peer process (Prometheus, blackbox_exporter), killed on drop.
+pub struct Peer(pub Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free right now, for peers that cannot listen on :0
+/// and report the port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("free port: {e}"))
+}
+
 /// An HTTP response as the tests need it.
 pub struct Reply {
     pub status: u16,

@@ -2,27 +2,10 @@
 //! negotiating OpenMetrics, and stores what the probes report: the
 //! exposition is read by the parser operators actually run.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Engine, get};
-
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("free port: {e}"))
-}
+use crate::harness::{Engine, Peer, free_port, get};
 
 fn query(port: u16, q: &str) -> serde_json::Value {
     let url = format!(
@@ -95,7 +78,7 @@ fn prometheus_scrapes_openmetrics_and_stores_every_probe() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|err| panic!("prometheus is missing ({err}): install Debian's `prometheus` package (scripts/test does)"));
-    let _prom = Prometheus(child);
+    let _prom = Peer(child);
 
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

@@ -160,6 +160,20 @@ fn canonical_net(net: IpNet) -> IpNet {
     }
 }
 
+impl AllowRule {
+    /// Before resolution: a named host passes when the rule names it or the
+    /// rule is a network (decided per address after resolution); an address
+    /// must be in the rule's network.
+    fn may_admit(&self, host: &DestHost) -> bool {
+        match (&self.host, host) {
+            (HostPattern::Name(n), DestHost::Name(d)) => n == d,
+            (HostPattern::Net(_), DestHost::Name(_)) => true,
+            (HostPattern::Net(net), DestHost::Ip(ip)) => net.contains(ip),
+            (HostPattern::Name(_), DestHost::Ip(_)) => false,
+        }
+    }
+}
+
 impl fmt::Display for AllowRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -284,15 +298,7 @@ impl AllowList {
     /// host passes when a rule names it or some rule is a network (decided
     /// per address after resolution); an address must be in a rule's network.
     pub fn check(&self, dest: &Destination) -> Result<(), Denied> {
-        let ok = self
-            .scheme_and_port(dest)
-            .any(|r| match (&r.host, &dest.host) {
-                (HostPattern::Name(n), DestHost::Name(d)) => n == d,
-                (HostPattern::Net(_), DestHost::Name(_)) => true,
-                (HostPattern::Net(net), DestHost::Ip(ip)) => net.contains(ip),
-                (HostPattern::Name(_), DestHost::Ip(_)) => false,
-            });
-        if ok {
+        if self.scheme_and_port(dest).any(|r| r.may_admit(&dest.host)) {
             Ok(())
         } else {
             Err(self.denied(format!("target {:?}", dest.to_string())))
@@ -348,13 +354,7 @@ impl AllowList {
             return self.check(&dest);
         }
         let host = DestHost::parse(target);
-        let ok = self.rules.iter().any(|r| match (&r.host, &host) {
-            (HostPattern::Name(n), DestHost::Name(d)) => n == d,
-            (HostPattern::Net(_), DestHost::Name(_)) => true,
-            (HostPattern::Net(net), DestHost::Ip(ip)) => net.contains(ip),
-            (HostPattern::Name(_), DestHost::Ip(_)) => false,
-        });
-        if ok {
+        if self.rules.iter().any(|r| r.may_admit(&host)) {
             Ok(())
         } else {
             Err(self.denied(format!("target {target:?}")))
