@@ -13,6 +13,7 @@ use wasmprobe::exposition::PluginFamilies;
 use wasmprobe::runtime::engine::PoolSize;
 use wasmprobe::runtime::outcome::RunResult;
 use wasmprobe::runtime::run::{RunSpec, run};
+use wasmprobe::runtime::store::Grants;
 use wasmprobe::runtime::{Plugin, WasmEngine};
 
 fn main() -> anyhow::Result<()> {
@@ -40,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         target: "http://127.0.0.1:9/",
         config: r#"{"behaviour":"empty"}"#,
         limits: Limits::default(),
-        http: None,
+        grants: Grants::default(),
         state: None,
     };
     let iterations = std::env::args()

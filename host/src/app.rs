@@ -18,10 +18,12 @@ use crate::config::{Config, Diagnostic, Diagnostics, PluginName, ProbeConfig, Pr
 use crate::exposition::{Exposition, PluginFamilies, ProbeSlot, SeriesBudget};
 use crate::hostcalls::http::HttpGrant;
 use crate::hostcalls::http::tls::TlsClient;
+use crate::hostcalls::icmp::{IcmpGrant, IcmpService};
 use crate::hostcalls::state::ProbeState;
 use crate::runtime::engine::PoolSize;
 use crate::runtime::outcome::RunRecord;
 use crate::runtime::run::{self, RunSpec};
+use crate::runtime::store::Grants;
 use crate::runtime::{Plugin, WasmEngine};
 
 /// A plugin with its place in the exposition.
@@ -39,7 +41,7 @@ pub struct Probe {
     pub plugin: Arc<LoadedPlugin>,
     /// The config table as JSON text, serialised once.
     pub config_json: String,
-    pub http: Arc<HttpGrant>,
+    pub grants: Grants,
     pub state: ProbeState,
     pub slot: Arc<ProbeSlot>,
 }
@@ -62,7 +64,7 @@ impl Probe {
             target,
             config: &self.config_json,
             limits: self.config.limits,
-            http: Some(self.http.clone()),
+            grants: self.grants.clone(),
             state: persist_state.then_some(&self.state),
         };
         run::run(engine, &self.plugin.plugin, &self.plugin.families, spec).await
@@ -89,6 +91,7 @@ pub fn pool_size(config: &Config) -> PoolSize {
 pub async fn prepare(
     config: &Config,
     engine: &Arc<WasmEngine>,
+    icmp: &Arc<IcmpService>,
     exposition: &Exposition,
 ) -> Result<ProbeSet, Diagnostics> {
     let mut errors: Vec<Diagnostic> = Vec::new();
@@ -161,11 +164,17 @@ pub async fn prepare(
                 continue;
             }
         };
-        let http = Arc::new(HttpGrant {
-            allow: probe.allow.clone(),
-            tls,
-            max_body: probe.limits.max_body,
-        });
+        let grants = Grants {
+            http: Some(Arc::new(HttpGrant {
+                allow: probe.allow.clone(),
+                tls,
+                max_body: probe.limits.max_body,
+            })),
+            icmp: Some(Arc::new(IcmpGrant {
+                allow: probe.allow.clone(),
+                service: icmp.clone(),
+            })),
+        };
         let config_json = probe.config.to_string();
         let host_labels = host_labels(probe);
         let slot = Arc::new(exposition.detached_slot(
@@ -179,7 +188,7 @@ pub async fn prepare(
                 config: probe.clone(),
                 plugin: plugin.clone(),
                 config_json,
-                http,
+                grants,
                 state: ProbeState::default(),
                 slot,
             }),

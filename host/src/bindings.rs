@@ -7,6 +7,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: {
         "wasmprobe:plugin/http.send": async | trappable,
+        "wasmprobe:plugin/icmp.echo": async | trappable,
         default: trappable,
     },
     exports: {

@@ -7,8 +7,10 @@
 //! trap. Grants are built once per config load and shared by the probe's
 //! runs; an empty allow-list denies everything.
 
+mod address;
 pub mod allowlist;
 pub mod http;
+pub mod icmp;
 pub mod log;
 pub mod state;
 

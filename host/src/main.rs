@@ -19,6 +19,7 @@ use tracing_subscriber::EnvFilter;
 use wasmprobe::app::{self, App};
 use wasmprobe::config::{self, Config, ConfigError, Diagnostics};
 use wasmprobe::exposition::{Exposition, Format};
+use wasmprobe::hostcalls::icmp::IcmpService;
 use wasmprobe::runtime::WasmEngine;
 use wasmprobe::{schedule, server};
 
@@ -133,6 +134,18 @@ fn engine_for(config: &Config) -> Result<Arc<WasmEngine>, Exit> {
     Ok(Arc::new(engine))
 }
 
+/// Finds the ICMP sockets this process may open, and says so.
+fn icmp_service(exposition: &Exposition) -> Arc<IcmpService> {
+    let icmp = IcmpService::detect();
+    tracing::info!(
+        ipv4 = icmp.v4.as_str(),
+        ipv6 = icmp.v6.as_str(),
+        "ICMP sockets"
+    );
+    exposition.global.set_icmp_modes(icmp.v4, icmp.v6);
+    Arc::new(icmp)
+}
+
 fn probe_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Exit> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -156,8 +169,9 @@ fn run(
     let engine = engine_for(&config)?;
     let probe_rt = probe_runtime(config.engine.worker_threads)?;
     let exposition = Arc::new(Exposition::new());
+    let icmp = icmp_service(&exposition);
     let set = probe_rt
-        .block_on(app::prepare(&config, &engine, &exposition))
+        .block_on(app::prepare(&config, &engine, &icmp, &exposition))
         .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
     let app = App::new(
         &config,
@@ -244,7 +258,8 @@ fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
     let engine = engine_for(&config)?;
     let rt = probe_runtime(1)?;
     let exposition = Exposition::new();
-    let prepared = rt.block_on(app::prepare(&config, &engine, &exposition));
+    let icmp = icmp_service(&exposition);
+    let prepared = rt.block_on(app::prepare(&config, &engine, &icmp, &exposition));
     let set = match prepared {
         Ok(set) if problems.is_empty() => set,
         Ok(_) => return Err(Exit(2, Diagnostics(problems).into())),
@@ -285,8 +300,9 @@ fn probe_once(
     let engine = engine_for(&config)?;
     let rt = probe_runtime(1)?;
     let exposition = Exposition::new();
+    let icmp = icmp_service(&exposition);
     let set = rt
-        .block_on(app::prepare(&config, &engine, &exposition))
+        .block_on(app::prepare(&config, &engine, &icmp, &exposition))
         .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
     let probe = set
         .probes

@@ -42,8 +42,9 @@ impl Engine {
     /// shared by every test.
     pub fn new() -> Engine {
         let toml = format!(
-            "[plugins.http-health]\npath = {:?}\n\n[plugins.misbehave]\npath = {:?}\n\n",
+            "[plugins.http-health]\npath = {:?}\n\n[plugins.icmp]\npath = {:?}\n\n[plugins.misbehave]\npath = {:?}\n\n",
             wasm("plugins", "http-health"),
+            wasm("plugins", "icmp"),
             wasm("fixtures", "misbehave"),
         );
         Engine {
@@ -85,9 +86,13 @@ impl Engine {
 
     fn write(&self) -> PathBuf {
         let cache = root().join("target").join("e2e-cache");
+        let mut engine_keys = self.engine_keys.clone();
+        if !engine_keys.contains("max_concurrent_runs") {
+            engine_keys.push_str("max_concurrent_runs = 32\n");
+        }
         let text = format!(
-            "[engine]\ncache_dir = {cache:?}\nmax_concurrent_runs = 32\n{}\n{}",
-            self.engine_keys, self.toml
+            "[engine]\ncache_dir = {cache:?}\n{engine_keys}\n{}",
+            self.toml
         );
         let p = self.config_path();
         std::fs::write(&p, text).unwrap_or_else(|e| panic!("write config: {e}"));

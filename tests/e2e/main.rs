@@ -14,11 +14,13 @@
 )]
 
 mod harness;
+mod netns;
 mod targets;
 
 mod blackbox_compat;
 mod config_errors;
 mod endpoints;
 mod http_health;
+mod icmp;
 mod prometheus_server;
 mod sandbox;

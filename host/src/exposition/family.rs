@@ -177,6 +177,19 @@ impl FamilyDef {
         self.kind == other.kind && self.unit == other.unit && self.buckets == other.buckets
     }
 
+    /// Every name this family's samples or OpenMetrics family use: two
+    /// families may not share any.
+    fn occupied(&self) -> Vec<String> {
+        match self.kind {
+            Kind::Gauge => vec![self.name.clone()],
+            Kind::Counter => vec![self.base_name().to_string(), self.name.clone()],
+            Kind::Histogram => ["", "_bucket", "_count", "_sum"]
+                .iter()
+                .map(|s| format!("{}{s}", self.name))
+                .collect(),
+        }
+    }
+
     fn shape(&self) -> String {
         let mut s = self.kind.as_str().to_string();
         if let Some(u) = &self.unit {
@@ -208,6 +221,7 @@ pub struct FamilyTable {
 #[derive(Debug, Default)]
 struct TableInner {
     entries: Vec<Entry>,
+    /// Every occupied name (see `FamilyDef::occupied`) to its family.
     by_name: HashMap<String, FamilyId>,
 }
 
@@ -218,18 +232,30 @@ impl FamilyTable {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if let Some(&id) = inner.by_name.get(&def.name) {
             let entry = &inner.entries[id as usize];
-            if entry.def.compatible(&def) {
+            if entry.def.name == def.name && entry.def.compatible(&def) {
                 return Ok(id);
             }
             return Err(FamilyError::Conflict {
                 name: def.name.clone(),
                 ours: def.shape(),
-                theirs: entry.def.shape(),
+                theirs: format!("{} (as {:?})", entry.def.shape(), entry.def.name),
+                owner: entry.owner.clone(),
+            });
+        }
+        let occupied = def.occupied();
+        if let Some(&id) = occupied.iter().find_map(|n| inner.by_name.get(n)) {
+            let entry = &inner.entries[id as usize];
+            return Err(FamilyError::Conflict {
+                name: def.name.clone(),
+                ours: def.shape(),
+                theirs: format!("{} (as {:?})", entry.def.shape(), entry.def.name),
                 owner: entry.owner.clone(),
             });
         }
         let id = FamilyId::try_from(inner.entries.len()).unwrap_or(FamilyId::MAX);
-        inner.by_name.insert(def.name.clone(), id);
+        for n in occupied {
+            inner.by_name.insert(n, id);
+        }
         inner.entries.push(Entry {
             def: Arc::new(def),
             owner: owner.to_string(),
@@ -321,5 +347,29 @@ mod tests {
             "three",
         );
         assert!(matches!(c, Err(FamilyError::Conflict { .. })));
+    }
+
+    #[test]
+    fn families_may_not_share_generated_names() {
+        let table = FamilyTable::default();
+        assert!(table.register(gauge("packets_sent"), "one").is_ok());
+        let counter = FamilyDef {
+            kind: Kind::Counter,
+            ..gauge("packets_sent_total")
+        };
+        assert!(matches!(
+            table.register(counter, "two"),
+            Err(FamilyError::Conflict { .. })
+        ));
+        let hist = FamilyDef {
+            kind: Kind::Histogram,
+            buckets: vec![1.0],
+            ..gauge("rtt")
+        };
+        assert!(table.register(hist, "three").is_ok());
+        assert!(matches!(
+            table.register(gauge("rtt_count"), "four"),
+            Err(FamilyError::Conflict { .. })
+        ));
     }
 }

@@ -12,6 +12,7 @@ use super::encode::{HistogramState, push_histogram, push_sample};
 use super::family::{FamilyDef, FamilyId, FamilyTable, Kind};
 use super::series::Rejection;
 use super::{LastRun, unix_seconds};
+use crate::hostcalls::icmp::SocketMode;
 use crate::runtime::outcome::{RunResult, TrapReason};
 
 /// Buckets of the schedule-lag histogram, in seconds.
@@ -41,6 +42,7 @@ pub struct HostFamilies {
     pub reload_time: FamilyId,
     pub ondemand: FamilyId,
     pub ondemand_busy: FamilyId,
+    pub icmp_mode: FamilyId,
     lag_def: FamilyDef,
 }
 
@@ -192,6 +194,12 @@ impl HostFamilies {
                 "Requests to /probe refused because too many were in flight.",
                 &[],
             )),
+            icmp_mode: reg(def(
+                "wasmprobe_icmp_socket_mode",
+                Gauge,
+                "The kind of ICMP socket the engine got, per address family: 1 for the mode in use.",
+                &["family", "mode"],
+            )),
             lag_def,
         }
     }
@@ -323,6 +331,8 @@ pub struct GlobalMetrics {
     pub reload_time_ms: AtomicU64,
     ondemand: [AtomicU64; RunResult::ALL.len()],
     pub ondemand_busy: AtomicU64,
+    /// ICMP socket modes for IPv4 and IPv6, once detected.
+    icmp_modes: Mutex<Option<[SocketMode; 2]>>,
 }
 
 impl Default for GlobalMetrics {
@@ -339,6 +349,7 @@ impl Default for GlobalMetrics {
             reload_time_ms: AtomicU64::new(0),
             ondemand: Default::default(),
             ondemand_busy: AtomicU64::new(0),
+            icmp_modes: Mutex::new(None),
         }
     }
 }
@@ -352,6 +363,10 @@ impl GlobalMetrics {
     pub fn plugin_load_failed(&self, plugin: &str) {
         let mut m = self.load_failures.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(plugin.to_string()).or_default() += 1;
+    }
+
+    pub fn set_icmp_modes(&self, v4: SocketMode, v6: SocketMode) {
+        *self.icmp_modes.lock().unwrap_or_else(|e| e.into_inner()) = Some([v4, v6]);
     }
 
     pub fn ondemand_run(&self, result: RunResult) {
@@ -445,6 +460,21 @@ impl GlobalMetrics {
                     Some(("plugin", plugin)),
                     *n as f64,
                 );
+            }
+        }
+        let modes = *self.icmp_modes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(modes) = modes {
+            for (family, got) in ["ipv4", "ipv6"].into_iter().zip(modes) {
+                for mode in SocketMode::ALL {
+                    push_sample(
+                        out.entry(host.icmp_mode).or_default(),
+                        "wasmprobe_icmp_socket_mode",
+                        "",
+                        [("family", family), ("mode", mode.as_str())],
+                        None,
+                        if mode == got { 1.0 } else { 0.0 },
+                    );
+                }
             }
         }
         push_sample(

@@ -361,9 +361,13 @@ impl AllowList {
         }
     }
 
-    /// The rule that admits the origin of a URL, used to derive a probe's
-    /// default allow-list from its own target.
+    /// The rule that admits a probe's own target, its default allow-list:
+    /// a URL's origin, or `icmp://HOST` for a bare host.
     pub fn origin_rule(target: &str) -> Option<AllowRule> {
+        if !target.contains("://") {
+            let host = DestHost::parse(target.trim());
+            return AllowRule::try_from(format!("icmp://{host}")).ok();
+        }
         let url = url::Url::parse(target).ok()?;
         let dest = Destination::from_url(&url).ok()?;
         AllowRule::try_from(dest.to_string()).ok()

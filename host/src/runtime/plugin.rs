@@ -14,7 +14,7 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use super::engine::WasmEngine;
-use super::store::RunState;
+use super::store::{Grants, RunState};
 use crate::bindings::ProbePre;
 use crate::bindings::wasmprobe::plugin::types::MetricKind;
 use crate::config::PluginName;
@@ -231,7 +231,7 @@ async fn describe(
         10,
         deadline,
         StateView::default(),
-        None,
+        Grants::default(),
     );
     let mut store = Store::new(&engine.engine, data);
     store.limiter(|s| &mut s.limiter);

@@ -6,7 +6,6 @@
 //! timeout ends a spinning plugin exactly as it ends one waiting in a host
 //! call: the future is dropped with the store, and only this run is lost.
 
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use wasmtime::{Store, Trap};
@@ -14,11 +13,10 @@ use wasmtime::{Store, Trap};
 use super::engine::WasmEngine;
 use super::outcome::{RunRecord, RunResult, TrapReason};
 use super::plugin::Plugin;
-use super::store::RunState;
+use super::store::{Grants, RunState};
 use crate::bindings::wasmprobe::plugin::types::{ProbeContext, ProbeError, Report};
 use crate::config::Limits;
 use crate::exposition::{PluginFamilies, Sample, Staged};
-use crate::hostcalls::http::HttpGrant;
 use crate::hostcalls::state::{ProbeState, StateView};
 
 /// Longest head start host calls take on the run's deadline.
@@ -32,7 +30,7 @@ pub struct RunSpec<'a> {
     /// The probe's config as JSON text.
     pub config: &'a str,
     pub limits: Limits,
-    pub http: Option<Arc<HttpGrant>>,
+    pub grants: Grants,
     /// `None` for runs whose state must not persist (on-demand runs).
     pub state: Option<&'a ProbeState>,
 }
@@ -59,7 +57,7 @@ pub async fn run(
         spec.limits.log_lines,
         deadline - margin,
         state,
-        spec.http.clone(),
+        spec.grants.clone(),
     );
     let mut store = Store::new(&engine.engine, data);
     store.limiter(|s| &mut s.limiter);

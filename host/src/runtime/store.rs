@@ -9,8 +9,16 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::RunLimiter;
 use crate::hostcalls::http::HttpGrant;
+use crate::hostcalls::icmp::IcmpGrant;
 use crate::hostcalls::log::LogSink;
 use crate::hostcalls::state::StateView;
+
+/// The capabilities a run may use; the default grants none.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub http: Option<Arc<HttpGrant>>,
+    pub icmp: Option<Arc<IcmpGrant>>,
+}
 
 /// Store data of one run.
 pub struct RunState {
@@ -25,6 +33,8 @@ pub struct RunState {
     pub(crate) state: StateView,
     /// `None` while describing a plugin: no network outside `run()`.
     pub(crate) http: Option<Arc<HttpGrant>>,
+    /// `None` while describing a plugin.
+    pub(crate) icmp: Option<Arc<IcmpGrant>>,
 }
 
 impl std::fmt::Debug for RunState {
@@ -42,7 +52,7 @@ impl RunState {
         log_lines: u32,
         deadline: Instant,
         state: StateView,
-        http: Option<Arc<HttpGrant>>,
+        grants: Grants,
     ) -> Self {
         // Nothing granted: no preopened directories, no environment, no
         // arguments, stdio closed, and no socket address allowed.
@@ -59,7 +69,8 @@ impl RunState {
             deadline,
             log: LogSink::new(log_lines),
             state,
-            http,
+            http: grants.http,
+            icmp: grants.icmp,
         }
     }
 }

@@ -46,6 +46,7 @@ wit_bindgen::generate!({
 
 pub mod family;
 pub mod http;
+pub mod icmp;
 pub mod log;
 mod outcome;
 pub mod state;

@@ -7,7 +7,7 @@
 //! checks. Every step runs under the call's deadline. Connections are never
 //! pooled: each probe measures a fresh connection, as blackbox_exporter does.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -25,8 +25,9 @@ use super::HttpGrant;
 use super::body;
 use super::tls::version_name;
 use crate::bindings::wasmprobe::plugin::http::{
-    ErrorKind, HttpError, HttpVersion, IpProtocol, PhaseTimings, Request, Response, TlsInfo,
+    ErrorKind, HttpError, HttpVersion, PhaseTimings, Request, Response, TlsInfo,
 };
+use crate::hostcalls::address::{self, choose, protocol_of};
 use crate::hostcalls::allowlist::{DestHost, Destination};
 
 /// Sent unless the plugin sets its own.
@@ -57,14 +58,6 @@ impl Trace {
     }
 }
 
-fn protocol_of(ip: IpAddr) -> IpProtocol {
-    if ip.to_canonical().is_ipv4() {
-        IpProtocol::Ip4
-    } else {
-        IpProtocol::Ip6
-    }
-}
-
 fn zero_timings() -> PhaseTimings {
     PhaseTimings {
         resolve: 0.0,
@@ -73,19 +66,6 @@ fn zero_timings() -> PhaseTimings {
         processing: 0.0,
         transfer: 0.0,
     }
-}
-
-/// Orders admitted addresses by the request's protocol preference and
-/// keeps the first: the one address the hop connects to.
-fn choose(addrs: &[IpAddr], preferred: Option<IpProtocol>, fallback: bool) -> Option<IpAddr> {
-    let Some(pref) = preferred else {
-        return addrs.first().copied();
-    };
-    addrs
-        .iter()
-        .find(|a| protocol_of(**a) == pref)
-        .or_else(|| if fallback { addrs.first() } else { None })
-        .copied()
 }
 
 enum Sender {
@@ -341,23 +321,9 @@ async fn hop(
         .map_err(|d| (ErrorKind::Denied, d.to_string()))?;
     let port = dest.port.unwrap_or(if https { 443 } else { 80 });
 
-    let started = Instant::now();
-    let addrs: Vec<IpAddr> = match &dest.host {
-        DestHost::Ip(ip) => vec![*ip],
-        DestHost::Name(name) => {
-            let found = tokio::net::lookup_host((name.as_str(), port)).await;
-            trace.timings.resolve += started.elapsed().as_secs_f64();
-            let found =
-                found.map_err(|e| (ErrorKind::Dns, format!("cannot resolve {name:?}: {e}")))?;
-            let mut ips: Vec<IpAddr> = Vec::new();
-            for a in found {
-                if !ips.contains(&a.ip()) {
-                    ips.push(a.ip());
-                }
-            }
-            ips
-        }
-    };
+    let (addrs, took) = address::resolve(&dest.host, port).await;
+    trace.timings.resolve += took;
+    let addrs = addrs.map_err(|e| (ErrorKind::Dns, e))?;
     let admitted = grant
         .allow
         .filter_resolved(&dest, addrs)
@@ -514,19 +480,4 @@ fn build_request(
         .body(Full::new(body.unwrap_or_default()))
         .map_err(|e| invalid(format!("invalid request: {e}")))?;
     Ok((request, absolute))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn preference_and_fallback() {
-        let v4: IpAddr = [127, 0, 0, 1].into();
-        let v6: IpAddr = [0u16, 0, 0, 0, 0, 0, 0, 1].into();
-        assert_eq!(choose(&[v4, v6], Some(IpProtocol::Ip6), true), Some(v6));
-        assert_eq!(choose(&[v4], Some(IpProtocol::Ip6), true), Some(v4));
-        assert_eq!(choose(&[v4], Some(IpProtocol::Ip6), false), None);
-        assert_eq!(choose(&[v6, v4], None, false), Some(v6));
-    }
 }

@@ -1,0 +1,252 @@
+//! `icmp`: echo requests made by the host, which owns the sockets.
+//!
+//! At start-up [`IcmpService::detect`] finds the least privileged socket
+//! each family allows (datagram where `net.ipv4.ping_group_range` covers
+//! the process's group, raw with CAP_NET_RAW) and the engine reports it;
+//! with neither, calls answer `unavailable` and everything else runs on.
+//! Each call checks its target against the probe's allow-list (`icmp://`
+//! rules: names, addresses or networks) before resolution and every
+//! resolved address after, then sends from a shared per-family socket
+//! where each reply is matched to its own request.
+
+mod packet;
+mod socket;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use socket::SocketMode;
+use socket::{Echo, Pinger};
+
+use crate::bindings::wasmprobe::plugin::icmp::{
+    EchoReply, EchoRequest, EchoResult, ErrorKind, Host, IcmpError, SocketMode as WitMode,
+};
+use crate::hostcalls::address::{self, choose, protocol_of};
+use crate::hostcalls::allowlist::{AllowList, DestHost, Destination};
+use crate::runtime::store::RunState;
+
+/// Most echo requests one call may send.
+pub const MAX_COUNT: u32 = 100;
+/// Largest payload of one request.
+pub const MAX_PAYLOAD: u32 = 65_000;
+
+/// Pingers by (IPv6?, source address).
+type Pingers = HashMap<(bool, Option<IpAddr>), Arc<Pinger>>;
+
+/// The process's ICMP sockets.
+pub struct IcmpService {
+    pub v4: SocketMode,
+    pub v6: SocketMode,
+    pingers: tokio::sync::Mutex<Pingers>,
+}
+
+impl std::fmt::Debug for IcmpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IcmpService")
+            .field("v4", &self.v4)
+            .field("v6", &self.v6)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IcmpService {
+    /// Finds which sockets this process may open.
+    pub fn detect() -> IcmpService {
+        IcmpService {
+            v4: socket::detect(false),
+            v6: socket::detect(true),
+            pingers: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn pinger(&self, v6: bool, source: Option<IpAddr>) -> Result<Arc<Pinger>, String> {
+        let mode = if v6 { self.v6 } else { self.v4 };
+        if mode == SocketMode::Unavailable {
+            return Err(format!(
+                "no ICMP socket for IPv{}: allow this group in net.ipv4.ping_group_range or grant CAP_NET_RAW",
+                if v6 { 6 } else { 4 }
+            ));
+        }
+        let mut pingers = self.pingers.lock().await;
+        if let Some(p) = pingers.get(&(v6, source)) {
+            return Ok(p.clone());
+        }
+        let p =
+            Pinger::open(v6, mode, source).map_err(|e| format!("cannot open ICMP socket: {e}"))?;
+        pingers.insert((v6, source), p.clone());
+        Ok(p)
+    }
+}
+
+/// What one probe may ping, built once per config load.
+#[derive(Debug)]
+pub struct IcmpGrant {
+    pub allow: AllowList,
+    pub service: Arc<IcmpService>,
+}
+
+fn fail(kind: ErrorKind, message: impl Into<String>, resolve: f64) -> IcmpError {
+    IcmpError {
+        kind,
+        message: message.into(),
+        resolve,
+    }
+}
+
+impl IcmpGrant {
+    /// Sends the requests of one call and gathers their replies; never
+    /// waits past `deadline`.
+    pub async fn echo(&self, req: EchoRequest, deadline: Instant) -> Result<EchoResult, IcmpError> {
+        if req.count == 0 || req.count > MAX_COUNT {
+            return Err(fail(
+                ErrorKind::InvalidRequest,
+                format!("count must be 1 to {MAX_COUNT}"),
+                0.0,
+            ));
+        }
+        if req.payload_size < packet::TOKEN_LEN as u32 || req.payload_size > MAX_PAYLOAD {
+            return Err(fail(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "payload-size must be {} to {MAX_PAYLOAD}",
+                    packet::TOKEN_LEN
+                ),
+                0.0,
+            ));
+        }
+        let source = match req.source.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(
+                s.parse::<IpAddr>()
+                    .map_err(|_| {
+                        fail(
+                            ErrorKind::InvalidRequest,
+                            format!("source {s:?} is not an address"),
+                            0.0,
+                        )
+                    })?
+                    .to_canonical(),
+            ),
+        };
+        let dest = Destination {
+            scheme: "icmp".into(),
+            host: DestHost::parse(req.target.trim()),
+            port: None,
+        };
+        self.allow
+            .check(&dest)
+            .map_err(|d| fail(ErrorKind::Denied, d.to_string(), 0.0))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (addrs, resolve) =
+            match tokio::time::timeout(left, address::resolve(&dest.host, 0)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(fail(
+                        ErrorKind::Dns,
+                        "deadline passed while resolving",
+                        left.as_secs_f64(),
+                    ));
+                }
+            };
+        let addrs = addrs.map_err(|e| fail(ErrorKind::Dns, e, resolve))?;
+        let admitted = self
+            .allow
+            .filter_resolved(&dest, addrs)
+            .map_err(|d| fail(ErrorKind::Denied, d.to_string(), resolve))?;
+        let ip = choose(
+            &admitted,
+            req.preferred_ip_protocol,
+            req.ip_protocol_fallback,
+        )
+        .ok_or_else(|| {
+            fail(
+                ErrorKind::Dns,
+                format!("{} has no address of the preferred protocol", dest.host),
+                resolve,
+            )
+        })?;
+        let v6 = ip.is_ipv6();
+
+        let started = Instant::now();
+        let pinger = self.service.pinger(v6, source).await.map_err(|e| {
+            let kind = if self.service_mode(v6) == SocketMode::Unavailable {
+                ErrorKind::Unavailable
+            } else {
+                ErrorKind::Io
+            };
+            fail(kind, e, resolve)
+        })?;
+        let setup = started.elapsed().as_secs_f64();
+
+        let per_packet = Duration::from_millis(u64::from(req.timeout_ms.max(1)));
+        let interval = Duration::from_millis(u64::from(req.interval_ms.max(1)));
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut sent = 0u32;
+        for i in 0..req.count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let p = pinger.clone();
+            let (ttl, size) = (req.ttl, req.payload_size as usize);
+            let timeout = per_packet.min(left);
+            in_flight.spawn(async move { (p.echo(ip, ttl, size, timeout).await, i) });
+            sent += 1;
+            if i + 1 < req.count {
+                tokio::time::sleep(
+                    interval.min(deadline.saturating_duration_since(Instant::now())),
+                )
+                .await;
+            }
+        }
+        let mut replies = Vec::new();
+        let mut send_error = None;
+        while let Some(done) = in_flight.join_next().await {
+            match done {
+                Ok((Ok(Echo::Reply { rtt, hop_limit }), i)) => replies.push(EchoReply {
+                    sequence: i as u16,
+                    rtt: rtt.as_secs_f64(),
+                    hop_limit,
+                }),
+                Ok((Ok(Echo::Lost), _)) => {}
+                Ok((Err(e), _)) => send_error = Some(e.to_string()),
+                Err(e) => send_error = Some(e.to_string()),
+            }
+        }
+        Ok(EchoResult {
+            address: ip.to_string(),
+            ip_protocol: protocol_of(ip),
+            resolve,
+            setup,
+            sent,
+            replies,
+            mode: match pinger.mode() {
+                SocketMode::Raw => WitMode::Raw,
+                _ => WitMode::Datagram,
+            },
+            send_error,
+        })
+    }
+
+    fn service_mode(&self, v6: bool) -> SocketMode {
+        if v6 { self.service.v6 } else { self.service.v4 }
+    }
+}
+
+impl Host for RunState {
+    async fn echo(&mut self, req: EchoRequest) -> wasmtime::Result<Result<EchoResult, IcmpError>> {
+        let Some(grant) = self.icmp.clone() else {
+            return Ok(Err(fail(
+                ErrorKind::Denied,
+                format!(
+                    "target {:?} is not allowed: no network access outside run()",
+                    req.target
+                ),
+                0.0,
+            )));
+        };
+        Ok(grant.echo(req, self.deadline).await)
+    }
+}
