@@ -69,12 +69,12 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let deadline = || Instant::now() + Duration::from_secs(60);
         let _ = grant.echo(request(20, 1), deadline()).await;
-        let r = grant.echo(request(200, 10), deadline()).await;
+        let r = grant.echo(request(100, 10), deadline()).await;
         let engine = r.ok().map(|r| {
             r.replies.iter().map(|x| x.rtt).sum::<f64>() / r.replies.len().max(1) as f64 * 1e6
         });
-        let system = system_ping_avg_us(200);
-        println!("loopback RTT, 200 echoes 10 ms apart:");
+        let system = system_ping_avg_us(100);
+        println!("loopback RTT, 100 echoes 10 ms apart:");
         println!("  engine  avg {:.1} us", engine.unwrap_or(f64::NAN));
         match system {
             Some(s) => println!(
@@ -85,7 +85,7 @@ fn main() -> anyhow::Result<()> {
             None => println!("  ping(8) not available (Debian: iputils-ping)"),
         }
 
-        for concurrency in [1usize, 8, 32, 128] {
+        for concurrency in [1usize, 8, 32, 128, 512] {
             let started = Instant::now();
             let window = Duration::from_secs(5);
             let mut tasks = tokio::task::JoinSet::new();

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::socket::{
     self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockProtocol, SockType,
@@ -91,10 +91,18 @@ fn random() -> u64 {
     h.finish()
 }
 
+/// When a reply arrived: the kernel's receive timestamp when the socket
+/// gives one (as ping(8) uses), else when the receive task read it.
+#[derive(Debug, Clone, Copy)]
+enum Arrival {
+    Kernel(SystemTime),
+    Read(Instant),
+}
+
 struct Waiter {
     dest: IpAddr,
     token: u64,
-    tx: oneshot::Sender<(Instant, Option<u8>)>,
+    tx: oneshot::Sender<(Arrival, Option<u8>)>,
 }
 
 /// One ICMP socket and the requests in flight on it.
@@ -129,6 +137,12 @@ impl Pinger {
         source: Option<IpAddr>,
     ) -> io::Result<Arc<Pinger>> {
         let fd = open_socket(v6, mode)?;
+        // One socket serves every probe: room for bursts of replies. The
+        // kernel caps this at net.core.rmem_max; a smaller buffer only
+        // means replies dropped under very heavy load.
+        let _ = socket::setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
+        // Kernel receive timestamps keep scheduling delays out of the RTT.
+        socket::setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
         if v6 {
             socket::setsockopt(&fd, sockopt::Ipv6RecvHopLimit, &true)?;
         } else {
@@ -196,7 +210,7 @@ impl Pinger {
             .insert(seq, Waiter { dest, token, tx });
         let _cleanup = Cleanup(self, seq);
         let packet = packet::echo_request(self.v6, self.ident, seq, token, payload_size);
-        let sent_at = {
+        let (sent_at, sent_wall) = {
             let mut current = self.send.lock().await;
             if *current != ttl {
                 let value = ttl.map_or(self.default_ttl, i32::from);
@@ -208,6 +222,7 @@ impl Pinger {
                 *current = ttl;
             }
             let sent_at = Instant::now();
+            let sent_wall = SystemTime::now();
             self.fd
                 .async_io(Interest::WRITABLE, |fd| {
                     let r = match dest {
@@ -227,19 +242,22 @@ impl Pinger {
                     r.map_err(io::Error::from)
                 })
                 .await?;
-            sent_at
+            (sent_at, sent_wall)
         };
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok((at, hop_limit))) => Ok(Echo::Reply {
-                rtt: at.saturating_duration_since(sent_at),
-                hop_limit,
-            }),
+            Ok(Ok((arrival, hop_limit))) => {
+                let rtt = match arrival {
+                    Arrival::Kernel(at) => at.duration_since(sent_wall).unwrap_or_default(),
+                    Arrival::Read(at) => at.saturating_duration_since(sent_at),
+                };
+                Ok(Echo::Reply { rtt, hop_limit })
+            }
             _ => Ok(Echo::Lost),
         }
     }
 
     /// Hands a received reply to the request it answers, if any.
-    fn dispatch(&self, reply: Reply, from: Option<IpAddr>, hop_limit: Option<u8>, at: Instant) {
+    fn dispatch(&self, reply: Reply, from: Option<IpAddr>, hop_limit: Option<u8>, at: Arrival) {
         // Datagram sockets get only their own replies, with an identifier
         // the kernel chose; raw sockets see everything and check ours.
         if self.mode == SocketMode::Raw && reply.id != self.ident {
@@ -269,10 +287,18 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-/// Reads one datagram: bytes, source and the TTL / hop limit control
-/// message.
-fn read_one(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Option<IpAddr>, Option<u8>)> {
-    let mut cmsg = nix::cmsg_space!(nix::libc::c_int);
+/// One datagram as read.
+struct Read {
+    len: usize,
+    from: Option<IpAddr>,
+    hop_limit: Option<u8>,
+    at: Arrival,
+}
+
+/// Reads one datagram: bytes, source, and the TTL / hop limit and
+/// timestamp control messages.
+fn read_one(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Read> {
+    let mut cmsg = nix::cmsg_space!(nix::libc::c_int, nix::sys::time::TimeSpec);
     let mut iov = [io::IoSliceMut::new(buf)];
     let msg = socket::recvmsg::<SockaddrStorage>(
         fd.as_raw_fd(),
@@ -281,11 +307,19 @@ fn read_one(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Option<IpAddr>, 
         MsgFlags::empty(),
     )?;
     let mut hop = None;
+    let mut at = Arrival::Read(Instant::now());
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {
             match c {
                 ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => {
                     hop = u8::try_from(t).ok();
+                }
+                ControlMessageOwned::ScmTimestampns(ts) => {
+                    let since_epoch = Duration::new(
+                        u64::try_from(ts.tv_sec()).unwrap_or_default(),
+                        u32::try_from(ts.tv_nsec()).unwrap_or_default(),
+                    );
+                    at = Arrival::Kernel(UNIX_EPOCH + since_epoch);
                 }
                 _ => {}
             }
@@ -296,7 +330,12 @@ fn read_one(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Option<IpAddr>, 
             .map(|s| IpAddr::V4(s.ip()))
             .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
     });
-    Ok((msg.bytes, from, hop))
+    Ok(Read {
+        len: msg.bytes,
+        from,
+        hop_limit: hop,
+        at,
+    })
 }
 
 async fn receive(pinger: Arc<Pinger>) {
@@ -306,11 +345,10 @@ async fn receive(pinger: Arc<Pinger>) {
             return;
         };
         match ready.try_io(|fd| read_one(fd.get_ref(), &mut buf)) {
-            Ok(Ok((n, from, hop))) => {
-                let at = Instant::now();
+            Ok(Ok(read)) => {
                 let raw_v4 = pinger.mode == SocketMode::Raw && !pinger.v6;
-                if let Some(reply) = packet::parse_reply(pinger.v6, raw_v4, &buf[..n]) {
-                    pinger.dispatch(reply, from, hop, at);
+                if let Some(reply) = packet::parse_reply(pinger.v6, raw_v4, &buf[..read.len]) {
+                    pinger.dispatch(reply, read.from, read.hop_limit, read.at);
                 }
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "icmp receive failed"),
