@@ -19,6 +19,7 @@ use crate::exposition::{Exposition, PluginFamilies, ProbeSlot, SeriesBudget};
 use crate::hostcalls::http::HttpGrant;
 use crate::hostcalls::http::tls::TlsClient;
 use crate::hostcalls::icmp::{IcmpGrant, IcmpService};
+use crate::hostcalls::secrets::SecretsGrant;
 use crate::hostcalls::state::ProbeState;
 use crate::runtime::engine::PoolSize;
 use crate::runtime::outcome::RunRecord;
@@ -173,6 +174,9 @@ pub async fn prepare(
             icmp: Some(Arc::new(IcmpGrant {
                 allow: probe.allow.clone(),
                 service: icmp.clone(),
+            })),
+            secrets: Some(Arc::new(SecretsGrant {
+                sources: probe.secrets.clone(),
             })),
         };
         let config_json = probe.config.to_string();

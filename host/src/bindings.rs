@@ -1,5 +1,5 @@
 //! The host side of the WIT contract in `wit/`: the one `bindgen!` of the
-//! host. Only `http.send` is async (it does I/O); every import may trap,
+//! host. The calls that do I/O (`http`, `icmp`) are async; every import may trap,
 //! which is kept for hard limits and host bugs.
 
 wasmtime::component::bindgen!({
@@ -7,6 +7,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: {
         "wasmprobe:plugin/http.send": async | trappable,
+        "wasmprobe:plugin/http.send-batch": async | trappable,
         "wasmprobe:plugin/icmp.echo": async | trappable,
         default: trappable,
     },

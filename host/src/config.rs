@@ -28,6 +28,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use values::{ByteSize, CronSchedule, HumanDuration, LabelName, PluginName, ProbeName};
 
 use crate::hostcalls::allowlist::AllowList;
+use crate::hostcalls::secrets::SecretSource;
 
 /// Default listen address: loopback only. Exposing the endpoint is a
 /// deliberate act.
@@ -158,6 +159,8 @@ pub struct ProbeConfig {
     pub config: serde_json::Value,
     pub tls: TlsSettings,
     pub limits: Limits,
+    /// Secrets the plugin may read, by name.
+    pub secrets: BTreeMap<String, SecretSource>,
     /// The probe's table, for errors found after loading plugins.
     pub location: Location,
     /// The probe's `plugin` key, for plugin load errors.

@@ -12,6 +12,7 @@ pub mod allowlist;
 pub mod http;
 pub mod icmp;
 pub mod log;
+pub mod secrets;
 pub mod state;
 
 use crate::bindings::wasmprobe::plugin::types;

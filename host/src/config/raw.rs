@@ -78,6 +78,42 @@ pub(crate) struct RawProbe {
     pub(crate) config: Option<Spanned<toml::Table>>,
     pub(crate) tls: Option<RawTls>,
     pub(crate) limits: Option<RawLimits>,
+    #[serde(default)]
+    pub(crate) secrets: BTreeMap<String, Spanned<RawSecret>>,
+}
+
+/// Where a secret comes from: `{ env = "VAR" }` or `{ file = "path" }`. A
+/// literal value is refused, and no error message ever repeats what was
+/// written there: credentials never live in probes.toml.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub(crate) struct RawSecret {
+    pub(crate) env: Option<String>,
+    pub(crate) file: Option<PathBuf>,
+}
+
+const SECRET_FORM: &str = "write `{ env = \"VARIABLE\" }` or `{ file = \"path\" }`; a secret's value never goes in probes.toml";
+
+impl TryFrom<toml::Value> for RawSecret {
+    type Error = String;
+
+    fn try_from(value: toml::Value) -> Result<Self, String> {
+        let toml::Value::Table(table) = value else {
+            return Err(SECRET_FORM.into());
+        };
+        let mut secret = RawSecret {
+            env: None,
+            file: None,
+        };
+        for (key, value) in table {
+            match (key.as_str(), value) {
+                ("env", toml::Value::String(v)) => secret.env = Some(v),
+                ("file", toml::Value::String(v)) => secret.file = Some(PathBuf::from(v)),
+                _ => return Err(format!("unexpected key `{key}`: {SECRET_FORM}")),
+            }
+        }
+        Ok(secret)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

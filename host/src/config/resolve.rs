@@ -18,6 +18,7 @@ use super::{
 };
 use crate::exposition::names::RESERVED_LABELS;
 use crate::hostcalls::allowlist::AllowList;
+use crate::hostcalls::secrets::SecretSource;
 
 /// Default series budget of one plugin across its probes.
 const DEFAULT_SERIES_BUDGET: usize = 10_000;
@@ -385,6 +386,36 @@ fn resolve_probe(
 
     let tls = resolve_tls(r, &key, p.tls.as_ref());
 
+    let mut secrets = BTreeMap::new();
+    for (name, raw) in &p.secrets {
+        let skey = format!("{key}.secrets.{name}");
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_name {
+            r.error(
+                raw.span(),
+                skey,
+                format!("secret name {name:?} must be letters, digits, `_` or `-`"),
+            );
+            continue;
+        }
+        match (&raw.get_ref().env, &raw.get_ref().file) {
+            (Some(var), None) if !var.is_empty() => {
+                secrets.insert(name.clone(), SecretSource::Env(var.clone()));
+            }
+            (None, Some(file)) => {
+                secrets.insert(name.clone(), SecretSource::File(r.path(file)));
+            }
+            _ => r.error(
+                raw.span(),
+                skey,
+                "give exactly one of `env = \"VARIABLE\"` or `file = \"path\"`",
+            ),
+        }
+    }
+
     let mut config_pointers = Vec::new();
     let (config, config_location) = match &p.config {
         Some(c) => {
@@ -414,6 +445,7 @@ fn resolve_probe(
         config,
         tls,
         limits,
+        secrets,
         location: r.location(span, key),
         plugin_location,
         config_location,

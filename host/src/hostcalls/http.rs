@@ -27,11 +27,63 @@ pub struct HttpGrant {
     pub max_body: u64,
 }
 
+/// Most requests in one `send-batch`.
+pub const MAX_BATCH: usize = 1000;
+/// Most exchanges of one `send-batch` in flight at once.
+pub const MAX_CONCURRENCY: u32 = 64;
+
 impl Host for RunState {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let Some(grant) = self.http.clone() else {
             return Ok(Err(client::denied_without_grant(&req.url)));
         };
         Ok(client::send(&grant, req, self.deadline).await)
+    }
+
+    async fn send_batch(
+        &mut self,
+        reqs: Vec<Request>,
+        concurrency: u32,
+    ) -> wasmtime::Result<Vec<Result<Response, HttpError>>> {
+        let Some(grant) = self.http.clone() else {
+            return Ok(reqs
+                .iter()
+                .map(|r| Err(client::denied_without_grant(&r.url)))
+                .collect());
+        };
+        if reqs.len() > MAX_BATCH {
+            return Ok(reqs
+                .iter()
+                .map(|_| {
+                    Err(client::invalid(format!(
+                        "a batch holds at most {MAX_BATCH} requests"
+                    )))
+                })
+                .collect());
+        }
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            concurrency.clamp(1, MAX_CONCURRENCY) as usize,
+        ));
+        let deadline = self.deadline;
+        let mut in_flight = tokio::task::JoinSet::new();
+        let n = reqs.len();
+        for (i, req) in reqs.into_iter().enumerate() {
+            let grant = grant.clone();
+            let slots = slots.clone();
+            in_flight.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                (i, client::send(&grant, req, deadline).await)
+            });
+        }
+        let mut results: Vec<Option<Result<Response, HttpError>>> = (0..n).map(|_| None).collect();
+        while let Some(done) = in_flight.join_next().await {
+            if let Ok((i, r)) = done {
+                results[i] = Some(r);
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(client::invalid("request was cancelled".into()))))
+            .collect())
     }
 }

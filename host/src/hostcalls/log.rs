@@ -56,7 +56,8 @@ impl Host for RunState {
             return Ok(());
         }
         let probe = self.probe.as_str();
-        let message = cut(&message);
+        let message = crate::hostcalls::secrets::redact(&self.revealed, cut(&message));
+        let message = message.as_str();
         match level {
             Level::Trace => tracing::trace!(probe, plugin_log = message),
             Level::Debug => tracing::debug!(probe, plugin_log = message),

@@ -17,6 +17,7 @@ use super::store::{Grants, RunState};
 use crate::bindings::wasmprobe::plugin::types::{ProbeContext, ProbeError, Report};
 use crate::config::Limits;
 use crate::exposition::{PluginFamilies, Sample, Staged};
+use crate::hostcalls::secrets::redact;
 use crate::hostcalls::state::{ProbeState, StateView};
 
 /// Longest head start host calls take on the run's deadline.
@@ -138,20 +139,24 @@ pub async fn run(
         Ok(Ok(o)) => o,
     };
 
+    let data = store.into_data();
+    let revealed = data.revealed;
     if let Some(s) = spec.state {
-        let data = store.into_data();
         data.state.save(s);
     }
+    let redacted = |m: &str| redact(&revealed, m);
     match outcome {
         Err(ProbeError::InvalidConfig(m)) => record(
             RunResult::Error,
             None,
             false,
-            Some(format!("plugin refused its config: {m}")),
+            Some(format!("plugin refused its config: {}", redacted(&m))),
             None,
         ),
-        Err(ProbeError::Internal(m)) => record(RunResult::Error, None, false, Some(m), None),
-        Ok(report) => accept(report, families, &spec.limits, record),
+        Err(ProbeError::Internal(m)) => {
+            record(RunResult::Error, None, false, Some(redacted(&m)), None)
+        }
+        Ok(report) => accept(report, families, &spec.limits, &revealed, record),
     }
 }
 
@@ -159,6 +164,7 @@ fn accept(
     report: Report,
     families: &PluginFamilies,
     limits: &Limits,
+    revealed: &[String],
     record: impl Fn(RunResult, Option<TrapReason>, bool, Option<String>, Option<Staged>) -> RunRecord,
 ) -> RunRecord {
     let count = report.samples.len();
@@ -179,7 +185,18 @@ fn accept(
         .into_iter()
         .map(|s| Sample {
             name: s.name,
-            labels: s.labels.into_iter().map(|l| (l.name, l.value)).collect(),
+            labels: s
+                .labels
+                .into_iter()
+                .map(|l| {
+                    let value = if revealed.is_empty() {
+                        l.value
+                    } else {
+                        redact(revealed, &l.value)
+                    };
+                    (l.name, value)
+                })
+                .collect(),
             value: s.value,
         })
         .collect();
@@ -202,7 +219,7 @@ fn accept(
     } else {
         RunResult::Failure
     };
-    let message = report.message.map(|m| first_lines(&m));
+    let message = report.message.map(|m| first_lines(&redact(revealed, &m)));
     record(result, None, report.success, message, Some(staged))
 }
 

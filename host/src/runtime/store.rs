@@ -11,6 +11,7 @@ use super::limiter::RunLimiter;
 use crate::hostcalls::http::HttpGrant;
 use crate::hostcalls::icmp::IcmpGrant;
 use crate::hostcalls::log::LogSink;
+use crate::hostcalls::secrets::SecretsGrant;
 use crate::hostcalls::state::StateView;
 
 /// The capabilities a run may use; the default grants none.
@@ -18,6 +19,7 @@ use crate::hostcalls::state::StateView;
 pub struct Grants {
     pub http: Option<Arc<HttpGrant>>,
     pub icmp: Option<Arc<IcmpGrant>>,
+    pub secrets: Option<Arc<SecretsGrant>>,
 }
 
 /// Store data of one run.
@@ -35,6 +37,9 @@ pub struct RunState {
     pub(crate) http: Option<Arc<HttpGrant>>,
     /// `None` while describing a plugin.
     pub(crate) icmp: Option<Arc<IcmpGrant>>,
+    pub(crate) secrets: Option<Arc<SecretsGrant>>,
+    /// Secret values this run has read, to redact from its output.
+    pub(crate) revealed: Vec<String>,
 }
 
 impl std::fmt::Debug for RunState {
@@ -71,6 +76,8 @@ impl RunState {
             state,
             http: grants.http,
             icmp: grants.icmp,
+            secrets: grants.secrets,
+            revealed: Vec::new(),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 pub use crate::wasmprobe::plugin::http::{
     Certificate, ErrorKind, HttpError, HttpVersion, IpProtocol, PhaseTimings, Request, Response,
-    TlsInfo, send,
+    TlsInfo, send, send_batch,
 };
 
 /// A request with the defaults blackbox_exporter users expect: redirects
@@ -33,10 +33,6 @@ pub fn get(url: &str) -> Request {
 
 /// Sending as a method, for chaining.
 pub trait RequestExt {
-    #[expect(
-        clippy::result_large_err,
-        reason = "mirrors the WIT signature of http.send"
-    )]
     fn send(&self) -> Result<Response, HttpError>;
     fn header(self, name: &str, value: &str) -> Self;
 }
@@ -54,10 +50,11 @@ impl RequestExt for Request {
 
 impl Response {
     /// Values of a header, case-insensitively.
-    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let name = name.to_ascii_lowercase();
         self.headers
             .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(&name))
             .map(|(_, v)| v.as_str())
     }
 }

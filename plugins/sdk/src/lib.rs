@@ -49,6 +49,7 @@ pub mod http;
 pub mod icmp;
 pub mod log;
 mod outcome;
+pub mod secrets;
 pub mod state;
 
 pub use outcome::Outcome;

@@ -118,6 +118,17 @@ pub(crate) fn denied_without_grant(url: &str) -> HttpError {
     )
 }
 
+/// An `invalid-request` error with nothing measured.
+pub(crate) fn invalid(message: String) -> HttpError {
+    let trace = Trace {
+        timings: zero_timings(),
+        remote_addr: None,
+        tls: None,
+        redirects: 0,
+    };
+    trace.fail(ErrorKind::InvalidRequest, message)
+}
+
 /// Runs the request under `deadline` (tightened by the request's own
 /// timeout), following redirects when asked.
 pub(crate) async fn send(
