@@ -10,6 +10,7 @@
 pub mod app;
 pub mod bindings;
 pub mod config;
+pub mod demo;
 pub mod exposition;
 pub mod hostcalls;
 pub mod runtime;

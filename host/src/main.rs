@@ -48,6 +48,11 @@ enum Command {
         /// Longest wait for runs in flight at shutdown.
         #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
         drain: Duration,
+        /// Also start the demo simulators on loopback: a treaty partner on
+        /// 127.0.0.1:9471 and an anchoring ledger on 127.0.0.1:9472 (its
+        /// token: WASMPROBE_DEMO_LEDGER_TOKEN, default `demo-ledger-token`).
+        #[arg(long)]
+        demo: bool,
     },
     /// Validate a config and its plugins without running any probe.
     Check {
@@ -95,7 +100,8 @@ fn main() -> ExitCode {
             config,
             listen,
             drain,
-        } => run(&config, listen, drain),
+            demo,
+        } => run(&config, listen, drain, demo),
         Command::Check { config } => check(&config),
         Command::Probe {
             config,
@@ -156,10 +162,47 @@ fn probe_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Exit> {
         .map_err(exit(3))
 }
 
+/// Starts the demo simulators, clearly labelled in the log.
+async fn start_demo() -> Result<(), Exit> {
+    use wasmprobe::demo;
+    let token = std::env::var("WASMPROBE_DEMO_LEDGER_TOKEN")
+        .unwrap_or_else(|_| "demo-ledger-token".into());
+    let partner_addr = SocketAddr::from(([127, 0, 0, 1], 9471));
+    let ledger_addr = SocketAddr::from(([127, 0, 0, 1], 9472));
+    let partner = demo::bind(partner_addr)
+        .await
+        .with_context(|| format!("demo partner cannot listen on {partner_addr}"))
+        .map_err(exit(3))?;
+    let ledger = demo::bind(ledger_addr)
+        .await
+        .with_context(|| format!("demo ledger cannot listen on {ledger_addr}"))
+        .map_err(exit(3))?;
+    let partner_config = demo::partner::PartnerConfig::default();
+    tracing::info!(
+        addr = %partner_addr,
+        fill_rate = partner_config.fill_rate,
+        latency_ms = partner_config.latency.as_secs_f64() * 1000.0,
+        bad_signature_share = partner_config.bad_signature_share,
+        public_key = %partner_config.public_key(),
+        "DEMO simulator: treaty partner (not a real service)"
+    );
+    tracing::info!(addr = %ledger_addr, "DEMO simulator: anchoring ledger (not a real service)");
+    tokio::spawn(demo::serve(partner, demo::partner::router(partner_config)));
+    tokio::spawn(demo::serve(
+        ledger,
+        demo::ledger::router(demo::ledger::LedgerConfig {
+            token,
+            failure_share: 0.1,
+        }),
+    ));
+    Ok(())
+}
+
 fn run(
     path: &std::path::Path,
     listen: Option<SocketAddr>,
     drain: Duration,
+    demo: bool,
 ) -> Result<ExitCode, Exit> {
     let started = Instant::now();
     let mut config = load_config(path)?;
@@ -190,6 +233,9 @@ fn run(
         .map_err(exit(3))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     server_rt.block_on(async {
+        if demo {
+            start_demo().await?;
+        }
         let listener = server::bind(config.server.listen)
             .await
             .map_err(|e| Exit(3, e.into()))?;

@@ -80,9 +80,8 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
     let Some(schedule) = probe.config.schedule.clone() else {
         return;
     };
-    let Some(target) = probe.config.target.clone() else {
-        return;
-    };
+    // A probe without a target (a batch job) gets an empty one.
+    let target = probe.config.target.clone().unwrap_or_default();
     let offset =
         chrono::Duration::from_std(jitter_offset(probe.name().as_str(), probe.config.jitter))
             .unwrap_or_default();

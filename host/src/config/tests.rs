@@ -44,7 +44,7 @@ fn a_probe_resolves_with_its_origin_allowed() {
 #[test]
 fn every_error_is_collected_with_its_location() {
     let text = format!(
-        "{PLUGIN}[probes.a]\nplugin = \"nope\"\nschedule = \"*/5 * * * * *\"\ntarget = \"http://127.0.0.1:1/\"\n\n[probes.b]\nplugin = \"http-health\"\nschedule = \"*/5 * * * * *\"\n"
+        "{PLUGIN}[probes.a]\nplugin = \"nope\"\nschedule = \"*/5 * * * * *\"\ntarget = \"http://127.0.0.1:1/\"\n\n[probes.b]\nplugin = \"http-health\"\nschedule = \"*/5 * * * * *\"\ntarget = \"http://127.0.0.1:2/\"\nallow = []\n"
     );
     let e = errors(&text);
     assert_eq!(e.len(), 2, "{e:#?}");
@@ -53,7 +53,7 @@ fn every_error_is_collected_with_its_location() {
         "{e:#?}"
     );
     assert!(
-        e[1].starts_with("probes.toml:8:1: probes.b: a scheduled probe needs a `target`"),
+        e[1].starts_with("probes.toml:11:10: probes.b.target: target \"http://127.0.0.1:2\" is not allowed (allow = [])"),
         "{e:#?}"
     );
 }
