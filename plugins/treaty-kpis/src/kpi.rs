@@ -295,7 +295,7 @@ impl Check {
             .set("treaty_fill_rate", fill_rate)
             .set(
                 "treaty_drop_rate",
-                if n > 0.0 { 1.0 - fill_rate } else { 0.0 },
+                if n > 0.0 { (n - filled) / n } else { 0.0 },
             );
         for reason in DROP_REASONS {
             let count = outcomes
