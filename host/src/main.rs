@@ -165,8 +165,8 @@ fn probe_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Exit> {
 /// Starts the demo simulators, clearly labelled in the log.
 async fn start_demo() -> Result<(), Exit> {
     use wasmprobe::demo;
-    let token = std::env::var("WASMPROBE_DEMO_LEDGER_TOKEN")
-        .unwrap_or_else(|_| "demo-ledger-token".into());
+    let token =
+        std::env::var("WASMPROBE_DEMO_LEDGER_TOKEN").unwrap_or_else(|_| "demo-ledger-token".into());
     let partner_addr = SocketAddr::from(([127, 0, 0, 1], 9471));
     let ledger_addr = SocketAddr::from(([127, 0, 0, 1], 9472));
     let partner = demo::bind(partner_addr)

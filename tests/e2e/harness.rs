@@ -33,6 +33,7 @@ pub fn wasm(kind: &str, name: &str) -> PathBuf {
 /// A config under construction.
 pub struct Engine {
     engine_keys: String,
+    env: Vec<(String, String)>,
     toml: String,
     dir: tempfile::TempDir,
 }
@@ -42,16 +43,27 @@ impl Engine {
     /// shared by every test.
     pub fn new() -> Engine {
         let toml = format!(
-            "[plugins.http-health]\npath = {:?}\n\n[plugins.icmp]\npath = {:?}\n\n[plugins.misbehave]\npath = {:?}\n\n",
+            "[plugins.http-health]\npath = {:?}\n\n[plugins.icmp]\npath = {:?}\n\n\
+             [plugins.treaty-kpis]\npath = {:?}\n\n[plugins.anchor-job]\npath = {:?}\n\n\
+             [plugins.misbehave]\npath = {:?}\n\n",
             wasm("plugins", "http-health"),
             wasm("plugins", "icmp"),
+            wasm("plugins", "treaty-kpis"),
+            wasm("plugins", "anchor-job"),
             wasm("fixtures", "misbehave"),
         );
         Engine {
             engine_keys: String::new(),
+            env: Vec::new(),
             toml,
             dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
         }
+    }
+
+    /// Sets an environment variable of the engine process.
+    pub fn env(mut self, key: &str, value: &str) -> Engine {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Adds a key to the `[engine]` table.
@@ -113,6 +125,7 @@ impl Engine {
             ])
             .arg(&config)
             .env("WASMPROBE_LOG", "info,wasmprobe=debug")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

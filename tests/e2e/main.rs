@@ -17,6 +17,7 @@ mod harness;
 mod netns;
 mod targets;
 
+mod anchor;
 mod blackbox_compat;
 mod config_errors;
 mod endpoints;
@@ -24,3 +25,4 @@ mod http_health;
 mod icmp;
 mod prometheus_server;
 mod sandbox;
+mod treaty;

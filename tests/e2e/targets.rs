@@ -269,3 +269,34 @@ pub fn https(pki: &TestPki) -> Target {
     });
     Target { addr, connections }
 }
+
+/// The demo treaty partner, as `wasmprobe run --demo` starts it, with
+/// `config`.
+pub fn partner(config: wasmprobe::demo::partner::PartnerConfig) -> Target {
+    let (listener, addr) = bind();
+    rt().spawn(wasmprobe::demo::serve(
+        listener,
+        wasmprobe::demo::partner::router(config),
+    ));
+    Target {
+        addr,
+        connections: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+/// The demo anchoring ledger accepting `token`.
+pub fn ledger(token: &str, failure_share: f64) -> Target {
+    let (listener, addr) = bind();
+    let config = wasmprobe::demo::ledger::LedgerConfig {
+        token: token.to_string(),
+        failure_share,
+    };
+    rt().spawn(wasmprobe::demo::serve(
+        listener,
+        wasmprobe::demo::ledger::router(config),
+    ));
+    Target {
+        addr,
+        connections: Arc::new(AtomicUsize::new(0)),
+    }
+}

@@ -37,7 +37,11 @@ struct AnchorRequest {
     root: String,
 }
 
-async fn anchor(State(l): State<Arc<Ledger>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn anchor(
+    State(l): State<Arc<Ledger>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let authorized = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -61,11 +65,16 @@ async fn anchor(State(l): State<Arc<Ledger>>, headers: HeaderMap, body: axum::bo
     h.update(&root);
     let anchor_id = hex::encode(h.finalize())[..32].to_string();
     let height = l.height.fetch_add(1, Ordering::Relaxed) + 1;
-    Json(serde_json::json!({ "root": req.root, "anchor_id": anchor_id, "height": height })).into_response()
+    Json(serde_json::json!({ "root": req.root, "anchor_id": anchor_id, "height": height }))
+        .into_response()
 }
 
 async fn batch(Query(q): Query<HashMap<String, String>>) -> Json<Vec<String>> {
-    let size: usize = q.get("size").and_then(|s| s.parse().ok()).unwrap_or(16).min(100_000);
+    let size: usize = q
+        .get("size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16)
+        .min(100_000);
     Json((0..size).map(|i| format!("demo-receipt-{i}")).collect())
 }
 

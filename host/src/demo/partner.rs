@@ -49,8 +49,11 @@ impl Default for PartnerConfig {
 impl PartnerConfig {
     /// The public key a probe verifies with, base64.
     pub fn public_key(&self) -> String {
-        base64::engine::general_purpose::STANDARD
-            .encode(SigningKey::from_bytes(&self.seed).verifying_key().to_bytes())
+        base64::engine::general_purpose::STANDARD.encode(
+            SigningKey::from_bytes(&self.seed)
+                .verifying_key()
+                .to_bytes(),
+        )
     }
 }
 
@@ -73,12 +76,15 @@ async fn order(State(p): State<Arc<Partner>>) -> impl IntoResponse {
     } else {
         body.clone()
     };
-    let signature =
-        base64::engine::general_purpose::STANDARD.encode(p.key.sign(signed_over.as_bytes()).to_bytes());
+    let signature = base64::engine::general_purpose::STANDARD
+        .encode(p.key.sign(signed_over.as_bytes()).to_bytes());
     (
         [
             (header::CONTENT_TYPE, "application/json".to_string()),
-            (header::HeaderName::from_static("x-treaty-signature"), signature),
+            (
+                header::HeaderName::from_static("x-treaty-signature"),
+                signature,
+            ),
         ],
         body,
     )
@@ -91,5 +97,7 @@ pub fn router(config: PartnerConfig) -> Router {
         config,
         orders: AtomicU64::new(0),
     });
-    Router::new().route("/order", any(order)).with_state(partner)
+    Router::new()
+        .route("/order", any(order))
+        .with_state(partner)
 }
