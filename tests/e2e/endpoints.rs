@@ -124,7 +124,23 @@ fn metrics_speaks_openmetrics_and_classic_text() {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     assert!(om.body.ends_with("# EOF\n"));
-    // Prometheus' own OpenMetrics parser reads this in `prometheus_server`.
+    let parsed = Scrape::parse_openmetrics(&om.body);
+    for family in [
+        "probe_success",
+        "misbehave_runs",
+        "misbehave_observed_seconds",
+        "wasmprobe_probe_runs",
+    ] {
+        assert!(
+            parsed.families.contains_key(family),
+            "{family} missing:\n{}",
+            om.body
+        );
+    }
+    assert_eq!(
+        parsed.families.get("misbehave_runs").map(|f| f.0.as_str()),
+        Some("counter")
+    );
     for header in [
         "# TYPE probe_success gauge\n",
         "# TYPE misbehave_runs counter\n",

@@ -1,15 +1,13 @@
 //! A small fluent harness: write a probes.toml, start the real `wasmprobe`
 //! binary on 127.0.0.1:0, wait for it to listen, scrape and parse.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-
-use openmetrics_parser::{MetricNumber, PrometheusType, PrometheusValue};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
@@ -292,7 +290,7 @@ pub struct Series {
     pub value: f64,
 }
 
-/// A scrape, parsed by a real Prometheus text-format parser.
+/// A scrape, parsed by the official Prometheus Python client's parser.
 pub struct Scrape {
     pub text: String,
     pub series: Vec<Series>,
@@ -300,79 +298,91 @@ pub struct Scrape {
     pub families: BTreeMap<String, (String, Vec<String>)>,
 }
 
-fn num(n: &MetricNumber) -> f64 {
-    n.as_f64()
-}
-
 impl Scrape {
+    /// Parses the classic text format with the official Prometheus Python
+    /// client's parser (`tests/e2e/parse_exposition.py`).
     pub fn parse(text: &str) -> Scrape {
-        let parsed = openmetrics_parser::prometheus::parse_prometheus(text)
-            .unwrap_or_else(|e| panic!("exposition does not parse: {e:?}\n{text}"));
+        Scrape::parse_as(text, "classic")
+    }
+
+    /// Parses OpenMetrics with the Python client's strict OpenMetrics parser.
+    pub fn parse_openmetrics(text: &str) -> Scrape {
+        Scrape::parse_as(text, "openmetrics")
+    }
+
+    fn parse_as(text: &str, format: &str) -> Scrape {
+        use std::io::Write;
+        let script = root().join("tests").join("e2e").join("parse_exposition.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(format)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(text.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("python3: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("ModuleNotFoundError"),
+            "the Prometheus Python client is missing: pip install prometheus-client (scripts/test does)\n{stderr}"
+        );
+        assert!(
+            out.status.success(),
+            "{format} exposition does not parse: {stderr}\n{text}"
+        );
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("parser output: {e}"));
         let mut series = Vec::new();
-        let mut families = BTreeMap::new();
-        for (name, family) in &parsed.families {
-            let kind = match family.family_type {
-                PrometheusType::Counter => "counter",
-                PrometheusType::Gauge => "gauge",
-                PrometheusType::Histogram => "histogram",
-                PrometheusType::Summary => "summary",
-                PrometheusType::Unknown => "untyped",
+        for s in parsed["samples"].as_array().into_iter().flatten() {
+            let labels: BTreeMap<String, String> = s[1]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| {
+                    v.as_str()
+                        .filter(|v| !v.is_empty())
+                        .map(|v| (k.clone(), v.to_string()))
+                })
+                .collect();
+            let value = match &s[2] {
+                serde_json::Value::String(x) if x == "+Inf" => f64::INFINITY,
+                serde_json::Value::String(x) if x == "-Inf" => f64::NEG_INFINITY,
+                serde_json::Value::String(_) => f64::NAN,
+                v => v.as_f64().unwrap_or(f64::NAN),
             };
-            families.insert(
-                name.clone(),
-                (kind.to_string(), family.get_label_names().to_vec()),
-            );
-            for sample in family.iter_samples() {
-                let labels: BTreeMap<String, String> = sample
-                    .get_labelset()
-                    .map(|ls| {
-                        ls.iter()
-                            .filter(|(_, v)| !v.is_empty())
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect()
+            series.push(Series {
+                name: s[0].as_str().unwrap_or_default().to_string(),
+                labels,
+                value,
+            });
+        }
+        let mut families = BTreeMap::new();
+        for (name, kind) in parsed["families"].as_object().into_iter().flatten() {
+            let kind = kind.as_str().unwrap_or_default().to_string();
+            let member = |s: &Series| {
+                s.name == *name
+                    || s.name.strip_prefix(name.as_str()).is_some_and(|rest| {
+                        ["_total", "_bucket", "_count", "_sum", "_created", "_info"].contains(&rest)
                     })
-                    .unwrap_or_default();
-                match &sample.value {
-                    PrometheusValue::Unknown(n) | PrometheusValue::Gauge(n) => {
-                        series.push(Series {
-                            name: name.clone(),
-                            labels,
-                            value: num(n),
-                        })
-                    }
-                    PrometheusValue::Counter(c) => series.push(Series {
-                        name: name.clone(),
-                        labels,
-                        value: num(&c.value),
-                    }),
-                    PrometheusValue::Histogram(h) => {
-                        for b in &h.buckets {
-                            let mut l = labels.clone();
-                            l.insert("le".into(), format_le(b.upper_bound));
-                            series.push(Series {
-                                name: format!("{name}_bucket"),
-                                labels: l,
-                                value: num(&b.count),
-                            });
-                        }
-                        if let Some(c) = h.count {
-                            series.push(Series {
-                                name: format!("{name}_count"),
-                                labels: labels.clone(),
-                                value: c as f64,
-                            });
-                        }
-                        if let Some(s) = &h.sum {
-                            series.push(Series {
-                                name: format!("{name}_sum"),
-                                labels,
-                                value: num(s),
-                            });
-                        }
-                    }
-                    PrometheusValue::Summary(_) => {}
-                }
+            };
+            let labels: BTreeSet<String> = series
+                .iter()
+                .filter(|s| member(s))
+                .flat_map(|s| s.labels.keys().cloned())
+                .filter(|l| l != "le" && l != "quantile")
+                .collect();
+            let labels: Vec<String> = labels.into_iter().collect();
+            // The client names a counter family without `_total`; keep both.
+            if kind == "counter" {
+                families.insert(format!("{name}_total"), (kind.clone(), labels.clone()));
             }
+            families.insert(name.clone(), (kind, labels));
         }
         Scrape {
             text: text.to_string(),
@@ -402,14 +412,6 @@ impl Scrape {
     /// Every series of a family (any labels).
     pub fn all(&self, name: &str) -> Vec<&Series> {
         self.series.iter().filter(|s| s.name == name).collect()
-    }
-}
-
-fn format_le(b: f64) -> String {
-    if b == f64::INFINITY {
-        "+Inf".into()
-    } else {
-        format!("{b}")
     }
 }
 

@@ -2,8 +2,9 @@
 //! targets on 127.0.0.1, with every scrape parsed by a real parser.
 //!
 //! Needs the plugins and fixtures built for wasm32-wasip2
-//! (`scripts/build-plugins --fixtures`) and `promtool` plus
-//! `prometheus-blackbox-exporter` installed; `scripts/test` does both.
+//! (`scripts/build-plugins --fixtures`), `promtool`, `prometheus`,
+//! `prometheus-blackbox-exporter` and the `prometheus-client` Python
+//! package (whose parsers read every scrape); `scripts/test` sees to all.
 
 #![allow(unreachable_pub, reason = "the harness is private to this test binary")]
 #![allow(
@@ -20,9 +21,11 @@ mod targets;
 mod anchor;
 mod blackbox_compat;
 mod config_errors;
+mod demo;
 mod endpoints;
 mod http_health;
 mod icmp;
 mod prometheus_server;
+mod rules;
 mod sandbox;
 mod treaty;

@@ -298,4 +298,13 @@ fn injected_label_values_cannot_forge_series() {
         om.body
     );
     assert!(om.body.ends_with("# EOF\n"));
+    let parsed = Scrape::parse_openmetrics(&om.body);
+    assert!(parsed.all("injected_series").is_empty());
+    assert!(
+        parsed
+            .all("misbehave_value")
+            .iter()
+            .any(|x| x.labels.get("v").map(String::as_str)
+                == Some("x\"} 1\ninjected_series 666\n# EOF\n"))
+    );
 }
