@@ -33,6 +33,8 @@ pub struct LoadedPlugin {
     pub plugin: Plugin,
     pub families: PluginFamilies,
     pub budget: Arc<SeriesBudget>,
+    /// The budget's limit under this config, applied on install.
+    pub budget_limit: usize,
 }
 
 /// A probe ready to run.
@@ -89,11 +91,15 @@ pub fn pool_size(config: &Config) -> PoolSize {
 }
 
 /// Loads every plugin the config's probes use and builds each probe.
+/// With `previous`, the set being replaced: a probe that keeps its name,
+/// plugin and labels keeps its slot (counter totals, histograms) and its
+/// state store, and a plugin keeps its series budget.
 pub async fn prepare(
     config: &Config,
     engine: &Arc<WasmEngine>,
     icmp: &Arc<IcmpService>,
     exposition: &Exposition,
+    previous: Option<&ProbeSet>,
 ) -> Result<ProbeSet, Diagnostics> {
     let mut errors: Vec<Diagnostic> = Vec::new();
     let mut plugins: BTreeMap<PluginName, Arc<LoadedPlugin>> = BTreeMap::new();
@@ -122,7 +128,11 @@ pub async fn prepare(
                     Arc::new(LoadedPlugin {
                         plugin,
                         families,
-                        budget: SeriesBudget::new(source.series_budget),
+                        budget: previous.and_then(|p| p.plugins.get(name)).map_or_else(
+                            || SeriesBudget::new(source.series_budget),
+                            |p| p.budget.clone(),
+                        ),
+                        budget_limit: source.series_budget,
                     }),
                 );
             }
@@ -181,11 +191,20 @@ pub async fn prepare(
         };
         let config_json = probe.config.to_string();
         let host_labels = host_labels(probe);
-        let slot = Arc::new(exposition.detached_slot(
-            probe.name.clone(),
-            host_labels,
-            plugin.budget.clone(),
-        ));
+        let survivor = previous
+            .and_then(|p| p.probes.get(&probe.name))
+            .filter(|old| old.slot.reusable_for(&host_labels, &plugin.budget));
+        let (slot, state) = match survivor {
+            Some(old) => (old.slot.clone(), old.state.clone()),
+            None => (
+                Arc::new(exposition.detached_slot(
+                    probe.name.clone(),
+                    host_labels,
+                    plugin.budget.clone(),
+                )),
+                ProbeState::default(),
+            ),
+        };
         probes.insert(
             probe.name.clone(),
             Arc::new(Probe {
@@ -193,7 +212,7 @@ pub async fn prepare(
                 plugin: plugin.clone(),
                 config_json,
                 grants,
-                state: ProbeState::default(),
+                state,
                 slot,
             }),
         );
@@ -300,8 +319,13 @@ impl App {
                 self.exposition.remove_probe(name);
             }
         }
+        for plugin in set.plugins.values() {
+            plugin.budget.set_limit(plugin.budget_limit);
+        }
         for probe in set.probes.values() {
             self.exposition.attach(probe.slot.clone());
+            self.exposition
+                .retain_families(&probe.slot, &probe.plugin.families);
         }
         let scheduled = set
             .probes

@@ -43,6 +43,10 @@ pub struct Config {
     pub engine: EngineConfig,
     pub plugins: BTreeMap<PluginName, PluginSource>,
     pub probes: BTreeMap<ProbeName, ProbeConfig>,
+    /// Probes left out because their plugin was not found (each also has a
+    /// diagnostic): a reload tolerates these when the plugin was removed
+    /// from a plugin directory, and stops the probes.
+    pub missing_plugins: BTreeMap<ProbeName, PluginName>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +69,9 @@ pub struct EngineConfig {
     pub worker_threads: usize,
     /// The ceiling of any probe's `limits.memory`: sizes the engine's pool.
     pub max_memory: u64,
+    /// How often the config file, packages and plugin directories are
+    /// checked for changes; zero turns watching off.
+    pub watch: Duration,
 }
 
 /// Where a plugin's `.wasm` is, and what it may spend.

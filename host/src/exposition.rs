@@ -36,16 +36,25 @@ use series::Rejection;
 /// Series all probes of one plugin may hold together.
 #[derive(Debug)]
 pub struct SeriesBudget {
-    pub limit: usize,
+    limit: AtomicUsize,
     used: AtomicUsize,
 }
 
 impl SeriesBudget {
     pub fn new(limit: usize) -> Arc<Self> {
         Arc::new(SeriesBudget {
-            limit,
+            limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
         })
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A reload may change the limit; series already held stay held.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     pub fn used(&self) -> usize {
@@ -58,7 +67,7 @@ impl SeriesBudget {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 let next = used.saturating_sub(old) + new;
-                (new <= old || next <= self.limit).then_some(next)
+                (new <= old || next <= self.limit()).then_some(next)
             })
             .is_ok()
     }
@@ -102,6 +111,9 @@ pub struct ProbeSlot {
     budget: Arc<SeriesBudget>,
     state: Mutex<SlotState>,
     rendered: ArcSwap<Rendered>,
+    /// Held for the length of a scheduled run: a probe never runs twice at
+    /// once, even across a reload that restarts its schedule.
+    pub run_lock: tokio::sync::Mutex<()>,
 }
 
 impl ProbeSlot {
@@ -115,6 +127,15 @@ impl ProbeSlot {
 
     pub fn host_labels(&self) -> &[(String, String)] {
         &self.host_labels
+    }
+
+    /// Whether a reloaded probe can keep this slot (and its counters).
+    pub fn reusable_for(
+        &self,
+        host_labels: &[(String, String)],
+        budget: &Arc<SeriesBudget>,
+    ) -> bool {
+        self.host_labels == host_labels && Arc::ptr_eq(&self.budget, budget)
     }
 }
 
@@ -163,6 +184,7 @@ impl Exposition {
             budget,
             state: Mutex::new(SlotState::default()),
             rendered: ArcSwap::from_pointee(Rendered::default()),
+            run_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -212,7 +234,7 @@ impl Exposition {
                     record.success = false;
                     record.message = Some(format!(
                         "run would hold {held} series; plugin series budget is {} ({} in use)",
-                        slot.budget.limit,
+                        slot.budget.limit(),
                         slot.budget.used()
                     ));
                     self.drop_gauges(slot, &mut st, &table);
@@ -241,6 +263,18 @@ impl Exposition {
         let held = st.series.series(table);
         slot.budget.exchange(st.held, held);
         st.held = held;
+    }
+
+    /// Keeps a surviving probe's series of families its (possibly new)
+    /// plugin still declares, and drops the rest.
+    pub fn retain_families(&self, slot: &ProbeSlot, families: &PluginFamilies) {
+        let table = self.families.snapshot();
+        let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.series.retain(|id| families.contains(id));
+        let held = st.series.series(&table);
+        slot.budget.exchange(st.held, held);
+        st.held = held;
+        self.publish(slot, &st, &table);
     }
 
     /// Counts a scheduled start skipped because the previous run was still

@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod exposition;
 pub mod hostcalls;
+pub mod reload;
 pub mod runtime;
 pub mod schedule;
 pub mod server;

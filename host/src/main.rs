@@ -20,8 +20,9 @@ use wasmprobe::app::{self, App};
 use wasmprobe::config::{self, Config, ConfigError, Diagnostics};
 use wasmprobe::exposition::{Exposition, Format};
 use wasmprobe::hostcalls::icmp::IcmpService;
+use wasmprobe::reload::Reloader;
 use wasmprobe::runtime::WasmEngine;
-use wasmprobe::{schedule, server};
+use wasmprobe::server;
 
 /// A probe engine whose probes are sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -214,7 +215,7 @@ fn run(
     let exposition = Arc::new(Exposition::new());
     let icmp = icmp_service(&exposition);
     let set = probe_rt
-        .block_on(app::prepare(&config, &engine, &icmp, &exposition))
+        .block_on(app::prepare(&config, &engine, &icmp, &exposition, None))
         .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
     let app = App::new(
         &config,
@@ -223,8 +224,6 @@ fn run(
         probe_rt.handle().clone(),
     );
     let probes = set.probes.len();
-    app.install(set);
-    exposition.global.config_loaded(true);
 
     let server_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -243,7 +242,28 @@ fn run(
             .local_addr()
             .context("cannot read listen address")
             .map_err(exit(3))?;
-        let tasks = schedule::start(&app, &stop_rx);
+        let reloader = Reloader::start(
+            app.clone(),
+            icmp.clone(),
+            path.to_path_buf(),
+            listen,
+            config.clone(),
+            set,
+        );
+        let _watcher = reloader.watch();
+        #[cfg(unix)]
+        {
+            let reloader = reloader.clone();
+            if let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        let _ = reloader.reload("sighup").await;
+                    }
+                });
+            }
+        }
         app.ready.store(true, Ordering::Relaxed);
         tracing::info!(
             addr = %addr,
@@ -253,22 +273,20 @@ fn run(
         );
         let serve = tokio::spawn(server::serve(
             listener,
-            server::router(app.clone()),
+            server::router(app.clone(), Some(reloader.clone())),
             config.server.max_connections,
             stop_rx.clone(),
         ));
         shutdown_signal().await;
         tracing::info!("shutting down");
         app.ready.store(false, Ordering::Relaxed);
+        reloader.stop().await;
         let _ = stop_tx.send(true);
         let deadline = Instant::now() + drain;
         while app.exposition.global.in_flight.load(Ordering::Relaxed) > 0
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for t in &tasks {
-            t.abort();
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), serve).await;
         Ok::<_, Exit>(())
@@ -305,7 +323,7 @@ fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
     let rt = probe_runtime(1)?;
     let exposition = Exposition::new();
     let icmp = icmp_service(&exposition);
-    let prepared = rt.block_on(app::prepare(&config, &engine, &icmp, &exposition));
+    let prepared = rt.block_on(app::prepare(&config, &engine, &icmp, &exposition, None));
     let set = match prepared {
         Ok(set) if problems.is_empty() => set,
         Ok(_) => return Err(Exit(2, Diagnostics(problems).into())),
@@ -348,7 +366,7 @@ fn probe_once(
     let exposition = Exposition::new();
     let icmp = icmp_service(&exposition);
     let set = rt
-        .block_on(app::prepare(&config, &engine, &icmp, &exposition))
+        .block_on(app::prepare(&config, &engine, &icmp, &exposition, None))
         .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
     let probe = set
         .probes

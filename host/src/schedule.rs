@@ -104,13 +104,17 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
         };
         let lag = (Utc::now() - due).to_std().unwrap_or_default();
         app.exposition.global.observe_lag(lag);
-        let g = &app.exposition.global;
-        g.in_flight.fetch_add(1, Ordering::Relaxed);
-        let record = probe.run_once(&app.engine, &target, true).await;
-        g.in_flight.fetch_sub(1, Ordering::Relaxed);
-        drop(permit);
-        report(&probe, &record);
-        app.exposition.commit(&probe.slot, record);
+        {
+            // A run of the previous schedule generation may still be going.
+            let _running = probe.slot.run_lock.lock().await;
+            let g = &app.exposition.global;
+            g.in_flight.fetch_add(1, Ordering::Relaxed);
+            let record = probe.run_once(&app.engine, &target, true).await;
+            g.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+            report(&probe, &record);
+            app.exposition.commit(&probe.slot, record);
+        }
 
         // Cron times that passed while this run went on were skipped: a
         // probe never runs twice at once.

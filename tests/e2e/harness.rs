@@ -95,18 +95,22 @@ impl Engine {
     }
 
     fn write(&self) -> PathBuf {
-        let cache = root().join("target").join("e2e-cache");
+        let p = self.config_path();
+        std::fs::write(&p, self.text()).unwrap_or_else(|e| panic!("write config: {e}"));
+        p
+    }
+
+    /// The config text as it will be written, to derive variants from.
+    pub fn text(&self) -> String {
         let mut engine_keys = self.engine_keys.clone();
         if !engine_keys.contains("max_concurrent_runs") {
             engine_keys.push_str("max_concurrent_runs = 32\n");
         }
-        let text = format!(
+        let cache = root().join("target").join("e2e-cache");
+        format!(
             "[engine]\ncache_dir = {cache:?}\n{engine_keys}\n{}",
             self.toml
-        );
-        let p = self.config_path();
-        std::fs::write(&p, text).unwrap_or_else(|e| panic!("write config: {e}"));
-        p
+        )
     }
 
     /// Starts `wasmprobe run` and waits until it listens.
@@ -159,7 +163,7 @@ impl Engine {
             addr,
             child,
             log,
-            _dir: self.dir,
+            dir: self.dir,
         }
     }
 }
@@ -169,7 +173,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub child: Child,
     log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Running {
@@ -239,6 +243,21 @@ pub fn get(url: &str, accept: Option<&str>) -> Reply {
 }
 
 impl Running {
+    /// The directory holding the running config (for tests that change it).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// POSTs to `path`; status and body.
+    pub fn post(&self, path: &str) -> (u16, String) {
+        let mut resp = agent()
+            .post(&self.url(path))
+            .send_empty()
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        (resp.status().as_u16(), body)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

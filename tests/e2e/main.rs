@@ -26,6 +26,7 @@ mod endpoints;
 mod http_health;
 mod icmp;
 mod prometheus_server;
+mod reload;
 mod rules;
 mod sandbox;
 mod treaty;

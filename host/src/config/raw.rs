@@ -43,6 +43,7 @@ pub(crate) struct RawEngine {
     pub(crate) max_concurrent_runs: Option<usize>,
     pub(crate) worker_threads: Option<usize>,
     pub(crate) max_memory: Option<Spanned<ByteSize>>,
+    pub(crate) watch: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

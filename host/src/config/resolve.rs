@@ -71,7 +71,11 @@ pub(super) fn resolve(source: &Source, raw: RawConfig) -> (Config, Vec<Diagnosti
     let plugins = resolve_plugins(&mut r, &raw, &engine);
 
     let mut probes = BTreeMap::new();
+    let mut missing_plugins = BTreeMap::new();
     for (name, probe) in raw.probes {
+        if !plugins.contains_key(probe.get_ref().plugin.get_ref()) {
+            missing_plugins.insert(name.clone(), probe.get_ref().plugin.get_ref().clone());
+        }
         if let Some(p) = resolve_probe(&mut r, &name, probe, base, &engine, &plugins) {
             probes.insert(name, p);
         }
@@ -85,6 +89,7 @@ pub(super) fn resolve(source: &Source, raw: RawConfig) -> (Config, Vec<Diagnosti
         engine,
         plugins,
         probes,
+        missing_plugins,
     };
     (config, r.errors)
 }
@@ -158,6 +163,7 @@ fn resolve_engine(r: &mut Resolver<'_>, raw: &RawConfig) -> EngineConfig {
         max_concurrent_runs: e.max_concurrent_runs.unwrap_or(64).clamp(1, 10_000),
         worker_threads: e.worker_threads.unwrap_or(cores).clamp(1, 256),
         max_memory,
+        watch: e.watch.map_or(std::time::Duration::from_secs(2), |w| w.0),
     }
 }
 

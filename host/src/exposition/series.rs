@@ -80,6 +80,10 @@ impl PluginFamilies {
         self.by_name.len()
     }
 
+    pub fn contains(&self, id: FamilyId) -> bool {
+        self.by_name.values().any(|(i, _)| *i == id)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
@@ -199,6 +203,13 @@ impl ProbeSeries {
                 .observe(&def.buckets, *v);
         }
         next
+    }
+
+    /// Keeps only the series of families `keep` accepts.
+    pub fn retain(&mut self, keep: impl Fn(FamilyId) -> bool) {
+        self.gauges.retain(|(id, _), _| keep(*id));
+        self.counters.retain(|(id, _), _| keep(*id));
+        self.histograms.retain(|(id, _), _| keep(*id));
     }
 
     /// Drops the gauges: a run that produced nothing leaves no stale values.

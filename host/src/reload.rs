@@ -1,0 +1,319 @@
+//! Reloading: the config file, its packages and plugins, swapped in all at
+//! once or not at all.
+//!
+//! A reload (SIGHUP, `POST /-/reload`, or a change the watcher sees) reads,
+//! validates and compiles everything first, off the server's threads. Only
+//! when all of it is good does it swap: the new probe set is installed, the
+//! old schedule is told to stop (runs in flight finish on the plugin
+//! version they started with) and the new one starts. Any error leaves the
+//! running config as it was and sets
+//! `wasmprobe_config_last_reload_successful 0`. A probe that keeps its
+//! name, plugin and labels keeps its counters and state; a probe that is
+//! gone takes its series with it. Content identical to what runs changes
+//! nothing.
+//!
+//! Settings the process is built around (listen address, pool and thread
+//! sizes, cache directory) need a restart: a reload that changes them is
+//! refused with the setting named.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::{self, App, ProbeSet};
+use crate::config::{self, Config, ConfigError, Diagnostics};
+use crate::hostcalls::icmp::IcmpService;
+use crate::schedule;
+
+/// Why a reload was refused. The running config is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Invalid(#[from] Diagnostics),
+    #[error("{setting} changed ({from} -> {to}); restart wasmprobe to apply it")]
+    RestartNeeded {
+        setting: &'static str,
+        from: String,
+        to: String,
+    },
+    #[error("reload was cancelled")]
+    Cancelled,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    Applied { probes: usize },
+    Unchanged,
+}
+
+struct Current {
+    config: Config,
+    fingerprint: String,
+    stop: watch::Sender<bool>,
+    /// Plugins removed from a plugin directory while probes used them:
+    /// those probes stay stopped until the plugin is back.
+    removed: std::collections::BTreeSet<crate::config::PluginName>,
+}
+
+/// Owns the running config and its schedule.
+pub struct Reloader {
+    app: Arc<App>,
+    icmp: Arc<IcmpService>,
+    path: PathBuf,
+    /// `--listen` given on the command line wins over every reloaded file.
+    listen: Option<std::net::SocketAddr>,
+    current: tokio::sync::Mutex<Current>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A digest of everything a config's behaviour depends on: its text and
+/// the bytes of every plugin it can load.
+fn fingerprint(config: &Config) -> String {
+    let mut h = Sha256::new();
+    h.update(std::fs::read(&config.path).unwrap_or_default());
+    for (name, source) in &config.plugins {
+        h.update(name.as_str().as_bytes());
+        h.update(std::fs::read(&source.path).unwrap_or_default());
+    }
+    hex::encode(h.finalize())
+}
+
+/// A cheap stamp of the files a config depends on (sizes and mtimes), for
+/// the watcher to notice a change without reading them.
+fn stamp(path: &Path, config: &Config) -> u64 {
+    fn meta(h: &mut impl Hasher, p: &Path) {
+        match std::fs::metadata(p) {
+            Ok(m) => {
+                m.len().hash(h);
+                m.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .hash(h);
+            }
+            Err(_) => 0u8.hash(h),
+        }
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta(&mut h, path);
+    for dir in &config.engine.plugin_dirs {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        for f in files {
+            f.hash(&mut h);
+            meta(&mut h, &f);
+        }
+    }
+    for source in config.plugins.values() {
+        meta(&mut h, &source.path);
+    }
+    h.finish()
+}
+
+fn restart_needed(old: &Config, new: &Config) -> Result<(), ReloadError> {
+    let checks: [(&'static str, String, String); 6] = [
+        (
+            "server.listen",
+            old.server.listen.to_string(),
+            new.server.listen.to_string(),
+        ),
+        (
+            "server.probe_concurrency",
+            old.server.probe_concurrency.to_string(),
+            new.server.probe_concurrency.to_string(),
+        ),
+        (
+            "engine.max_concurrent_runs",
+            old.engine.max_concurrent_runs.to_string(),
+            new.engine.max_concurrent_runs.to_string(),
+        ),
+        (
+            "engine.worker_threads",
+            old.engine.worker_threads.to_string(),
+            new.engine.worker_threads.to_string(),
+        ),
+        (
+            "engine.max_memory",
+            old.engine.max_memory.to_string(),
+            new.engine.max_memory.to_string(),
+        ),
+        (
+            "engine.cache_dir",
+            format!("{:?}", old.engine.cache_dir),
+            format!("{:?}", new.engine.cache_dir),
+        ),
+    ];
+    for (setting, from, to) in checks {
+        if from != to {
+            return Err(ReloadError::RestartNeeded { setting, from, to });
+        }
+    }
+    Ok(())
+}
+
+impl Reloader {
+    /// Installs the first set and starts its schedule.
+    pub fn start(
+        app: Arc<App>,
+        icmp: Arc<IcmpService>,
+        path: PathBuf,
+        listen: Option<std::net::SocketAddr>,
+        config: Config,
+        set: ProbeSet,
+    ) -> Arc<Reloader> {
+        app.install(set);
+        app.exposition.global.config_loaded(true);
+        let (stop, stop_rx) = watch::channel(false);
+        let _ = schedule::start(&app, &stop_rx);
+        let fingerprint = fingerprint(&config);
+        Arc::new(Reloader {
+            app,
+            icmp,
+            path,
+            listen,
+            current: tokio::sync::Mutex::new(Current {
+                config,
+                fingerprint,
+                stop,
+                removed: Default::default(),
+            }),
+        })
+    }
+
+    /// Reloads on the probe runtime (compiling and `describe()` never run
+    /// on the server's threads) and records the outcome in the gauges.
+    pub async fn reload(self: &Arc<Self>, trigger: &'static str) -> Result<Reloaded, ReloadError> {
+        let me = self.clone();
+        let outcome = self
+            .app
+            .probe_runtime
+            .spawn(async move { me.reload_here().await })
+            .await
+            .unwrap_or(Err(ReloadError::Cancelled));
+        let g = &self.app.exposition.global;
+        match &outcome {
+            Ok(Reloaded::Applied { probes }) => {
+                g.config_loaded(true);
+                tracing::info!(trigger, probes, "config reloaded");
+            }
+            Ok(Reloaded::Unchanged) => {
+                g.config_loaded(true);
+                tracing::debug!(trigger, "config unchanged");
+            }
+            Err(e) => {
+                g.config_loaded(false);
+                tracing::warn!(trigger, error = %format!("{e:#}"), "reload refused; the running config stays");
+            }
+        }
+        outcome
+    }
+
+    async fn reload_here(&self) -> Result<Reloaded, ReloadError> {
+        let mut current = self.current.lock().await;
+        let previous = self.app.set.load_full();
+        let (mut config, problems) = config::load_partial(&self.path)?;
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        // A plugin removed from a plugin directory stops its probes; any
+        // other problem refuses the reload.
+        let mut refused = Vec::new();
+        let mut removed = std::collections::BTreeSet::new();
+        for problem in problems {
+            let gone = config.missing_plugins.iter().find(|(probe, plugin)| {
+                problem.location.key == format!("probes.{probe}.plugin")
+                    && (previous.plugins.contains_key(*plugin) || current.removed.contains(*plugin))
+            });
+            match gone {
+                Some((probe, plugin)) => {
+                    if previous.probes.contains_key(probe) {
+                        tracing::warn!(probe = %probe, plugin = %plugin, "plugin removed: probe stopped");
+                    }
+                    removed.insert((*plugin).clone());
+                }
+                None => refused.push(problem),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(Diagnostics(refused).into());
+        }
+        let fingerprint = fingerprint(&config);
+        if fingerprint == current.fingerprint {
+            return Ok(Reloaded::Unchanged);
+        }
+        restart_needed(&current.config, &config)?;
+        let set = app::prepare(
+            &config,
+            &self.app.engine,
+            &self.icmp,
+            &self.app.exposition,
+            Some(&previous),
+        )
+        .await?;
+        let probes = set.probes.len();
+
+        // Everything is good: swap.
+        let _ = current.stop.send(true);
+        self.app.install(set);
+        let (stop, stop_rx) = watch::channel(false);
+        let _ = schedule::start(&self.app, &stop_rx);
+        *current = Current {
+            config,
+            fingerprint,
+            stop,
+            removed,
+        };
+        Ok(Reloaded::Applied { probes })
+    }
+
+    /// Stops the schedule (at shutdown); runs in flight finish.
+    pub async fn stop(&self) {
+        let current = self.current.lock().await;
+        let _ = current.stop.send(true);
+    }
+
+    /// Polls the config file, plugin files and plugin directories every
+    /// `engine.watch` and reloads when they change.
+    pub fn watch(self: &Arc<Self>) -> Option<JoinHandle<()>> {
+        let me = self.clone();
+        let interval = me
+            .current
+            .try_lock()
+            .map(|c| c.config.engine.watch)
+            .unwrap_or_default();
+        if interval.is_zero() {
+            return None;
+        }
+        let rt = self.app.probe_runtime.clone();
+        Some(rt.spawn(async move {
+            let mut last = None;
+            loop {
+                tokio::time::sleep(interval.max(Duration::from_millis(100))).await;
+                // The running config says what to watch; a change to the
+                // file itself (new plugin directories included) is seen too.
+                let config = me.current.lock().await.config.clone();
+                let now = stamp(&me.path, &config);
+                if last.is_some_and(|l| l != now) {
+                    let _ = me.reload("watch").await;
+                }
+                last = Some(now);
+            }
+        }))
+    }
+}
