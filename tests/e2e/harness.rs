@@ -163,7 +163,7 @@ impl Engine {
             addr,
             child,
             log,
-            dir: self.dir,
+            _dir: self.dir,
         }
     }
 }
@@ -173,7 +173,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub child: Child,
     log: Arc<Mutex<Vec<String>>>,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for Running {
@@ -243,11 +243,6 @@ pub fn get(url: &str, accept: Option<&str>) -> Reply {
 }
 
 impl Running {
-    /// The directory holding the running config (for tests that change it).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// POSTs to `path`; status and body.
     pub fn post(&self, path: &str) -> (u16, String) {
         let mut resp = agent()
