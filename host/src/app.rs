@@ -21,6 +21,7 @@ use crate::hostcalls::http::tls::TlsClient;
 use crate::hostcalls::icmp::{IcmpGrant, IcmpService};
 use crate::hostcalls::secrets::SecretsGrant;
 use crate::hostcalls::state::ProbeState;
+use crate::hostcalls::tape::Tape;
 use crate::runtime::engine::PoolSize;
 use crate::runtime::outcome::RunRecord;
 use crate::runtime::run::{self, RunSpec};
@@ -35,6 +36,39 @@ pub struct LoadedPlugin {
     pub budget: Arc<SeriesBudget>,
     /// The budget's limit under this config, applied on install.
     pub budget_limit: usize,
+    /// The package whose budget this plugin shares.
+    pub group: Option<String>,
+}
+
+/// The series budget a plugin spends: its own, or its package's (shared by
+/// the package's plugins); kept across reloads so held series stay counted.
+fn budget_for(
+    groups: &mut BTreeMap<String, Arc<SeriesBudget>>,
+    previous: Option<&ProbeSet>,
+    name: &PluginName,
+    source: &crate::config::PluginSource,
+) -> Arc<SeriesBudget> {
+    let old = |pred: &dyn Fn(&LoadedPlugin) -> bool| {
+        previous.and_then(|p| {
+            p.plugins
+                .values()
+                .find(|l| pred(l))
+                .map(|l| l.budget.clone())
+        })
+    };
+    match &source.budget_group {
+        Some(group) => groups
+            .entry(group.clone())
+            .or_insert_with(|| {
+                old(&|l| l.group.as_deref() == Some(group))
+                    .unwrap_or_else(|| SeriesBudget::new(source.series_budget))
+            })
+            .clone(),
+        None => previous.and_then(|p| p.plugins.get(name)).map_or_else(
+            || SeriesBudget::new(source.series_budget),
+            |p| p.budget.clone(),
+        ),
+    }
 }
 
 /// A probe ready to run.
@@ -62,12 +96,25 @@ impl Probe {
         target: &str,
         persist_state: bool,
     ) -> RunRecord {
+        self.run_taped(engine, target, persist_state, None).await
+    }
+
+    /// [`Probe::run_once`] with its network calls recorded or replayed.
+    pub async fn run_taped(
+        &self,
+        engine: &WasmEngine,
+        target: &str,
+        persist_state: bool,
+        tape: Option<Arc<Tape>>,
+    ) -> RunRecord {
+        let mut grants = self.grants.clone();
+        grants.tape = tape;
         let spec = RunSpec {
             probe: self.config.name.as_str(),
             target,
             config: &self.config_json,
             limits: self.config.limits,
-            grants: self.grants.clone(),
+            grants,
             state: persist_state.then_some(&self.state),
         };
         run::run(engine, &self.plugin.plugin, &self.plugin.families, spec).await
@@ -104,6 +151,7 @@ pub async fn prepare(
     let mut errors: Vec<Diagnostic> = Vec::new();
     let mut plugins: BTreeMap<PluginName, Arc<LoadedPlugin>> = BTreeMap::new();
     let mut failed: BTreeMap<PluginName, String> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Arc<SeriesBudget>> = BTreeMap::new();
 
     for probe in config.probes.values() {
         let name = &probe.plugin;
@@ -128,11 +176,9 @@ pub async fn prepare(
                     Arc::new(LoadedPlugin {
                         plugin,
                         families,
-                        budget: previous.and_then(|p| p.plugins.get(name)).map_or_else(
-                            || SeriesBudget::new(source.series_budget),
-                            |p| p.budget.clone(),
-                        ),
+                        budget: budget_for(&mut groups, previous, name, source),
                         budget_limit: source.series_budget,
+                        group: source.budget_group.clone(),
                     }),
                 );
             }
@@ -188,6 +234,7 @@ pub async fn prepare(
             secrets: Some(Arc::new(SecretsGrant {
                 sources: probe.secrets.clone(),
             })),
+            tape: None,
         };
         let config_json = probe.config.to_string();
         let host_labels = host_labels(probe);

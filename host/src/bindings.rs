@@ -14,4 +14,6 @@ wasmtime::component::bindgen!({
     exports: {
         default: async,
     },
+    // Recordings (`wasmprobe probe --record`) store host calls as JSON.
+    additional_derives: [serde::Serialize, serde::Deserialize],
 });

@@ -13,6 +13,7 @@
 //! filesystem) and hot reload.
 
 pub mod diagnostic;
+pub mod package;
 mod raw;
 mod resolve;
 pub mod values;
@@ -47,6 +48,8 @@ pub struct Config {
     /// diagnostic): a reload tolerates these when the plugin was removed
     /// from a plugin directory, and stops the probes.
     pub missing_plugins: BTreeMap<ProbeName, PluginName>,
+    /// Every package the config includes, loaded or refused.
+    pub packages: Vec<package::PackageInfo>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +84,8 @@ pub struct PluginSource {
     /// Series all probes of this plugin may hold in exposition together.
     pub series_budget: usize,
     pub location: Option<Location>,
+    /// Plugins of one package share one budget, named by the package.
+    pub budget_group: Option<String>,
 }
 
 /// Per-run sandbox limits.

@@ -14,6 +14,7 @@ pub mod icmp;
 pub mod log;
 pub mod secrets;
 pub mod state;
+pub mod tape;
 
 use crate::bindings::wasmprobe::plugin::types;
 use crate::runtime::store::RunState;

@@ -15,5 +15,6 @@ pub mod exposition;
 pub mod hostcalls;
 pub mod reload;
 pub mod runtime;
+pub mod scaffold;
 pub mod schedule;
 pub mod server;

@@ -20,6 +20,7 @@ use wasmprobe::app::{self, App};
 use wasmprobe::config::{self, Config, ConfigError, Diagnostics};
 use wasmprobe::exposition::{Exposition, Format};
 use wasmprobe::hostcalls::icmp::IcmpService;
+use wasmprobe::hostcalls::tape::Tape;
 use wasmprobe::reload::Reloader;
 use wasmprobe::runtime::WasmEngine;
 use wasmprobe::server;
@@ -54,6 +55,11 @@ enum Command {
         /// token: WASMPROBE_DEMO_LEDGER_TOKEN, default `demo-ledger-token`).
         #[arg(long)]
         demo: bool,
+        /// Web security: TLS, client certificates and basic auth for the
+        /// endpoint (TOML, like Prometheus exporter-toolkit's web config).
+        /// Reloaded on SIGHUP.
+        #[arg(long, value_name = "FILE", env = "WASMPROBE_WEB_CONFIG")]
+        web_config: Option<PathBuf>,
     },
     /// Validate a config and its plugins without running any probe.
     Check {
@@ -73,6 +79,34 @@ enum Command {
         /// Print OpenMetrics instead of the classic text format.
         #[arg(long)]
         openmetrics: bool,
+        /// Store the run's network calls (HTTP, ICMP) and their answers in
+        /// FILE (JSON; secrets the run read are written as `[redacted]`).
+        #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+        record: Option<PathBuf>,
+        /// Answer the run's network calls from FILE instead of the network;
+        /// fails when the plugin's calls differ from the recording.
+        #[arg(long, value_name = "FILE")]
+        replay: Option<PathBuf>,
+    },
+    /// Create something new from a template.
+    #[command(subcommand)]
+    New(NewCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NewCommand {
+    /// A Rust plugin crate that builds to a .wasm with
+    /// `cargo build --release --target wasm32-wasip2`.
+    Plugin {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The wasmprobe SDK (`plugins/sdk` of a wasmprobe checkout);
+        /// defaults to the one this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
 }
 
@@ -102,14 +136,25 @@ fn main() -> ExitCode {
             listen,
             drain,
             demo,
-        } => run(&config, listen, drain, demo),
+            web_config,
+        } => run(&config, listen, drain, demo, web_config.as_deref()),
         Command::Check { config } => check(&config),
         Command::Probe {
             config,
             probe,
             target,
             openmetrics,
-        } => probe_once(&config, &probe, target.as_deref(), openmetrics),
+            record,
+            replay,
+        } => {
+            let tape = match (record, replay) {
+                (Some(path), _) => Some(TapeMode::Record(path)),
+                (None, Some(path)) => Some(TapeMode::Replay(path)),
+                (None, None) => None,
+            };
+            probe_once(&config, &probe, target.as_deref(), openmetrics, tape)
+        }
+        Command::New(NewCommand::Plugin { name, dir, sdk }) => new_plugin(&name, dir, sdk),
     };
     match result {
         Ok(code) => code,
@@ -204,9 +249,14 @@ fn run(
     listen: Option<SocketAddr>,
     drain: Duration,
     demo: bool,
+    web_config: Option<&std::path::Path>,
 ) -> Result<ExitCode, Exit> {
     let started = Instant::now();
     let mut config = load_config(path)?;
+    let web = match web_config {
+        Some(p) => Some(Arc::new(load_web_config(p)?)),
+        None => None,
+    };
     if let Some(l) = listen {
         config.server.listen = l;
     }
@@ -254,12 +304,16 @@ fn run(
         #[cfg(unix)]
         {
             let reloader = reloader.clone();
+            let web = web.clone();
             if let Ok(mut hup) =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             {
                 tokio::spawn(async move {
                     while hup.recv().await.is_some() {
                         let _ = reloader.reload("sighup").await;
+                        if let Some(web) = &web {
+                            reload_web_config(web.clone()).await;
+                        }
                     }
                 });
             }
@@ -273,9 +327,10 @@ fn run(
         );
         let serve = tokio::spawn(server::serve(
             listener,
-            server::router(app.clone(), Some(reloader.clone())),
+            server::router(app.clone(), Some(reloader.clone()), web.clone()),
             config.server.max_connections,
             stop_rx.clone(),
+            web.clone(),
         ));
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -293,6 +348,35 @@ fn run(
     })?;
     probe_rt.shutdown_timeout(Duration::from_secs(1));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads `--web-config`; a broken one stops the start (exit 2) with the
+/// file and the problem named.
+fn load_web_config(path: &std::path::Path) -> Result<server::WebState, Exit> {
+    let web = server::WebState::load(path).map_err(|e| Exit(2, e.into()))?;
+    let current = web.current();
+    tracing::info!(
+        path = %path.display(),
+        tls = current.tls().is_some(),
+        basic_auth_users = current.basic_auth_users(),
+        "web config loaded"
+    );
+    Ok(web)
+}
+
+/// Reloads the web config off the server's thread (it reads files and
+/// computes a bcrypt hash); on any error the running one stays.
+async fn reload_web_config(web: Arc<server::WebState>) {
+    let path = web.path().display().to_string();
+    match tokio::task::spawn_blocking(move || web.reload()).await {
+        Ok(Ok(())) => tracing::info!(path, "web config reloaded"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "web config reload refused; the running one stays")
+        }
+        Err(e) => {
+            tracing::warn!(path, error = %e, "web config reload failed; the running one stays")
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -324,6 +408,11 @@ fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
     let exposition = Exposition::new();
     let icmp = icmp_service(&exposition);
     let prepared = rt.block_on(app::prepare(&config, &engine, &icmp, &exposition, None));
+    for package in &config.packages {
+        if let Some(refused) = &package.refused {
+            problems.extend(refused.0.iter().cloned());
+        }
+    }
     let set = match prepared {
         Ok(set) if problems.is_empty() => set,
         Ok(_) => return Err(Exit(2, Diagnostics(problems).into())),
@@ -334,12 +423,34 @@ fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
         }
     };
     println!(
-        "{}: ok ({} probes, {} plugins)",
+        "{}: ok ({} probes, {} plugins, {} packages)",
         path.display(),
         set.probes.len(),
-        set.plugins.len()
+        set.plugins.len(),
+        config.packages.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn new_plugin(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<ExitCode, Exit> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let sdk = sdk.unwrap_or_else(wasmprobe::scaffold::default_sdk);
+    let files = wasmprobe::scaffold::new_plugin(name, &dir, &sdk).map_err(|e| Exit(2, e.into()))?;
+    for f in &files {
+        println!("created {}", f.display());
+    }
+    let crate_name = name.replace('-', "_");
+    println!(
+        "\nnext:\n  cd {dir}\n  cargo build --release --target wasm32-wasip2\n  cp target/wasm32-wasip2/release/{crate_name}.wasm <a plugin dir>/{name}.wasm",
+        dir = dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wasmprobe probe --record` / `--replay`.
+enum TapeMode {
+    Record(PathBuf),
+    Replay(PathBuf),
 }
 
 fn probe_once(
@@ -347,7 +458,24 @@ fn probe_once(
     name: &str,
     target: Option<&str>,
     openmetrics: bool,
+    tape_mode: Option<TapeMode>,
 ) -> Result<ExitCode, Exit> {
+    let (tape, recorded_target) = match &tape_mode {
+        None => (None, None),
+        Some(TapeMode::Record(_)) => (Some(Arc::new(Tape::recorder())), None),
+        Some(TapeMode::Replay(file)) => {
+            let (tape, recording) = Tape::player(file).map_err(|e| Exit(2, e.into()))?;
+            if recording.probe != name {
+                tracing::warn!(
+                    recorded = recording.probe,
+                    probe = name,
+                    "replaying a recording made with another probe"
+                );
+            }
+            (Some(Arc::new(tape)), Some(recording.target))
+        }
+    };
+    let target = target.or(recorded_target.as_deref());
     let mut config = load_config(path)?;
     let known: Vec<String> = config.probes.keys().map(ToString::to_string).collect();
     config.probes.retain(|k, _| k.as_str() == name);
@@ -389,7 +517,23 @@ fn probe_once(
         .allow
         .check_target(&target)
         .map_err(|e| Exit(2, anyhow::anyhow!("probe {name:?}: {e}")))?;
-    let mut record = rt.block_on(probe.run_once(&engine, &target, false));
+    let mut record = rt.block_on(probe.run_taped(&engine, &target, false, tape.clone()));
+    let mut tape_problems = Vec::new();
+    match (&tape_mode, &tape) {
+        (Some(TapeMode::Record(file)), Some(tape)) => {
+            let n = tape
+                .save(file, name, &target)
+                .map_err(|e| Exit(3, e.into()))?;
+            eprintln!("recorded {n} call(s) to {}", file.display());
+        }
+        (Some(TapeMode::Replay(file)), Some(tape)) => {
+            tape_problems = tape.problems();
+            for p in &tape_problems {
+                eprintln!("replay of {}: {p}", file.display());
+            }
+        }
+        _ => {}
+    }
     let staged = record.staged.take();
     let format = if openmetrics {
         Format::OpenMetrics
@@ -420,7 +564,7 @@ fn probe_once(
         },
         record.message.map(|m| format!(": {m}")).unwrap_or_default(),
     );
-    Ok(if record.success {
+    Ok(if record.success && tape_problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -90,6 +90,10 @@ fn fingerprint(config: &Config) -> String {
         h.update(name.as_str().as_bytes());
         h.update(std::fs::read(&source.path).unwrap_or_default());
     }
+    for package in &config.packages {
+        h.update(std::fs::read(&package.path).unwrap_or_default());
+        h.update([u8::from(package.refused.is_some())]);
+    }
     hex::encode(h.finalize())
 }
 
@@ -122,6 +126,9 @@ fn stamp(path: &Path, config: &Config) -> u64 {
     }
     for source in config.plugins.values() {
         meta(&mut h, &source.path);
+    }
+    for package in &config.packages {
+        meta(&mut h, &package.path);
     }
     h.finish()
 }
@@ -167,6 +174,22 @@ fn restart_needed(old: &Config, new: &Config) -> Result<(), ReloadError> {
     Ok(())
 }
 
+/// Logs refused packages and publishes which packages are loaded.
+pub fn report_packages(app: &App, config: &Config) {
+    for p in &config.packages {
+        if let Some(problems) = &p.refused {
+            tracing::warn!(package = %p.name, path = %p.path.display(), problems = %problems, "package refused; the other packages load");
+        }
+    }
+    app.exposition.global.set_packages(
+        config
+            .packages
+            .iter()
+            .map(|p| (p.name.clone(), p.refused.is_none()))
+            .collect(),
+    );
+}
+
 impl Reloader {
     /// Installs the first set and starts its schedule.
     pub fn start(
@@ -177,6 +200,7 @@ impl Reloader {
         config: Config,
         set: ProbeSet,
     ) -> Arc<Reloader> {
+        report_packages(&app, &config);
         app.install(set);
         app.exposition.global.config_loaded(true);
         let (stop, stop_rx) = watch::channel(false);
@@ -269,6 +293,7 @@ impl Reloader {
         let probes = set.probes.len();
 
         // Everything is good: swap.
+        report_packages(&self.app, &config);
         let _ = current.stop.send(true);
         self.app.install(set);
         let (stop, stop_rx) = watch::channel(false);

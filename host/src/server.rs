@@ -4,6 +4,10 @@
 //! Handlers only read published state (exposition snapshots, the installed
 //! probe set); `/probe` hands its run to the probe runtime and awaits it,
 //! so a busy or hostile plugin never runs on the server's threads.
+//!
+//! [`web`] adds TLS (with optional client certificates) and basic auth
+//! from an optional web config; without one the endpoint is plain HTTP,
+//! open to whoever can reach it.
 
 mod health;
 mod listener;
@@ -11,6 +15,7 @@ mod metrics;
 mod probe;
 mod reload;
 mod status;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -18,13 +23,20 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use listener::{ServeError, bind, serve};
+pub use web::{WebConfig, WebConfigError, WebState};
 
 use crate::app::App;
 use crate::reload::Reloader;
 
 /// The full router, for the listener and for in-process tests. Without a
-/// reloader, `/-/reload` is not served.
-pub fn router(app: Arc<App>, reloader: Option<Arc<Reloader>>) -> Router {
+/// reloader, `/-/reload` is not served. With a web config, basic auth (when
+/// it has users) guards every route, `/-/reload` and `/probe` included,
+/// except its `[unauthenticated] paths`.
+pub fn router(
+    app: Arc<App>,
+    reloader: Option<Arc<Reloader>>,
+    web: Option<Arc<WebState>>,
+) -> Router {
     let routes = Router::new()
         .route("/", get(status::page))
         .route("/metrics", get(metrics::metrics))
@@ -32,12 +44,17 @@ pub fn router(app: Arc<App>, reloader: Option<Arc<Reloader>>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/probe", get(probe::probe))
         .with_state(app);
-    match reloader {
+    let routes = match reloader {
         Some(r) => routes.merge(
             Router::new()
                 .route("/-/reload", post(reload::reload))
                 .with_state(r),
         ),
+        None => routes,
+    };
+    // Last, so the layer covers every route merged above and the fallback.
+    match web {
+        Some(w) => web::protect(routes, w),
         None => routes,
     }
 }

@@ -19,12 +19,14 @@ mod netns;
 mod targets;
 
 mod anchor;
+mod authoring;
 mod blackbox_compat;
 mod config_errors;
 mod demo;
 mod endpoints;
 mod http_health;
 mod icmp;
+mod packages;
 mod prometheus_server;
 mod reload;
 mod rules;

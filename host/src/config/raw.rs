@@ -24,6 +24,70 @@ pub(crate) struct RawConfig {
     pub(crate) plugins: BTreeMap<PluginName, Spanned<RawPlugin>>,
     #[serde(default)]
     pub(crate) probes: BTreeMap<ProbeName, Spanned<RawProbe>>,
+    #[serde(default)]
+    pub(crate) packages: RawPackages,
+}
+
+/// Which probe packages to load, and what any of them may ask for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPackages {
+    /// Paths or globs of `package.toml` files, package directories or
+    /// `.tar.gz` archives.
+    #[serde(default)]
+    pub(crate) include: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) cap: RawCap,
+}
+
+/// The operator's cap on every package.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCap {
+    pub(crate) allow: Option<Vec<AllowRule>>,
+    pub(crate) memory: Option<ByteSize>,
+    pub(crate) timeout: Option<HumanDuration>,
+    pub(crate) series_budget: Option<usize>,
+}
+
+/// A `package.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPackage {
+    pub(crate) name: Spanned<PluginName>,
+    pub(crate) team: Option<Spanned<String>>,
+    pub(crate) version: Option<String>,
+    #[serde(default)]
+    pub(crate) labels: BTreeMap<Spanned<LabelName>, String>,
+    #[serde(default)]
+    pub(crate) capabilities: RawCapabilities,
+    #[serde(default)]
+    pub(crate) limits: RawPackageLimits,
+    #[serde(default)]
+    pub(crate) plugins: BTreeMap<PluginName, Spanned<RawPackagePlugin>>,
+    #[serde(default)]
+    pub(crate) probes: BTreeMap<ProbeName, Spanned<RawProbe>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCapabilities {
+    pub(crate) allow: Option<Spanned<Vec<AllowRule>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPackageLimits {
+    pub(crate) memory: Option<Spanned<ByteSize>>,
+    pub(crate) timeout: Option<Spanned<HumanDuration>>,
+    pub(crate) series_budget: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPackagePlugin {
+    pub(crate) path: Spanned<PathBuf>,
+    pub(crate) sha256: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

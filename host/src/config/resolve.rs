@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, Location, Source};
+use super::package::{self, PackageCap, PackageInfo};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
 use super::{
     Config, DEFAULT_LISTEN, EngineConfig, Limits, PluginName, PluginSource, ProbeConfig, ProbeName,
@@ -24,18 +26,39 @@ use crate::hostcalls::secrets::SecretSource;
 const DEFAULT_SERIES_BUDGET: usize = 10_000;
 const DEFAULT_MAX_MEMORY: u64 = 256 << 20;
 
-struct Resolver<'a> {
-    source: &'a Source,
-    dir: PathBuf,
-    errors: Vec<Diagnostic>,
+pub(super) struct Resolver<'a> {
+    pub(super) source: &'a Source,
+    pub(super) dir: PathBuf,
+    pub(super) errors: Vec<Diagnostic>,
+}
+
+/// Where a probe is defined: the main config, or a package with its
+/// capabilities and the operator's cap.
+#[derive(Debug, Default)]
+pub(super) struct Scope {
+    /// A package probe without `allow` gets its package's capabilities.
+    pub(super) default_allow: Option<AllowList>,
+    /// Every probe of a package is limited by its package's capabilities
+    /// (themselves limited by the operator's cap).
+    pub(super) ceiling: Option<Arc<AllowList>>,
+    /// Labels the host sets for this scope (`team`, `package`).
+    pub(super) host_labels: Vec<&'static str>,
+    /// Largest memory and timeout a probe of this scope may ask for.
+    pub(super) max_memory: Option<u64>,
+    pub(super) max_timeout: Option<std::time::Duration>,
 }
 
 impl Resolver<'_> {
-    fn location(&self, span: Range<usize>, key: impl Into<String>) -> Location {
+    pub(super) fn location(&self, span: Range<usize>, key: impl Into<String>) -> Location {
         Location::new(self.source, span, key)
     }
 
-    fn error(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         let location = self.location(span, key);
         self.errors.push(Diagnostic {
             location,
@@ -43,7 +66,7 @@ impl Resolver<'_> {
         });
     }
 
-    fn path(&self, p: &Path) -> PathBuf {
+    pub(super) fn path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
@@ -53,7 +76,7 @@ impl Resolver<'_> {
 }
 
 /// The config with every probe that resolved, and the problems found.
-pub(super) fn resolve(source: &Source, raw: RawConfig) -> (Config, Vec<Diagnostic>) {
+pub(super) fn resolve(source: &Source, mut raw: RawConfig) -> (Config, Vec<Diagnostic>) {
     let dir = source
         .path
         .parent()
@@ -72,14 +95,25 @@ pub(super) fn resolve(source: &Source, raw: RawConfig) -> (Config, Vec<Diagnosti
 
     let mut probes = BTreeMap::new();
     let mut missing_plugins = BTreeMap::new();
-    for (name, probe) in raw.probes {
+    for (name, probe) in std::mem::take(&mut raw.probes) {
         if !plugins.contains_key(probe.get_ref().plugin.get_ref()) {
             missing_plugins.insert(name.clone(), probe.get_ref().plugin.get_ref().clone());
         }
-        if let Some(p) = resolve_probe(&mut r, &name, probe, base, &engine, &plugins) {
+        if let Some(p) = resolve_probe(
+            &mut r,
+            &name,
+            probe,
+            base,
+            &engine,
+            &plugins,
+            &Scope::default(),
+        ) {
             probes.insert(name, p);
         }
     }
+
+    let mut plugins = plugins;
+    let packages = resolve_packages(&mut r, &raw, base, &engine, &mut plugins, &mut probes);
 
     r.errors
         .sort_by_key(|d| (d.location.line, d.location.column));
@@ -90,8 +124,48 @@ pub(super) fn resolve(source: &Source, raw: RawConfig) -> (Config, Vec<Diagnosti
         plugins,
         probes,
         missing_plugins,
+        packages,
     };
     (config, r.errors)
+}
+
+/// Loads every package the config includes. A refused package is kept
+/// only as information; a bad include pattern is an error of the config.
+fn resolve_packages(
+    r: &mut Resolver<'_>,
+    raw: &RawConfig,
+    base: Limits,
+    engine: &EngineConfig,
+    plugins: &mut BTreeMap<PluginName, PluginSource>,
+    probes: &mut BTreeMap<ProbeName, ProbeConfig>,
+) -> Vec<PackageInfo> {
+    let cap = PackageCap::from_raw(&raw.packages.cap);
+    let unpack_dir = engine
+        .cache_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("packages");
+    let mut taken: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut infos = Vec::new();
+    for (i, pattern) in raw.packages.include.iter().enumerate() {
+        let files = match package::expand(&r.dir, pattern.get_ref()) {
+            Ok(f) => f,
+            Err(e) => {
+                r.error(pattern.span(), format!("packages.include.{i}"), e);
+                continue;
+            }
+        };
+        for file in files {
+            let (info, loaded) = package::load(&file, &unpack_dir, base, engine, &cap, &taken);
+            if info.refused.is_none() {
+                taken.insert(info.name.clone(), file.clone());
+                plugins.extend(loaded.plugins);
+                probes.extend(loaded.probes);
+            }
+            infos.push(info);
+        }
+    }
+    infos
 }
 
 fn resolve_server(r: &mut Resolver<'_>, raw: &RawConfig) -> ServerConfig {
@@ -281,6 +355,7 @@ fn resolve_plugins(
                     path: file,
                     series_budget: DEFAULT_SERIES_BUDGET,
                     location: None,
+                    budget_group: None,
                 },
             );
         }
@@ -301,19 +376,21 @@ fn resolve_plugins(
                 path,
                 series_budget: p.get_ref().series_budget.unwrap_or(DEFAULT_SERIES_BUDGET),
                 location: Some(location),
+                budget_group: None,
             },
         );
     }
     plugins
 }
 
-fn resolve_probe(
+pub(super) fn resolve_probe(
     r: &mut Resolver<'_>,
     name: &ProbeName,
     spanned: Spanned<RawProbe>,
     base: Limits,
     engine: &EngineConfig,
     plugins: &BTreeMap<PluginName, PluginSource>,
+    scope: &Scope,
 ) -> Option<ProbeConfig> {
     let span = spanned.span();
     let key = format!("probes.{name}");
@@ -345,19 +422,65 @@ fn resolve_probe(
             r.error(t.span(), format!("{key}.timeout"), "must be above zero");
         }
     }
+    if let Some(max) = scope.max_timeout
+        && limits.timeout > max
+    {
+        r.error(
+            p.timeout.as_ref().map_or(span.clone(), Spanned::span),
+            format!("{key}.timeout"),
+            format!(
+                "{:?} is above the package's timeout limit {max:?}",
+                limits.timeout
+            ),
+        );
+    }
+    if let Some(max) = scope.max_memory
+        && limits.memory > max
+    {
+        r.error(
+            span.clone(),
+            format!("{key}.limits.memory"),
+            format!(
+                "{} is above the package's memory limit {}",
+                super::ByteSize(limits.memory),
+                super::ByteSize(max)
+            ),
+        );
+    }
 
     // A scheduled probe without a target is for plugins that need none (a
     // batch job); the plugin reports a missing target itself.
     let target = p.target.as_ref().map(|t| t.get_ref().clone());
 
-    let allow = match (&p.allow, &p.target) {
-        (Some(a), _) => AllowList::new(a.get_ref().clone()),
+    let allow = match (&p.allow, &scope.default_allow, &p.target) {
+        (Some(a), _, _) => AllowList::new(a.get_ref().clone()),
+        (None, Some(package), _) => package.clone(),
         // Without an explicit list a probe may reach its own target's
         // origin, and nothing else.
-        (None, Some(t)) => {
+        (None, None, Some(t)) => {
             AllowList::new(AllowList::origin_rule(t.get_ref()).into_iter().collect())
         }
-        (None, None) => AllowList::default(),
+        (None, None, None) => AllowList::default(),
+    };
+    let allow = match &scope.ceiling {
+        Some(ceiling) => {
+            if let Some(a) = &p.allow {
+                for rule in a.get_ref() {
+                    if !rule.within(ceiling) {
+                        r.error(
+                            a.span(),
+                            format!("{key}.allow"),
+                            format!(
+                                "{rule:?} is outside the package's capabilities",
+                                rule = rule.to_string()
+                            ),
+                        );
+                    }
+                }
+            }
+            allow.with_ceiling(ceiling.clone())
+        }
+        None => allow,
     };
     if let Some(t) = &p.target
         && let Err(denied) = allow.check_target(t.get_ref())
@@ -371,14 +494,19 @@ fn resolve_probe(
 
     let mut labels = Vec::new();
     for (label, value) in &p.labels {
-        if RESERVED_LABELS.contains(&label.get_ref().as_str()) {
+        let l = label.get_ref().as_str();
+        if RESERVED_LABELS.contains(&l) || scope.host_labels.contains(&l) {
+            let reserved: Vec<&str> = RESERVED_LABELS
+                .iter()
+                .chain(&scope.host_labels)
+                .copied()
+                .collect();
             r.error(
                 label.span(),
-                format!("{key}.labels.{}", label.get_ref().as_str()),
+                format!("{key}.labels.{l}"),
                 format!(
-                    "label {:?} is set by the host (reserved: {})",
-                    label.get_ref().as_str(),
-                    RESERVED_LABELS.join(", ")
+                    "label {l:?} is set by the host (reserved: {})",
+                    reserved.join(", ")
                 ),
             );
         }

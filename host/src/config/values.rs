@@ -72,6 +72,12 @@ impl PluginName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A package's plugin, `package:plugin`: unique across packages and
+    /// never equal to a name a config can write.
+    pub fn qualified(package: &str, plugin: &PluginName) -> PluginName {
+        PluginName(format!("{package}:{}", plugin.0))
+    }
 }
 
 impl fmt::Display for PluginName {
@@ -102,6 +108,11 @@ impl TryFrom<String> for LabelName {
 impl LabelName {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A label the host sets (`package`, `team`).
+    pub(crate) fn host(name: &'static str) -> LabelName {
+        LabelName(name.to_string())
     }
 }
 

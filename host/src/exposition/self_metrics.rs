@@ -43,6 +43,7 @@ pub struct HostFamilies {
     pub ondemand: FamilyId,
     pub ondemand_busy: FamilyId,
     pub icmp_mode: FamilyId,
+    pub package: FamilyId,
     lag_def: FamilyDef,
 }
 
@@ -194,6 +195,12 @@ impl HostFamilies {
                 "Requests to /probe refused because too many were in flight.",
                 &[],
             )),
+            package: reg(def(
+                "wasmprobe_package_loaded",
+                Gauge,
+                "Probe packages the config includes: 1 when loaded, 0 when refused (the log says why).",
+                &["package"],
+            )),
             icmp_mode: reg(def(
                 "wasmprobe_icmp_socket_mode",
                 Gauge,
@@ -333,6 +340,8 @@ pub struct GlobalMetrics {
     pub ondemand_busy: AtomicU64,
     /// ICMP socket modes for IPv4 and IPv6, once detected.
     icmp_modes: Mutex<Option<[SocketMode; 2]>>,
+    /// Packages of the running config: name, loaded.
+    packages: Mutex<Vec<(String, bool)>>,
 }
 
 impl Default for GlobalMetrics {
@@ -350,6 +359,7 @@ impl Default for GlobalMetrics {
             ondemand: Default::default(),
             ondemand_busy: AtomicU64::new(0),
             icmp_modes: Mutex::new(None),
+            packages: Mutex::new(Vec::new()),
         }
     }
 }
@@ -363,6 +373,10 @@ impl GlobalMetrics {
     pub fn plugin_load_failed(&self, plugin: &str) {
         let mut m = self.load_failures.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(plugin.to_string()).or_default() += 1;
+    }
+
+    pub fn set_packages(&self, packages: Vec<(String, bool)>) {
+        *self.packages.lock().unwrap_or_else(|e| e.into_inner()) = packages;
     }
 
     pub fn set_icmp_modes(&self, v4: SocketMode, v6: SocketMode) {
@@ -459,6 +473,19 @@ impl GlobalMetrics {
                     "wasmprobe_plugin_load_failures_total",
                     Some(("plugin", plugin)),
                     *n as f64,
+                );
+            }
+        }
+        {
+            let packages = self.packages.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, loaded) in packages.iter() {
+                push_sample(
+                    out.entry(host.package).or_default(),
+                    "wasmprobe_package_loaded",
+                    "",
+                    [("package", name.as_str())],
+                    None,
+                    if *loaded { 1.0 } else { 0.0 },
                 );
             }
         }

@@ -161,6 +161,27 @@ fn canonical_net(net: IpNet) -> IpNet {
 }
 
 impl AllowRule {
+    /// Whether everything this rule admits could be inside `cap`: the
+    /// scheme and port fit a cap rule, and the host is the same name or a
+    /// network inside the cap's. A name under a network cap passes here;
+    /// its addresses are checked against the cap at every call.
+    pub fn within(&self, cap: &AllowList) -> bool {
+        cap.rules.iter().any(|c| {
+            let port = match (c.port, self.port) {
+                (PortPattern::Any, _) => true,
+                (PortPattern::Exact(a), PortPattern::Exact(b)) => a == b,
+                (PortPattern::Exact(_), PortPattern::Any) => false,
+            };
+            let host = match (&c.host, &self.host) {
+                (HostPattern::Name(a), HostPattern::Name(b)) => a == b,
+                (HostPattern::Net(a), HostPattern::Net(b)) => a.contains(b),
+                (HostPattern::Net(_), HostPattern::Name(_)) => true,
+                (HostPattern::Name(_), HostPattern::Net(_)) => false,
+            };
+            c.scheme == self.scheme && port && host
+        })
+    }
+
     /// Before resolution: a named host passes when the rule names it or the
     /// rule is a network (decided per address after resolution); an address
     /// must be in the rule's network.
@@ -250,10 +271,12 @@ impl fmt::Display for Destination {
     }
 }
 
-/// A probe's allow-list. Empty denies everything.
+/// A probe's allow-list. Empty denies everything. A probe of a package
+/// also has the operator's ceiling: both lists must admit a destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {
     rules: Vec<AllowRule>,
+    ceiling: Option<std::sync::Arc<AllowList>>,
 }
 
 /// Why the allow-list refused a destination; shown to the plugin and in logs.
@@ -266,7 +289,20 @@ pub struct Denied {
 
 impl AllowList {
     pub fn new(rules: Vec<AllowRule>) -> Self {
-        AllowList { rules }
+        AllowList {
+            rules,
+            ceiling: None,
+        }
+    }
+
+    /// This list, further limited by `ceiling`.
+    pub fn with_ceiling(mut self, ceiling: std::sync::Arc<AllowList>) -> Self {
+        self.ceiling = Some(ceiling);
+        self
+    }
+
+    pub fn rules(&self) -> &[AllowRule] {
+        &self.rules
     }
 
     pub fn is_empty(&self) -> bool {
@@ -298,10 +334,12 @@ impl AllowList {
     /// host passes when a rule names it or some rule is a network (decided
     /// per address after resolution); an address must be in a rule's network.
     pub fn check(&self, dest: &Destination) -> Result<(), Denied> {
-        if self.scheme_and_port(dest).any(|r| r.may_admit(&dest.host)) {
-            Ok(())
-        } else {
-            Err(self.denied(format!("target {:?}", dest.to_string())))
+        if !self.scheme_and_port(dest).any(|r| r.may_admit(&dest.host)) {
+            return Err(self.denied(format!("target {:?}", dest.to_string())));
+        }
+        match &self.ceiling {
+            Some(c) => c.check(dest),
+            None => Ok(()),
         }
     }
 
@@ -309,12 +347,14 @@ impl AllowList {
     /// admitted?
     pub fn admits(&self, dest: &Destination, addr: IpAddr) -> bool {
         let addr = addr.to_canonical();
-        self.scheme_and_port(dest)
+        let ours = self
+            .scheme_and_port(dest)
             .any(|r| match (&r.host, &dest.host) {
                 (HostPattern::Name(n), DestHost::Name(d)) => n == d,
                 (HostPattern::Net(net), _) => net.contains(&addr),
                 (HostPattern::Name(_), DestHost::Ip(_)) => false,
-            })
+            });
+        ours && self.ceiling.as_ref().is_none_or(|c| c.admits(dest, addr))
     }
 
     /// Keeps the resolved addresses this destination may connect to, or
@@ -354,10 +394,12 @@ impl AllowList {
             return self.check(&dest);
         }
         let host = DestHost::parse(target);
-        if self.rules.iter().any(|r| r.may_admit(&host)) {
-            Ok(())
-        } else {
-            Err(self.denied(format!("target {target:?}")))
+        if !self.rules.iter().any(|r| r.may_admit(&host)) {
+            return Err(self.denied(format!("target {target:?}")));
+        }
+        match &self.ceiling {
+            Some(c) => c.check_target(target),
+            None => Ok(()),
         }
     }
 
@@ -477,6 +519,31 @@ mod tests {
         assert_eq!(
             err.as_deref(),
             Some(r#"target "https://db:5432" is not allowed (allow = ["https://127.0.0.1:8443"])"#)
+        );
+    }
+
+    #[test]
+    fn rules_within_a_cap_and_the_ceiling() {
+        let cap = list(&["http://127.0.0.0/8:*", "icmp://127.0.0.0/8"]);
+        let rule =
+            |r: &str| AllowRule::try_from(r.to_string()).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(rule("http://127.0.0.2:8080").within(&cap));
+        assert!(rule("http://localhost:8080").within(&cap));
+        assert!(!rule("https://127.0.0.2:443").within(&cap));
+        assert!(!rule("http://10.0.0.0/8:*").within(&cap));
+        assert!(rule("icmp://127.0.0.1").within(&cap));
+        let ceiled = list(&["http://localhost:80", "http://10.0.0.1:80"])
+            .with_ceiling(std::sync::Arc::new(cap));
+        assert!(!check(&ceiled, "http://10.0.0.1/"), "outside the ceiling");
+        let dest = Destination {
+            scheme: "http".into(),
+            host: DestHost::Name("localhost".into()),
+            port: Some(80),
+        };
+        assert!(ceiled.admits(&dest, [127, 0, 0, 1].into()));
+        assert!(
+            !ceiled.admits(&dest, [10, 0, 0, 1].into()),
+            "a name that resolves outside the ceiling"
         );
     }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::bindings::wasmprobe::plugin::http::{Host, HttpError, Request, Response};
 use crate::hostcalls::allowlist::AllowList;
+use crate::hostcalls::tape::{Call, Exchange};
 use crate::runtime::store::RunState;
 
 /// What one probe may do over HTTP, built once per config load.
@@ -34,10 +35,28 @@ pub const MAX_CONCURRENCY: u32 = 64;
 
 impl Host for RunState {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
+        if let Some(tape) = self.tape.clone().filter(|t| t.replaying()) {
+            return Ok(match tape.replay(Call::HttpSend(&req), &self.revealed) {
+                Ok(Exchange::HttpSend { result, .. }) => *result,
+                Ok(_) => Err(client::invalid("replay: wrong recorded call".to_string())),
+                Err(why) => Err(client::invalid(why)),
+            });
+        }
         let Some(grant) = self.http.clone() else {
             return Ok(Err(client::denied_without_grant(&req.url)));
         };
-        Ok(client::send(&grant, req, self.deadline).await)
+        let request = self.tape.is_some().then(|| req.clone());
+        let result = client::send(&grant, req, self.deadline).await;
+        if let (Some(tape), Some(request)) = (&self.tape, request) {
+            tape.record(
+                Exchange::HttpSend {
+                    request,
+                    result: Box::new(result.clone()),
+                },
+                &self.revealed,
+            );
+        }
+        Ok(result)
     }
 
     async fn send_batch(
@@ -45,21 +64,58 @@ impl Host for RunState {
         reqs: Vec<Request>,
         concurrency: u32,
     ) -> wasmtime::Result<Vec<Result<Response, HttpError>>> {
+        if let Some(tape) = self.tape.clone().filter(|t| t.replaying()) {
+            return Ok(
+                match tape.replay(Call::HttpSendBatch(&reqs, concurrency), &self.revealed) {
+                    Ok(Exchange::HttpSendBatch { results, .. }) => results,
+                    other => {
+                        let why = other
+                            .err()
+                            .unwrap_or_else(|| "replay: wrong recorded call".to_string());
+                        reqs.iter()
+                            .map(|_| Err(client::invalid(why.clone())))
+                            .collect()
+                    }
+                },
+            );
+        }
+        let recorded = self.tape.is_some().then(|| reqs.clone());
+        let results = self.send_batch_live(reqs, concurrency).await;
+        if let (Some(tape), Some(requests)) = (&self.tape, recorded) {
+            tape.record(
+                Exchange::HttpSendBatch {
+                    requests,
+                    concurrency,
+                    results: results.clone(),
+                },
+                &self.revealed,
+            );
+        }
+        Ok(results)
+    }
+}
+
+impl RunState {
+    async fn send_batch_live(
+        &mut self,
+        reqs: Vec<Request>,
+        concurrency: u32,
+    ) -> Vec<Result<Response, HttpError>> {
         let Some(grant) = self.http.clone() else {
-            return Ok(reqs
+            return reqs
                 .iter()
                 .map(|r| Err(client::denied_without_grant(&r.url)))
-                .collect());
+                .collect();
         };
         if reqs.len() > MAX_BATCH {
-            return Ok(reqs
+            return reqs
                 .iter()
                 .map(|_| {
                     Err(client::invalid(format!(
                         "a batch holds at most {MAX_BATCH} requests"
                     )))
                 })
-                .collect());
+                .collect();
         }
         let slots = Arc::new(tokio::sync::Semaphore::new(
             concurrency.clamp(1, MAX_CONCURRENCY) as usize,
@@ -81,9 +137,9 @@ impl Host for RunState {
                 results[i] = Some(r);
             }
         }
-        Ok(results
+        results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(client::invalid("request was cancelled".into()))))
-            .collect())
+            .collect()
     }
 }

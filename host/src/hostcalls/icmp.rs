@@ -25,6 +25,7 @@ use crate::bindings::wasmprobe::plugin::icmp::{
 };
 use crate::hostcalls::address::{self, choose, protocol_of};
 use crate::hostcalls::allowlist::{AllowList, DestHost, Destination};
+use crate::hostcalls::tape::{Call, Exchange};
 use crate::runtime::store::RunState;
 
 /// Most echo requests one call may send.
@@ -237,6 +238,17 @@ impl IcmpGrant {
 
 impl Host for RunState {
     async fn echo(&mut self, req: EchoRequest) -> wasmtime::Result<Result<EchoResult, IcmpError>> {
+        if let Some(tape) = self.tape.clone().filter(|t| t.replaying()) {
+            return Ok(match tape.replay(Call::IcmpEcho(&req), &self.revealed) {
+                Ok(Exchange::IcmpEcho { result, .. }) => result,
+                Ok(_) => Err(fail(
+                    ErrorKind::InvalidRequest,
+                    "replay: wrong recorded call",
+                    0.0,
+                )),
+                Err(why) => Err(fail(ErrorKind::InvalidRequest, why, 0.0)),
+            });
+        }
         let Some(grant) = self.icmp.clone() else {
             return Ok(Err(fail(
                 ErrorKind::Denied,
@@ -247,6 +259,17 @@ impl Host for RunState {
                 0.0,
             )));
         };
-        Ok(grant.echo(req, self.deadline).await)
+        let request = self.tape.is_some().then(|| req.clone());
+        let result = grant.echo(req, self.deadline).await;
+        if let (Some(tape), Some(request)) = (&self.tape, request) {
+            tape.record(
+                Exchange::IcmpEcho {
+                    request,
+                    result: result.clone(),
+                },
+                &self.revealed,
+            );
+        }
+        Ok(result)
     }
 }

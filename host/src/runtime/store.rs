@@ -13,6 +13,7 @@ use crate::hostcalls::icmp::IcmpGrant;
 use crate::hostcalls::log::LogSink;
 use crate::hostcalls::secrets::SecretsGrant;
 use crate::hostcalls::state::StateView;
+use crate::hostcalls::tape::Tape;
 
 /// The capabilities a run may use; the default grants none.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,8 @@ pub struct Grants {
     pub http: Option<Arc<HttpGrant>>,
     pub icmp: Option<Arc<IcmpGrant>>,
     pub secrets: Option<Arc<SecretsGrant>>,
+    /// Record or replay network calls (`wasmprobe probe --record/--replay`).
+    pub tape: Option<Arc<Tape>>,
 }
 
 /// Store data of one run.
@@ -40,6 +43,7 @@ pub struct RunState {
     pub(crate) secrets: Option<Arc<SecretsGrant>>,
     /// Secret values this run has read, to redact from its output.
     pub(crate) revealed: Vec<String>,
+    pub(crate) tape: Option<Arc<Tape>>,
 }
 
 impl std::fmt::Debug for RunState {
@@ -78,6 +82,7 @@ impl RunState {
             icmp: grants.icmp,
             secrets: grants.secrets,
             revealed: Vec::new(),
+            tape: grants.tape,
         }
     }
 }

@@ -1,0 +1,421 @@
+//! Probe packages: a team's plugins, probes, capabilities and limits in one
+//! directory (or `.tar.gz`), loaded beside other teams' packages.
+//!
+//! A package's names are its own: probe `api` of package `payments` runs as
+//! `payments:api`, with host labels `package="payments"` and `team`. Each
+//! plugin is pinned by SHA-256. The package's `capabilities.allow` (within
+//! the operator's `[packages.cap]`) bounds every probe's allow-list, checked
+//! again at each call; its limits bound every probe's; its series budget is
+//! shared by its plugins and by nobody else.
+//!
+//! A package with any problem (a hash mismatch, a capability or limit
+//! beyond the cap, an unknown key, ...) is refused as a whole with every
+//! problem listed, and the other packages and the main config still load.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::diagnostic::{Diagnostic, Diagnostics, Location, Source};
+use super::raw::{RawCap, RawPackage};
+use super::resolve::{Resolver, Scope, resolve_probe};
+use super::{EngineConfig, LabelName, Limits, PluginName, PluginSource, ProbeConfig, ProbeName};
+use crate::hostcalls::allowlist::AllowList;
+
+/// Largest unpacked `.tar.gz` package.
+const MAX_UNPACKED: u64 = 256 << 20;
+/// Default series budget of a package.
+const DEFAULT_PACKAGE_BUDGET: usize = 5_000;
+
+/// What the main config says about packages.
+#[derive(Debug, Clone, Default)]
+pub struct PackageCap {
+    pub allow: Option<Arc<AllowList>>,
+    pub memory: Option<u64>,
+    pub timeout: Option<std::time::Duration>,
+    pub series_budget: Option<usize>,
+}
+
+impl PackageCap {
+    pub(super) fn from_raw(raw: &RawCap) -> PackageCap {
+        PackageCap {
+            allow: raw.allow.clone().map(|a| Arc::new(AllowList::new(a))),
+            memory: raw.memory.map(|m| m.0),
+            timeout: raw.timeout.map(|t| t.0),
+            series_budget: raw.series_budget,
+        }
+    }
+}
+
+/// A package as loaded (or refused).
+#[derive(Debug, Clone)]
+pub struct PackageInfo {
+    pub name: String,
+    pub team: Option<String>,
+    pub version: Option<String>,
+    /// The `package.toml` (or archive) it came from.
+    pub path: PathBuf,
+    /// Why it was refused; `None` when loaded.
+    pub refused: Option<Diagnostics>,
+}
+
+/// A loaded package's contribution to the config.
+#[derive(Debug, Default)]
+pub(super) struct Loaded {
+    pub(super) plugins: BTreeMap<PluginName, PluginSource>,
+    pub(super) probes: BTreeMap<ProbeName, ProbeConfig>,
+}
+
+/// Expands the `include` patterns (relative to `dir`) to package files.
+pub(super) fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let full = if Path::new(pattern).is_absolute() {
+        pattern.to_string()
+    } else {
+        dir.join(pattern).to_string_lossy().into_owned()
+    };
+    let paths = glob::glob(&full).map_err(|e| format!("invalid pattern {pattern:?}: {e}"))?;
+    let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+    found.sort();
+    Ok(found
+        .into_iter()
+        .map(|p| {
+            if p.is_dir() {
+                p.join("package.toml")
+            } else {
+                p
+            }
+        })
+        .collect())
+}
+
+/// Unpacks a `.tar.gz` package once into a directory named by its digest
+/// under `into`, and returns its `package.toml`.
+fn unpack(archive: &Path, into: &Path) -> Result<PathBuf, String> {
+    let bytes =
+        std::fs::read(archive).map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let dest = into.join(&digest[..16]);
+    if !dest.join("package.toml").is_file() {
+        let staging = into.join(format!("{}.tmp-{}", &digest[..16], std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| format!("cannot unpack into {}: {e}", staging.display()))?;
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let mut total = 0u64;
+        let entries = tar
+            .entries()
+            .map_err(|e| format!("{} is not a .tar.gz: {e}", archive.display()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| format!("{} is damaged: {e}", archive.display()))?;
+            total += entry.header().size().unwrap_or(0);
+            if total > MAX_UNPACKED {
+                return Err(format!(
+                    "{} unpacks to more than {MAX_UNPACKED} bytes",
+                    archive.display()
+                ));
+            }
+            // `unpack_in` refuses paths that leave the directory.
+            let ok = entry
+                .unpack_in(&staging)
+                .map_err(|e| format!("{}: cannot unpack an entry: {e}", archive.display()))?;
+            if !ok {
+                return Err(format!(
+                    "{} holds a path outside the package",
+                    archive.display()
+                ));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dest);
+        std::fs::rename(&staging, &dest)
+            .map_err(|e| format!("cannot unpack into {}: {e}", dest.display()))?;
+    }
+    let toml = dest.join("package.toml");
+    if toml.is_file() {
+        Ok(toml)
+    } else {
+        Err(format!(
+            "{} has no package.toml at its top",
+            archive.display()
+        ))
+    }
+}
+
+fn sha256_of(path: &Path) -> Result<String, String> {
+    let mut f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn refuse(path: &Path, message: String) -> PackageInfo {
+    PackageInfo {
+        name: path.display().to_string(),
+        team: None,
+        version: None,
+        path: path.to_path_buf(),
+        refused: Some(Diagnostics(vec![Diagnostic {
+            location: Location {
+                file: path.to_path_buf(),
+                line: 1,
+                column: 1,
+                key: String::new(),
+            },
+            message,
+        }])),
+    }
+}
+
+/// Loads one package file (or archive). Never fails the caller: a refused
+/// package comes back with its problems.
+pub(super) fn load(
+    path: &Path,
+    unpack_dir: &Path,
+    base: Limits,
+    engine: &EngineConfig,
+    cap: &PackageCap,
+    taken: &BTreeMap<String, PathBuf>,
+) -> (PackageInfo, Loaded) {
+    let toml_path = if path.extension().is_some_and(|x| x == "gz") {
+        match unpack(path, unpack_dir) {
+            Ok(p) => p,
+            Err(e) => return (refuse(path, e), Loaded::default()),
+        }
+    } else {
+        path.to_path_buf()
+    };
+    let text = match std::fs::read_to_string(&toml_path) {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                refuse(path, format!("cannot read {}: {e}", toml_path.display())),
+                Loaded::default(),
+            );
+        }
+    };
+    let source = Source::new(&toml_path, text);
+    let raw: RawPackage = match toml::from_str(&source.text) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut info = refuse(path, String::new());
+            // Name the package when its `name` at least can be read.
+            if let Some(name) = toml::from_str::<toml::Table>(&source.text)
+                .ok()
+                .and_then(|t| t.get("name")?.as_str().map(str::to_string))
+            {
+                info.name = name;
+            }
+            info.refused = Some(Diagnostics(vec![source.parse_error(&e)]));
+            return (info, Loaded::default());
+        }
+    };
+    let name = raw.name.get_ref().to_string();
+    let mut info = PackageInfo {
+        name: name.clone(),
+        team: raw.team.as_ref().map(|t| t.get_ref().clone()),
+        version: raw.version.clone(),
+        path: path.to_path_buf(),
+        refused: None,
+    };
+    let dir = toml_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut r = Resolver {
+        source: &source,
+        dir,
+        errors: Vec::new(),
+    };
+    if let Some(other) = taken.get(&name) {
+        r.error(
+            raw.name.span(),
+            "name",
+            format!(
+                "package {name:?} is already loaded from {}",
+                other.display()
+            ),
+        );
+    }
+
+    // Capabilities within the operator's cap.
+    let allow_rules = raw
+        .capabilities
+        .allow
+        .as_ref()
+        .map(|a| a.get_ref().clone())
+        .unwrap_or_default();
+    if let (Some(cap_allow), Some(asked)) = (&cap.allow, &raw.capabilities.allow) {
+        for rule in asked.get_ref() {
+            if !rule.within(cap_allow) {
+                r.error(
+                    asked.span(),
+                    "capabilities.allow",
+                    format!(
+                        "{:?} is wider than the operator allows packages (cap = [{}])",
+                        rule.to_string(),
+                        cap_allow
+                            .rules()
+                            .iter()
+                            .map(|c| format!("{:?}", c.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let package_allow = AllowList::new(allow_rules);
+    let package_allow = match &cap.allow {
+        Some(c) => package_allow.with_ceiling(c.clone()),
+        None => package_allow,
+    };
+
+    // Limits within the cap.
+    let max_memory = cap.memory.unwrap_or(engine.max_memory);
+    let memory = match &raw.limits.memory {
+        Some(m) if m.get_ref().0 > max_memory => {
+            r.error(
+                m.span(),
+                "limits.memory",
+                format!(
+                    "{} is above the operator's cap {}",
+                    m.get_ref(),
+                    super::ByteSize(max_memory)
+                ),
+            );
+            max_memory
+        }
+        Some(m) => m.get_ref().0,
+        None => base.memory.min(max_memory),
+    };
+    let timeout = match (&raw.limits.timeout, cap.timeout) {
+        (Some(t), Some(max)) if t.get_ref().0 > max => {
+            r.error(
+                t.span(),
+                "limits.timeout",
+                format!("{:?} is above the operator's cap {max:?}", t.get_ref().0),
+            );
+            max
+        }
+        (Some(t), _) => t.get_ref().0,
+        (None, Some(max)) => base.timeout.min(max),
+        (None, None) => base.timeout,
+    };
+    let budget = match (&raw.limits.series_budget, cap.series_budget) {
+        (Some(b), Some(max)) if *b.get_ref() > max => {
+            r.error(
+                b.span(),
+                "limits.series_budget",
+                format!("{} is above the operator's cap {max}", b.get_ref()),
+            );
+            max
+        }
+        (Some(b), _) => *b.get_ref(),
+        (None, Some(max)) => DEFAULT_PACKAGE_BUDGET.min(max),
+        (None, None) => DEFAULT_PACKAGE_BUDGET,
+    };
+
+    // Plugins, pinned.
+    let mut plugins = BTreeMap::new();
+    for (pname, p) in &raw.plugins {
+        let file = r.path(p.get_ref().path.get_ref());
+        let key = format!("plugins.{pname}");
+        match sha256_of(&file) {
+            Err(e) => r.error(p.get_ref().path.span(), format!("{key}.path"), e),
+            Ok(actual) => {
+                let pinned = p.get_ref().sha256.get_ref().trim().to_ascii_lowercase();
+                if actual != pinned {
+                    r.error(
+                        p.get_ref().sha256.span(),
+                        format!("{key}.sha256"),
+                        format!(
+                            "{} has sha256 {actual}, but the package pins {pinned}",
+                            file.display()
+                        ),
+                    );
+                }
+            }
+        }
+        plugins.insert(
+            pname.clone(),
+            PluginSource {
+                path: file,
+                series_budget: budget,
+                location: Some(r.location(p.span(), key)),
+                budget_group: Some(name.clone()),
+            },
+        );
+    }
+
+    // Probes, inside the package's scope.
+    let mut host_labels: Vec<(LabelName, String)> = Vec::new();
+    for (label, value) in &raw.labels {
+        let l = label.get_ref().as_str();
+        if ["probe", "le", "quantile", "team", "package"].contains(&l) {
+            r.error(
+                label.span(),
+                format!("labels.{l}"),
+                format!("label {l:?} is set by the host"),
+            );
+        } else {
+            host_labels.push((label.get_ref().clone(), value.clone()));
+        }
+    }
+    let scope = Scope {
+        default_allow: Some(package_allow.clone()),
+        ceiling: Some(Arc::new(package_allow)),
+        host_labels: vec!["team", "package"],
+        max_memory: Some(memory),
+        max_timeout: Some(timeout),
+    };
+    let base = Limits {
+        memory,
+        timeout,
+        ..base
+    };
+    let mut probes = BTreeMap::new();
+    for (pname, probe) in raw.probes {
+        let Some(mut p) = resolve_probe(&mut r, &pname, probe, base, engine, &plugins, &scope)
+        else {
+            continue;
+        };
+        let qualified = ProbeName::try_from(format!("{name}:{pname}"));
+        let Ok(qualified) = qualified else {
+            continue;
+        };
+        p.plugin = PluginName::qualified(&name, &p.plugin);
+        let mut labels = vec![(LabelName::host("package"), name.clone())];
+        if let Some(team) = &info.team {
+            labels.push((LabelName::host("team"), team.clone()));
+        }
+        labels.extend(host_labels.iter().cloned());
+        labels.append(&mut p.labels);
+        p.labels = labels;
+        p.name = qualified.clone();
+        probes.insert(qualified, p);
+    }
+
+    if !r.errors.is_empty() {
+        r.errors
+            .sort_by_key(|d| (d.location.line, d.location.column));
+        info.refused = Some(Diagnostics(r.errors));
+        return (info, Loaded::default());
+    }
+    let plugins = plugins
+        .into_iter()
+        .map(|(k, v)| (PluginName::qualified(&name, &k), v))
+        .collect();
+    (info, Loaded { plugins, probes })
+}

@@ -1,0 +1,191 @@
+//! The plugin author's path: a scaffolded plugin builds and runs, and a
+//! recorded run replays to the same samples with no network.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::harness::{Engine, root};
+use crate::targets;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn wasmprobe(args: &[&str], config: Option<&Path>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmprobe"));
+    cmd.args(args);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.output().unwrap_or_else(|e| panic!("wasmprobe: {e}"))
+}
+
+/// The plugin's own samples: `# ` lines and the engine's per-run series
+/// (durations measured by the host) left out.
+fn plugin_samples(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| !l.starts_with("wasmprobe_") && !l.starts_with("probe_duration_seconds"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_recorded_run_replays_to_the_same_samples_without_network() {
+    let target = targets::counting();
+    let engine = Engine::new().probe(
+        "site",
+        &format!(
+            "plugin = \"http-health\"\nschedule = \"0 0 * * * *\"\ntarget = {:?}\n[probes.site.config]\nfail_if_body_not_matches_regexp = [\"ok\"]",
+            target.url("/ok")
+        ),
+    );
+    let config = engine.config_path();
+    std::fs::write(&config, engine.text()).unwrap_or_else(|e| panic!("{e}"));
+    let tape = config.with_file_name("site.json");
+    let tape_arg = tape.to_string_lossy().into_owned();
+
+    let recorded = wasmprobe(
+        &["probe", "--probe", "site", "--record", &tape_arg],
+        Some(&config),
+    );
+    let stderr = String::from_utf8_lossy(&recorded.stderr);
+    assert_eq!(recorded.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("recorded 1 call(s)"), "{stderr}");
+    let seen = target.accepted();
+    assert!(seen >= 1);
+
+    let replayed = wasmprobe(
+        &["probe", "--probe", "site", "--replay", &tape_arg],
+        Some(&config),
+    );
+    let stderr = String::from_utf8_lossy(&replayed.stderr);
+    assert_eq!(replayed.status.code(), Some(0), "{stderr}");
+    assert_eq!(target.accepted(), seen, "the replay reached the network");
+    let a = plugin_samples(&String::from_utf8_lossy(&recorded.stdout));
+    let b = plugin_samples(&String::from_utf8_lossy(&replayed.stdout));
+    assert!(
+        a.iter().any(|l| l.starts_with("probe_http_status_code")),
+        "{a:?}"
+    );
+    assert_eq!(a, b);
+    println!("record/replay: {} plugin samples identical", a.len());
+
+    // A plugin whose calls differ from the recording fails, naming why.
+    let other = target.url("/other");
+    let changed = wasmprobe(
+        &[
+            "probe", "--probe", "site", "--replay", &tape_arg, "--target", &other,
+        ],
+        Some(&config),
+    );
+    let stderr = String::from_utf8_lossy(&changed.stderr);
+    assert_eq!(changed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("differs from the recorded http.send"),
+        "{stderr}"
+    );
+    assert_eq!(target.accepted(), seen);
+
+    let broken = config.with_file_name("broken.json");
+    std::fs::write(&broken, "{").unwrap_or_else(|e| panic!("{e}"));
+    let out = wasmprobe(
+        &[
+            "probe",
+            "--probe",
+            "site",
+            "--replay",
+            &broken.to_string_lossy(),
+        ],
+        Some(&config),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("broken.json is not a wasmprobe recording"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_scaffolded_plugin_builds_and_its_metrics_reach_metrics() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tmp.path().join("hello-probe");
+    let out = wasmprobe(
+        &[
+            "new",
+            "plugin",
+            "hello-probe",
+            "--dir",
+            &dir.to_string_lossy(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = wasmprobe(
+        &[
+            "new",
+            "plugin",
+            "hello-probe",
+            "--dir",
+            &dir.to_string_lossy(),
+        ],
+        None,
+    );
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    // The one command the scaffold's README gives. Its own target dir,
+    // kept between test runs.
+    let target_dir = root().join("target").join("e2e-cache").join("scaffold");
+    let started = std::time::Instant::now();
+    let build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap_or_else(|e| panic!("cargo: {e}"));
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    println!(
+        "scaffolded plugin built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let built = target_dir.join("wasm32-wasip2/release/hello_probe.wasm");
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(&built, plugins.join("hello-probe.wasm")).unwrap_or_else(|e| panic!("{e}"));
+
+    let site = targets::http();
+    let e = Engine::new()
+        .engine_key(&format!("plugin_dirs = [{:?}]", plugins))
+        .probe(
+            "hello",
+            &format!(
+                "plugin = \"hello-probe\"\nschedule = \"* * * * * *\"\ntarget = {:?}\n[probes.hello.config]\nexpect_body = \"ok\"",
+                site.url("/ok")
+            ),
+        )
+        .start();
+    let s = e.wait_for("the scaffolded plugin's metrics", WAIT, |s| {
+        s.get("hello_probe_up", &[("probe", "hello")]).is_some()
+    });
+    assert_eq!(
+        s.value("hello_probe_up", &[("probe", "hello")]),
+        1.0,
+        "{}",
+        s.text
+    );
+    assert_eq!(
+        s.value("hello_probe_status_code", &[("probe", "hello")]),
+        200.0
+    );
+    assert_eq!(s.value("probe_success", &[("probe", "hello")]), 1.0);
+}

@@ -1,0 +1,268 @@
+//! Probe packages: each team's plugins reach only their own targets, spend
+//! only their own series budget and cannot wear another package's labels;
+//! a bad package is refused alone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::harness::{Engine, Scrape, wasm};
+use crate::targets;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Writes a package directory holding the misbehave fixture as plugin
+/// `probe`, pinned by its real hash (or by `pin` when given).
+fn package(root: &Path, name: &str, head: &str, probes: &str, pin: Option<&str>) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = std::fs::read(wasm("fixtures", "misbehave")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("probe.wasm"), &bytes).unwrap_or_else(|e| panic!("{e}"));
+    let sha = pin.map_or_else(|| hex::encode(Sha256::digest(&bytes)), str::to_string);
+    std::fs::write(
+        dir.join("package.toml"),
+        format!("name = \"{name}\"\n{head}\n[plugins.probe]\npath = \"probe.wasm\"\nsha256 = \"{sha}\"\n\n{probes}"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
+fn http_probe(name: &str, url: &str) -> String {
+    format!(
+        "[probes.{name}]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n[probes.{name}.config]\nbehaviour = \"http\"\nurl = \"{url}\"\n"
+    )
+}
+
+#[test]
+fn packages_reach_only_their_own_targets_and_wear_their_own_labels() {
+    let alpha_own = targets::counting();
+    let alpha_private = targets::counting();
+    let beta_own = targets::counting();
+    let beta_private = targets::counting();
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    package(
+        root.path(),
+        "alpha",
+        &format!(
+            "team = \"team-a\"\n[capabilities]\nallow = [\"{}\", \"{}\"]",
+            alpha_own.origin("http"),
+            alpha_private.origin("http")
+        ),
+        &(http_probe("own", &alpha_own.url("/ok")) + &http_probe("peek", &beta_private.url("/ok"))),
+        None,
+    );
+    package(
+        root.path(),
+        "beta",
+        &format!(
+            "team = \"team-b\"\n[capabilities]\nallow = [\"{}\", \"{}\"]",
+            beta_own.origin("http"),
+            beta_private.origin("http")
+        ),
+        &(http_probe("own", &beta_own.url("/ok")) + &http_probe("peek", &alpha_private.url("/ok"))),
+        None,
+    );
+    let e = Engine::new()
+        .raw(&format!(
+            "[packages]\ninclude = [\"{}/*\"]\n[packages.cap]\nallow = [\"http://127.0.0.0/8:*\"]\n",
+            root.path().display()
+        ))
+        .start();
+    let probes = ["alpha:own", "alpha:peek", "beta:own", "beta:peek"];
+    let s = e.wait_for("two runs of every package probe", WAIT, |s| {
+        probes.iter().all(|p| {
+            s.all("wasmprobe_probe_runs_total")
+                .iter()
+                .filter(|x| x.labels.get("probe").map(String::as_str) == Some(*p))
+                .map(|x| x.value)
+                .sum::<f64>()
+                >= 2.0
+        })
+    });
+    for (pkg, team) in [("alpha", "team-a"), ("beta", "team-b")] {
+        let own = s.value(
+            "misbehave_http_status",
+            &[
+                ("probe", &format!("{pkg}:own")),
+                ("package", pkg),
+                ("team", team),
+            ],
+        );
+        assert_eq!(own, 200.0, "{}", s.text);
+        let peek = s.value(
+            "misbehave_http_status",
+            &[
+                ("probe", &format!("{pkg}:peek")),
+                ("package", pkg),
+                ("team", team),
+                ("error", "denied"),
+            ],
+        );
+        assert_eq!(peek, 0.0);
+    }
+    assert_eq!(alpha_private.accepted(), 0, "beta reached alpha's host");
+    assert_eq!(beta_private.accepted(), 0, "alpha reached beta's host");
+    assert!(alpha_own.accepted() >= 2 && beta_own.accepted() >= 2);
+    assert_eq!(
+        s.value("wasmprobe_package_loaded", &[("package", "alpha")]),
+        1.0
+    );
+}
+
+#[test]
+fn a_bad_package_is_refused_alone_and_budgets_stay_in_their_package() {
+    let target = targets::counting();
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ok = "[probes.fine]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n";
+    package(
+        root.path(),
+        "good",
+        "team = \"g\"\n[limits]\nseries_budget = 100",
+        ok,
+        None,
+    );
+    package(
+        root.path(),
+        "pinned",
+        "",
+        ok,
+        Some("0000000000000000000000000000000000000000000000000000000000000000"),
+    );
+    package(
+        root.path(),
+        "greedy",
+        "[capabilities]\nallow = [\"http://10.0.0.0/8:*\"]",
+        ok,
+        None,
+    );
+    package(root.path(), "sloppy", "colour = \"blue\"", ok, None);
+    package(
+        root.path(),
+        "wide",
+        "[limits]\nseries_budget = 50",
+        "[probes.bomb]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n[probes.bomb.config]\nbehaviour = \"many_series\"\ncount = 200\n",
+        None,
+    );
+    let engine = Engine::new()
+        .raw(&format!(
+            "[packages]\ninclude = [\"{}/*/package.toml\"]\n[packages.cap]\nallow = [\"http://127.0.0.0/8:*\"]\nseries_budget = 1000\n",
+            root.path().display()
+        ))
+        .probe(
+            "main",
+            &format!("plugin = \"http-health\"\nschedule = \"* * * * * *\"\ntarget = \"{}\"", target.url("/ok")),
+        );
+    let config = engine.config_path();
+    let e = engine.start();
+    let s = e.wait_for("the good package and the budget refusal", WAIT, |s| {
+        s.get(
+            "probe_success",
+            &[("probe", "good:fine"), ("package", "good"), ("team", "g")],
+        ) == Some(1.0)
+            && s.get(
+                "wasmprobe_probe_runs_total",
+                &[
+                    ("probe", "wide:bomb"),
+                    ("package", "wide"),
+                    ("result", "rejected"),
+                ],
+            )
+            .is_some()
+    });
+    for (pkg, loaded) in [
+        ("good", 1.0),
+        ("pinned", 0.0),
+        ("greedy", 0.0),
+        ("sloppy", 0.0),
+        ("wide", 1.0),
+    ] {
+        assert_eq!(
+            s.value("wasmprobe_package_loaded", &[("package", pkg)]),
+            loaded,
+            "{pkg}"
+        );
+    }
+    assert!(s.all("probe_success").iter().all(|x| {
+        let p = x.labels.get("probe").cloned().unwrap_or_default();
+        !p.starts_with("pinned:") && !p.starts_with("greedy:") && !p.starts_with("sloppy:")
+    }));
+    // The budget overrun is the wide package's alone.
+    assert!(
+        s.all("misbehave_value")
+            .iter()
+            .all(|x| x.labels.get("package").map(String::as_str) != Some("wide"))
+    );
+    assert_eq!(s.value("probe_success", &[("probe", "main")]), 1.0);
+    assert_eq!(
+        s.value(
+            "probe_success",
+            &[("probe", "good:fine"), ("package", "good"), ("team", "g")]
+        ),
+        1.0
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("pinned/package.toml:5:10: plugins.probe.sha256:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("but the package pins 0000"), "{stderr}");
+    assert!(stderr.contains("greedy/package.toml:3:9: capabilities.allow: \"http://10.0.0.0/8:*\" is wider than the operator allows packages"), "{stderr}");
+    assert!(
+        stderr.contains("sloppy/package.toml:2:1: colour: unknown field `colour`"),
+        "{stderr}"
+    );
+    let _ = Scrape::parse(&s.text);
+}
+
+#[test]
+fn a_package_can_ship_as_a_tar_gz() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = package(
+        root.path(),
+        "boxed",
+        "team = \"crate\"",
+        "[probes.inside]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n",
+        None,
+    );
+    let archive = root.path().join("boxed.tar.gz");
+    let out = Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&dir)
+        .args(["package.toml", "probe.wasm"])
+        .output()
+        .unwrap_or_else(|e| panic!("tar: {e}"));
+    assert!(out.status.success());
+    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let e = Engine::new()
+        .raw(&format!(
+            "[packages]\ninclude = [\"{}\"]\n",
+            archive.display()
+        ))
+        .start();
+    let s = e.wait_for("the archived package's probe", WAIT, |s| {
+        s.get(
+            "probe_success",
+            &[
+                ("probe", "boxed:inside"),
+                ("package", "boxed"),
+                ("team", "crate"),
+            ],
+        )
+        .is_some()
+    });
+    assert_eq!(
+        s.value("wasmprobe_package_loaded", &[("package", "boxed")]),
+        1.0
+    );
+}
