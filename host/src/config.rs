@@ -52,6 +52,15 @@ pub struct Config {
     pub packages: Vec<package::PackageInfo>,
 }
 
+impl Config {
+    /// Keeps the scheduled probes `shard` owns; on-demand probes (no
+    /// schedule) stay on every replica, so `/probe` works on each.
+    pub fn keep_shard(&mut self, shard: crate::shard::Shard) {
+        self.probes
+            .retain(|name, p| p.schedule.is_none() || shard.owns(name.as_str()));
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,

@@ -18,3 +18,4 @@ pub mod runtime;
 pub mod scaffold;
 pub mod schedule;
 pub mod server;
+pub mod shard;

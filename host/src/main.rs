@@ -24,6 +24,7 @@ use wasmprobe::hostcalls::tape::Tape;
 use wasmprobe::reload::Reloader;
 use wasmprobe::runtime::WasmEngine;
 use wasmprobe::server;
+use wasmprobe::shard::Shard;
 
 /// A probe engine whose probes are sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -40,27 +41,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run every scheduled probe and serve /metrics.
-    Run {
-        /// The probes file.
-        #[arg(long, short, default_value = "probes.toml")]
-        config: PathBuf,
-        /// Listen address, overriding `server.listen`.
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Longest wait for runs in flight at shutdown.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        drain: Duration,
-        /// Also start the demo simulators on loopback: a treaty partner on
-        /// 127.0.0.1:9471 and an anchoring ledger on 127.0.0.1:9472 (its
-        /// token: WASMPROBE_DEMO_LEDGER_TOKEN, default `demo-ledger-token`).
-        #[arg(long)]
-        demo: bool,
-        /// Web security: TLS, client certificates and basic auth for the
-        /// endpoint (TOML, like Prometheus exporter-toolkit's web config).
-        /// Reloaded on SIGHUP.
-        #[arg(long, value_name = "FILE", env = "WASMPROBE_WEB_CONFIG")]
-        web_config: Option<PathBuf>,
-    },
+    Run(RunArgs),
     /// Validate a config and its plugins without running any probe.
     Check {
         #[arg(long, short, default_value = "probes.toml")]
@@ -110,6 +91,35 @@ enum NewCommand {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The probes file.
+    #[arg(long, short, default_value = "probes.toml")]
+    config: PathBuf,
+    /// Listen address, overriding `server.listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Longest wait for runs in flight at shutdown.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    drain: Duration,
+    /// Also start the demo simulators on loopback: a treaty partner on
+    /// 127.0.0.1:9471 and an anchoring ledger on 127.0.0.1:9472 (its
+    /// token: WASMPROBE_DEMO_LEDGER_TOKEN, default `demo-ledger-token`).
+    #[arg(long)]
+    demo: bool,
+    /// Web security: TLS, client certificates and basic auth for the
+    /// endpoint (TOML, like Prometheus exporter-toolkit's web config).
+    /// Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "WASMPROBE_WEB_CONFIG")]
+    web_config: Option<PathBuf>,
+    /// Run only this replica's share of the scheduled probes: INDEX/COUNT
+    /// (0-based), or ordinal/COUNT to take INDEX from the host name's
+    /// trailing number (StatefulSet pods). Probes are assigned by
+    /// rendezvous hashing of their names.
+    #[arg(long, value_name = "INDEX/COUNT", env = "WASMPROBE_SHARD")]
+    shard: Option<Shard>,
+}
+
 /// A failure with its exit code.
 struct Exit(u8, anyhow::Error);
 
@@ -120,7 +130,7 @@ fn exit(code: u8) -> impl FnOnce(anyhow::Error) -> Exit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.command {
-        Command::Run { .. } => "info",
+        Command::Run(_) => "info",
         _ => "warn",
     };
     let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default))
@@ -131,13 +141,7 @@ fn main() -> ExitCode {
         .with_ansi(false)
         .init();
     let result = match cli.command {
-        Command::Run {
-            config,
-            listen,
-            drain,
-            demo,
-            web_config,
-        } => run(&config, listen, drain, demo, web_config.as_deref()),
+        Command::Run(args) => run(&args),
         Command::Check { config } => check(&config),
         Command::Probe {
             config,
@@ -244,15 +248,28 @@ async fn start_demo() -> Result<(), Exit> {
     Ok(())
 }
 
-fn run(
-    path: &std::path::Path,
-    listen: Option<SocketAddr>,
-    drain: Duration,
-    demo: bool,
-    web_config: Option<&std::path::Path>,
-) -> Result<ExitCode, Exit> {
+fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
+    let RunArgs {
+        config: path,
+        listen,
+        drain,
+        demo,
+        web_config,
+        shard,
+    } = args;
+    let (listen, drain, demo, shard) = (*listen, *drain, *demo, *shard);
     let started = Instant::now();
     let mut config = load_config(path)?;
+    if let Some(shard) = shard {
+        let all = config.probes.len();
+        config.keep_shard(shard);
+        tracing::info!(
+            shard = %shard,
+            kept = config.probes.len(),
+            of = all,
+            "running this shard's probes"
+        );
+    }
     let web = match web_config {
         Some(p) => Some(Arc::new(load_web_config(p)?)),
         None => None,
@@ -263,10 +280,24 @@ fn run(
     let engine = engine_for(&config)?;
     let probe_rt = probe_runtime(config.engine.worker_threads)?;
     let exposition = Arc::new(Exposition::new());
+    if let Some(shard) = shard {
+        exposition.global.set_shard(shard.to_string());
+    }
     let icmp = icmp_service(&exposition);
-    let set = probe_rt
-        .block_on(app::prepare(&config, &engine, &icmp, &exposition, None))
-        .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
+    // Listen for SIGTERM before compiling plugins: as PID 1 in a container
+    // an unhandled SIGTERM would be ignored during a long first compile.
+    let mut stop_signal = probe_rt.block_on(async { StopSignal::new() });
+    let prepared = probe_rt.block_on(async {
+        tokio::select! {
+            set = app::prepare(&config, &engine, &icmp, &exposition, None) => Some(set),
+            _ = stop_signal.recv() => None,
+        }
+    });
+    let Some(set) = prepared else {
+        tracing::info!("stopped while starting");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let set = set.map_err(|d| Exit(2, anyhow::Error::new(d)))?;
     let app = App::new(
         &config,
         engine,
@@ -297,6 +328,7 @@ fn run(
             icmp.clone(),
             path.to_path_buf(),
             listen,
+            shard,
             config.clone(),
             set,
         );
@@ -332,17 +364,41 @@ fn run(
             stop_rx.clone(),
             web.clone(),
         ));
-        shutdown_signal().await;
-        tracing::info!("shutting down");
+        stop_signal.recv().await;
+        // Readiness goes false first and the endpoint keeps serving while
+        // runs drain, so load balancers and Prometheus see the shutdown.
         app.ready.store(false, Ordering::Relaxed);
         reloader.stop().await;
-        let _ = stop_tx.send(true);
-        let deadline = Instant::now() + drain;
-        while app.exposition.global.in_flight.load(Ordering::Relaxed) > 0
-            && Instant::now() < deadline
-        {
+        let in_flight = || {
+            app.exposition
+                .global
+                .in_flight
+                .load(Ordering::Relaxed)
+                .max(0)
+        };
+        tracing::info!(
+            in_flight = in_flight(),
+            drain_ms = drain.as_millis() as u64,
+            "shutting down: scheduling stopped, draining runs"
+        );
+        let drain_started = Instant::now();
+        let deadline = drain_started + drain;
+        while in_flight() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let left = in_flight();
+        if left > 0 {
+            tracing::warn!(
+                cancelled = left,
+                "drain time over; cancelling runs still in flight"
+            );
+        } else {
+            tracing::info!(
+                drained_ms = drain_started.elapsed().as_millis() as u64,
+                "runs drained"
+            );
+        }
+        let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(2), serve).await;
         Ok::<_, Exit>(())
     })?;
@@ -379,24 +435,31 @@ async fn reload_web_config(web: Arc<server::WebState>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM or Ctrl-C, registered once at start.
+struct StopSignal {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    /// Must run inside a runtime.
+    fn new() -> StopSignal {
+        StopSignal {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn recv(&mut self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(term) = &mut self.term {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
         let _ = ctrl_c.await;
     }
 }

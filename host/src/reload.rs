@@ -29,6 +29,7 @@ use crate::app::{self, App, ProbeSet};
 use crate::config::{self, Config, ConfigError, Diagnostics};
 use crate::hostcalls::icmp::IcmpService;
 use crate::schedule;
+use crate::shard::Shard;
 
 /// Why a reload was refused. The running config is untouched.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,8 @@ pub struct Reloader {
     path: PathBuf,
     /// `--listen` given on the command line wins over every reloaded file.
     listen: Option<std::net::SocketAddr>,
+    /// `--shard`: every reloaded config keeps only this replica's probes.
+    shard: Option<Shard>,
     current: tokio::sync::Mutex<Current>,
 }
 
@@ -197,6 +200,7 @@ impl Reloader {
         icmp: Arc<IcmpService>,
         path: PathBuf,
         listen: Option<std::net::SocketAddr>,
+        shard: Option<Shard>,
         config: Config,
         set: ProbeSet,
     ) -> Arc<Reloader> {
@@ -211,6 +215,7 @@ impl Reloader {
             icmp,
             path,
             listen,
+            shard,
             current: tokio::sync::Mutex::new(Current {
                 config,
                 fingerprint,
@@ -254,6 +259,9 @@ impl Reloader {
         let (mut config, problems) = config::load_partial(&self.path)?;
         if let Some(listen) = self.listen {
             config.server.listen = listen;
+        }
+        if let Some(shard) = self.shard {
+            config.keep_shard(shard);
         }
         // A plugin removed from a plugin directory stops its probes; any
         // other problem refuses the reload.

@@ -30,6 +30,7 @@ pub fn wasm(kind: &str, name: &str) -> PathBuf {
 
 /// A config under construction.
 pub struct Engine {
+    args: Vec<String>,
     engine_keys: String,
     env: Vec<(String, String)>,
     toml: String,
@@ -51,11 +52,18 @@ impl Engine {
             wasm("fixtures", "misbehave"),
         );
         Engine {
+            args: Vec::new(),
             engine_keys: String::new(),
             env: Vec::new(),
             toml,
             dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
         }
+    }
+
+    /// Adds an argument to `wasmprobe run`.
+    pub fn arg(mut self, arg: &str) -> Engine {
+        self.args.push(arg.to_string());
+        self
     }
 
     /// Sets an environment variable of the engine process.
@@ -126,6 +134,7 @@ impl Engine {
                 "--config",
             ])
             .arg(&config)
+            .args(&self.args)
             .env("WASMPROBE_LOG", "info,wasmprobe=debug")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
@@ -243,6 +252,27 @@ pub fn get(url: &str, accept: Option<&str>) -> Reply {
 }
 
 impl Running {
+    /// Sends a signal (`TERM`, `HUP`) to the engine.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -s {name} failed");
+    }
+
+    /// Waits for the engine to exit; its status, or `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     /// POSTs to `path`; status and body.
     pub fn post(&self, path: &str) -> (u16, String) {
         let mut resp = agent()

@@ -58,6 +58,13 @@ fn router() -> Router {
     Router::new()
         .route("/ok", get(|| async { "ok\n" }))
         .route(
+            "/slow/{ms}",
+            get(|Path(ms): Path<u64>| async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                "slow\n"
+            }),
+        )
+        .route(
             "/status/{code}",
             get(|Path(code): Path<u16>| async move {
                 (

@@ -342,6 +342,8 @@ pub struct GlobalMetrics {
     icmp_modes: Mutex<Option<[SocketMode; 2]>>,
     /// Packages of the running config: name, loaded.
     packages: Mutex<Vec<(String, bool)>>,
+    /// `--shard INDEX/COUNT`, a label on every engine-wide series.
+    shard: std::sync::OnceLock<String>,
 }
 
 impl Default for GlobalMetrics {
@@ -360,6 +362,7 @@ impl Default for GlobalMetrics {
             ondemand_busy: AtomicU64::new(0),
             icmp_modes: Mutex::new(None),
             packages: Mutex::new(Vec::new()),
+            shard: std::sync::OnceLock::new(),
         }
     }
 }
@@ -373,6 +376,11 @@ impl GlobalMetrics {
     pub fn plugin_load_failed(&self, plugin: &str) {
         let mut m = self.load_failures.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(plugin.to_string()).or_default() += 1;
+    }
+
+    /// Labels the engine-wide series with this replica's shard.
+    pub fn set_shard(&self, shard: String) {
+        let _ = self.shard.set(shard);
     }
 
     pub fn set_packages(&self, packages: Vec<(String, bool)>) {
@@ -399,9 +407,14 @@ impl GlobalMetrics {
     }
 
     pub(super) fn render(&self, host: &HostFamilies, out: &mut BTreeMap<FamilyId, String>) {
-        let none = std::iter::empty::<(&str, &str)>;
+        let shard: Vec<(&str, &str)> = self
+            .shard
+            .get()
+            .map(|s| vec![("shard", s.as_str())])
+            .unwrap_or_default();
+        let base = || shard.iter().copied();
         let mut put = |id: FamilyId, name: &str, extra: Option<(&str, &str)>, v: f64| {
-            push_sample(out.entry(id).or_default(), name, "", none(), extra, v);
+            push_sample(out.entry(id).or_default(), name, "", base(), extra, v);
         };
         put(
             host.start_time,
@@ -483,7 +496,7 @@ impl GlobalMetrics {
                     out.entry(host.package).or_default(),
                     "wasmprobe_package_loaded",
                     "",
-                    [("package", name.as_str())],
+                    base().chain([("package", name.as_str())]),
                     None,
                     if *loaded { 1.0 } else { 0.0 },
                 );
@@ -497,7 +510,7 @@ impl GlobalMetrics {
                         out.entry(host.icmp_mode).or_default(),
                         "wasmprobe_icmp_socket_mode",
                         "",
-                        [("family", family), ("mode", mode.as_str())],
+                        base().chain([("family", family), ("mode", mode.as_str())]),
                         None,
                         if mode == got { 1.0 } else { 0.0 },
                     );
@@ -508,14 +521,19 @@ impl GlobalMetrics {
             out.entry(host.build_info).or_default(),
             "wasmprobe_build_info",
             "",
-            [
+            base().chain([
                 ("version", env!("CARGO_PKG_VERSION")),
                 ("wasmtime", crate::runtime::WASMTIME_VERSION),
-            ],
+            ]),
             None,
             1.0,
         );
         let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        push_histogram(out.entry(host.lag).or_default(), &host.lag_def, &[], &lag);
+        push_histogram(
+            out.entry(host.lag).or_default(),
+            &host.lag_def,
+            &shard,
+            &lag,
+        );
     }
 }
