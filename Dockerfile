@@ -7,7 +7,7 @@
 #
 # The image runs as uid/gid 10001, listens on 0.0.0.0:9464 and reads
 # /etc/wasmprobe/probes.toml (deploy/probes.container.toml: probes of the
-# container itself only). See deploy/README-section.md.
+# container itself only). See README.md, "Running in a container and on Kubernetes".
 
 # ---------------------------------------------------------------------------
 # Builder: the plugins (wasm32-wasip2, profile `wasm`) and the engine.

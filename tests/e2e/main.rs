@@ -22,6 +22,7 @@ mod anchor;
 mod authoring;
 mod blackbox_compat;
 mod config_errors;
+mod container;
 mod demo;
 mod endpoints;
 mod http_health;
