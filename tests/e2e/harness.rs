@@ -31,6 +31,8 @@ pub fn wasm(kind: &str, name: &str) -> PathBuf {
 /// A config under construction.
 pub struct Engine {
     args: Vec<String>,
+    /// A command the engine runs under (`unshare ...`), then the binary.
+    wrap: Vec<String>,
     engine_keys: String,
     env: Vec<(String, String)>,
     toml: String,
@@ -53,11 +55,18 @@ impl Engine {
         );
         Engine {
             args: Vec::new(),
+            wrap: Vec::new(),
             engine_keys: String::new(),
             env: Vec::new(),
             toml,
             dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
         }
+    }
+
+    /// Runs the engine as `PREFIX... wasmprobe run ...`.
+    pub fn wrap(mut self, prefix: &[&str]) -> Engine {
+        self.wrap = prefix.iter().map(|s| s.to_string()).collect();
+        self
     }
 
     /// Adds an argument to `wasmprobe run`.
@@ -124,7 +133,16 @@ impl Engine {
     /// Starts `wasmprobe run` and waits until it listens.
     pub fn start(self) -> Running {
         let config = self.write();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        let bin = env!("CARGO_BIN_EXE_wasmprobe");
+        let mut cmd = match self.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .args([
                 "run",
                 "--listen",
@@ -259,6 +277,34 @@ impl Running {
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "kill -s {name} failed");
+    }
+
+    /// Resident memory of the engine process, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Times `n` scrapes of `/metrics` (each checked to be a 200 that
+    /// parses); median and worst, milliseconds.
+    pub fn scrape_latency(&self, n: usize) -> (f64, f64) {
+        let mut times: Vec<f64> = (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                let r = get(&self.url("/metrics"), None);
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                assert_eq!(r.status, 200, "{}", r.body);
+                ms
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        (times[times.len() / 2], times[times.len() - 1])
     }
 
     /// Waits for the engine to exit; its status, or `None` on timeout.

@@ -307,3 +307,62 @@ pub fn ledger(token: &str, failure_share: f64) -> Target {
         connections: Arc::new(AtomicUsize::new(0)),
     }
 }
+
+/// Answers every request one byte per second, forever.
+pub fn trickle() -> Target {
+    let (listener, addr) = bind();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let c = connections.clone();
+    rt().spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+                for b in head.iter().chain(std::iter::repeat(&b'x')) {
+                    if s.write_all(&[*b]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
+    });
+    Target { addr, connections }
+}
+
+/// Answers with a gzip body that decodes to 256 MiB of zeros (a quarter MiB
+/// on the wire), whatever the request asks.
+pub fn gzip_bomb() -> Target {
+    static BOMB: OnceLock<Vec<u8>> = OnceLock::new();
+    let bomb = BOMB.get_or_init(|| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..256 {
+            let _ = e.write_all(&zeros);
+        }
+        e.finish().unwrap_or_default()
+    });
+    let (listener, addr) = bind();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let c = connections.clone();
+    rt().spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+                    bomb.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(bomb).await;
+            });
+        }
+    });
+    Target { addr, connections }
+}

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use super::names::{
-    RESERVED_LABELS, is_reserved_metric_name, is_valid_label_name, is_valid_metric_name,
+    PACKAGE_LABELS, RESERVED_LABELS, is_reserved_metric_name, is_valid_label_name,
+    is_valid_metric_name,
 };
 
 /// How samples of a family combine.
@@ -134,7 +135,8 @@ impl FamilyDef {
                     label: label.clone(),
                 });
             }
-            if RESERVED_LABELS.contains(&label.as_str()) {
+            if RESERVED_LABELS.contains(&label.as_str()) || PACKAGE_LABELS.contains(&label.as_str())
+            {
                 return Err(FamilyError::ReservedLabel {
                     name,
                     label: label.clone(),

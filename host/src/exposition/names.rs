@@ -3,6 +3,10 @@
 /// Labels the host sets on every series; plugins and configs may not.
 pub const RESERVED_LABELS: &[&str] = &["probe", "le", "quantile"];
 
+/// Labels the host sets on a package's probes: a plugin may not declare
+/// them, so no plugin can wear a package's or team's name.
+pub const PACKAGE_LABELS: &[&str] = &["package", "team"];
+
 /// Families the host emits for every probe.
 pub const HOST_PROBE_FAMILIES: &[&str] = &["probe_success", "probe_duration_seconds"];
 

@@ -133,7 +133,11 @@ pub async fn run(
                 }
                 _ => cause,
             };
-            tracing::debug!(probe = spec.probe, error = format!("{err:?}"), "run failed");
+            // The error chain with the wasm backtrace (at most 20 frames),
+            // not `{:?}`: with RUST_BACKTRACE set that would symbolise a
+            // native backtrace per trap (hundreds of MiB for a hostile
+            // plugin that traps on purpose).
+            tracing::debug!(probe = spec.probe, error = format!("{err:#}"), "run failed");
             return record(result, trap, false, Some(first_lines(&message)), None);
         }
         Ok(Ok(o)) => o,

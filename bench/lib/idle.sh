@@ -1,0 +1,45 @@
+# Section 5: idle RSS with the default config, wasmprobe vs blackbox_exporter.
+# Sourced by bench/run.
+
+section_idle() {
+    local wait=${IDLE_WAIT:-10}
+    hdr "5. idle RSS after ${wait} s, default configs"
+    local dir=$BENCH_TMP/idle
+    mkdir -p "$dir"
+    WP_PORT=$(free_port)
+    # The default probes.toml on a spare port (its self-check follows the
+    # port), with absolute plugin and cache paths.
+    sed -e "s|127\.0\.0\.1:9464|127.0.0.1:$WP_PORT|g" \
+        -e "s|^cache_dir = .*|cache_dir = \"$BENCH_CACHE\"|" \
+        -e "s|^plugin_dirs = .*|plugin_dirs = [\"$BENCH_ROOT/dist/plugins\"]|" \
+        "$BENCH_ROOT/probes.toml" > "$dir/probes.toml"
+    local bb_config=/etc/prometheus/blackbox.yml
+    if [[ ! -r $bb_config ]]; then
+        bb_config=$dir/blackbox.yml
+        printf 'modules:\n  http_2xx:\n    prober: http\n' > "$bb_config"
+    fi
+    say "wasmprobe: probes.toml as shipped ($(grep -cE '^\[probes\.[^.]+\]$' "$BENCH_ROOT/probes.toml") probes, scheduled ones running), listen and paths rewritten"
+    say "blackbox:  $bb_config"
+    say "goal: wasmprobe at most 1.5x blackbox_exporter's idle RSS"
+
+    start_wasmprobe "$dir/probes.toml" "$dir/wasmprobe.log" 60
+    sleep "$wait"
+    local wp_rss wp_hwm
+    wp_rss=$(proc_kib "$WP_PID" VmRSS); wp_hwm=$(proc_kib "$WP_PID" VmHWM)
+    local wp_detail
+    wp_detail=$(awk '/^(RssAnon|RssFile|RssShmem):/ { printf "%s%s %.1f", sep, $1, $2 / 1024; sep=", " }' "/proc/$WP_PID/status")
+    stop "$WP_PID"
+
+    start_blackbox "$bb_config" "$dir/blackbox.log"
+    sleep "$wait"
+    local bb_rss bb_hwm
+    bb_rss=$(proc_kib "$BB_PID" VmRSS); bb_hwm=$(proc_kib "$BB_PID" VmHWM)
+    local bb_detail
+    bb_detail=$(awk '/^(RssAnon|RssFile|RssShmem):/ { printf "%s%s %.1f", sep, $1, $2 / 1024; sep=", " }' "/proc/$BB_PID/status")
+    stop "$BB_PID"
+
+    printf '  %-10s %9s %9s   %s\n' "" "RSS MiB" "HWM MiB" "(MiB)"
+    printf '  %-10s %9s %9s   %s\n' wasmprobe "$(mib "$wp_rss")" "$(mib "$wp_hwm")" "$wp_detail"
+    printf '  %-10s %9s %9s   %s\n' blackbox "$(mib "$bb_rss")" "$(mib "$bb_hwm")" "$bb_detail"
+    awk -v a="$wp_rss" -v b="$bb_rss" 'BEGIN { printf "  ratio (wasmprobe / blackbox_exporter) RSS: %.2fx   goal: <= 1.5x\n", b ? a / b : 0 }'
+}
