@@ -19,14 +19,18 @@ probe_load() {
     eval "$($TOOL wrk "$out")"
     local cpu_s cpu_us hwm
     cpu_s=$(awk -v t=$((c1 - c0)) -v h="$CLK_TCK" 'BEGIN { printf "%.2f", t / h }')
-    cpu_us=$(awk -v t=$((c1 - c0)) -v h="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.0f", n ? t / h / n * 1e6 : 0 }')
     hwm=$(proc_kib "$pid" VmHWM)
     local ok=$(( requests - non2xx ))
+    # CPU per probe answered with 2xx (refused requests are not probes).
+    cpu_us=$(awk -v t=$((c1 - c0)) -v h="$CLK_TCK" -v n="$ok" 'BEGIN { printf "%.0f", n ? t / h / n * 1e6 : 0 }')
     local ok_rps
     ok_rps=$(awk -v n="$ok" -v s="$seconds" 'BEGIN { printf "%.1f", s ? n / s : 0 }')
     local row
-    printf -v row '  %-10s %9s %9s %8s %8s %8s %9s %10s %9s %8s' "$name" "$rps" "$ok_rps" "$p50_ms" "$p90_ms" "$p99_ms" "$cpu_us" "$cpu_s" "$(mib "$hwm")" "$non2xx"
+    printf -v row '  %-10s %9s %9s %8s %8s %8s %10s %10s %9s %8s' "$name" "$rps" "$ok_rps" "$p50_ms" "$p90_ms" "$p99_ms" "$cpu_us" "$cpu_s" "$(mib "$hwm")" "$non2xx"
     ROWS+=("$row")
+    if (( non2xx > 0 )); then
+        ROWS+=("             $name: latency percentiles include the $non2xx non-2xx answers")
+    fi
     if (( sock_connect + sock_read + sock_write + sock_timeout > 0 )); then
         ROWS+=("             wrk socket errors: connect $sock_connect, read $sock_read, write $sock_write, timeout $sock_timeout")
     fi
@@ -82,7 +86,7 @@ EOF
     say "load:    wrk -t$threads -c$conns -d${dur}s --latency '/probe?module=http_2xx&target=$target' (after a ${PROBE_WARMUP:-3}s warm-up)"
     say "wasmprobe: probe http_2xx (http-health, no schedule, allow http://127.0.0.1:*), server.probe_concurrency ${PROBE_CONCURRENCY:-64}"
     say "blackbox:  module http_2xx (prober: http, defaults)"
-    say "CPU/probe: process utime+stime (/proc/PID/stat) over the run / requests; peak RSS: VmHWM"
+    say "CPU/probe: process utime+stime (/proc/PID/stat) over the measured run / 2xx answers; peak RSS: VmHWM"
 
     ROWS=()
     # One exporter at a time, so neither competes with the other for CPU.
@@ -100,7 +104,7 @@ EOF
     probe_load blackbox "$BB_PID" "$bb_url"
     stop "$BB_PID"
 
-    printf '  %-10s %9s %9s %8s %8s %8s %9s %10s %9s %8s\n' "" "req/s" "2xx/s" "p50 ms" "p90 ms" "p99 ms" "CPU us/p" "CPU s" "HWM MiB" "non-2xx"
+    printf '  %-10s %9s %9s %8s %8s %8s %10s %10s %9s %8s\n' "" "req/s" "2xx/s" "p50 ms" "p90 ms" "p99 ms" "CPU us/2xx" "CPU s" "HWM MiB" "non-2xx"
     printf '%s\n' "${ROWS[@]}"
     local rejected by_result
     rejected=$(awk '/^wasmprobe_ondemand_rejected_total/ { print $NF }' "$scrape")

@@ -42,7 +42,7 @@ scale_one() {
     start_wasmprobe "$dir/wasmprobe.toml" "$dir/wasmprobe.log" "${SCALE_READY_TIMEOUT:-900}"
     local ready_rss
     ready_rss=$(proc_kib "$WP_PID" VmRSS)
-    say "   start to first /metrics: $(awk -v ms="$WP_READY_MS" 'BEGIN { printf "%.1f", ms / 1000 }') s, RSS then $(mib "$ready_rss") MiB"
+    say "   start to first /metrics: $(awk -v ms="$WP_READY_MS" 'BEGIN { printf "%.1f", ms / 1000 }') s, RSS then $(mib "$ready_rss") MiB ($(awk -v k="$ready_rss" -v n="$n" 'BEGIN { printf "%.1f", k / n }') KiB per probe before any run)"
 
     local started=$SECONDS
     sleep "$warm"

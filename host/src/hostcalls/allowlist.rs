@@ -387,14 +387,21 @@ impl AllowList {
     /// destination; a bare host (for port-less probes) against rules of
     /// any scheme.
     pub fn check_target(&self, target: &str) -> Result<(), Denied> {
-        if target.contains("://") {
-            let url = url::Url::parse(target)
-                .map_err(|e| self.denied(format!("target {target:?} ({e})")))?;
+        // A URL is whatever the URL parser reads with a host, as the HTTP
+        // client will (`http:/h/` included), not only text with `://`.
+        let parsed = url::Url::parse(target);
+        if target.contains("://") || parsed.as_ref().is_ok_and(url::Url::has_host) {
+            let url = parsed.map_err(|e| self.denied(format!("target {target:?} ({e})")))?;
             let dest = Destination::from_url(&url).map_err(|e| self.denied(e))?;
             return self.check(&dest);
         }
+        // A bare host is an ICMP target: only `icmp://` rules admit it.
         let host = DestHost::parse(target);
-        if !self.rules.iter().any(|r| r.may_admit(&host)) {
+        if !self
+            .rules
+            .iter()
+            .any(|r| portless(&r.scheme) && r.may_admit(&host))
+        {
             return Err(self.denied(format!("target {target:?}")));
         }
         match &self.ceiling {
@@ -467,6 +474,25 @@ mod tests {
         assert!(check(&l, "http://localhost.:8080/"));
         assert!(!check(&l, "http://127.0.0.1:8080/"));
         assert!(!check(&l, "ftp://localhost:8080/"));
+    }
+
+    #[test]
+    fn targets_are_read_as_the_http_client_reads_them() {
+        // Found by the allowlist fuzz target: one slash is still a URL.
+        let l = list(&["http://127.0.0.1:80"]);
+        assert!(l.check_target("http:/17.0/.02t.180htp:").is_err());
+        assert!(l.check_target("http:/127.0.0.1/").is_ok());
+        // A bare host is an ICMP target: an http rule does not admit it.
+        assert!(
+            list(&["http://127.0.0.0/8:*"])
+                .check_target("127.0.0.1")
+                .is_err()
+        );
+        assert!(
+            list(&["icmp://127.0.0.0/8"])
+                .check_target("127.0.0.1")
+                .is_ok()
+        );
     }
 
     #[test]

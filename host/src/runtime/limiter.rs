@@ -62,3 +62,30 @@ impl ResourceLimiter for RunLimiter {
         MAX_MEMORIES
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_and_memories_stop_at_their_caps() {
+        let mut l = RunLimiter::new(1 << 20);
+        assert!(matches!(
+            l.table_growing(0, MAX_TABLE_ELEMENTS, None),
+            Ok(true)
+        ));
+        assert!(!l.hit);
+        assert!(matches!(
+            l.table_growing(MAX_TABLE_ELEMENTS, MAX_TABLE_ELEMENTS + 1, None),
+            Ok(false)
+        ));
+        assert!(l.hit, "a refused table growth is remembered as a limit hit");
+        let mut l = RunLimiter::new(1 << 20);
+        assert!(matches!(l.memory_growing(0, 1 << 20, None), Ok(true)));
+        assert!(matches!(
+            l.memory_growing(1 << 20, (1 << 20) + 65536, None),
+            Ok(false)
+        ));
+        assert!(l.hit);
+    }
+}
