@@ -316,6 +316,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
         if demo {
             start_demo().await?;
         }
+        let max_connections = config.server.max_connections;
         let listener = server::bind(config.server.listen)
             .await
             .map_err(|e| Exit(3, e.into()))?;
@@ -329,7 +330,9 @@ fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
             path.to_path_buf(),
             listen,
             shard,
-            config.clone(),
+            // Moved, not cloned: with 100,000 probes every copy of the
+            // config costs hundreds of MiB.
+            config,
             set,
         );
         let _watcher = reloader.watch();
@@ -360,7 +363,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
         let serve = tokio::spawn(server::serve(
             listener,
             server::router(app.clone(), Some(reloader.clone()), web.clone()),
-            config.server.max_connections,
+            max_connections,
             stop_rx.clone(),
             web.clone(),
         ));

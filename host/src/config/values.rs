@@ -154,9 +154,26 @@ impl fmt::Display for ByteSize {
 
 /// A cron expression with seconds: `sec min hour day-of-month month
 /// day-of-week [year]`, as the `cron` crate reads it.
+///
+/// A parsed schedule holds every admitted value of every field (a few KiB);
+/// probes with the same expression share one, so 100,000 probes on a
+/// handful of schedules hold a handful.
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
-pub struct CronSchedule(pub cron::Schedule);
+pub struct CronSchedule(pub std::sync::Arc<cron::Schedule>);
+
+/// Schedules in use, by expression.
+fn interned(s: &str) -> Option<std::sync::Arc<cron::Schedule>> {
+    INTERNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(s)
+        .and_then(std::sync::Weak::upgrade)
+}
+
+static INTERNED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<cron::Schedule>>>,
+> = std::sync::LazyLock::new(Default::default);
 
 impl fmt::Debug for CronSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -179,9 +196,23 @@ impl TryFrom<String> for CronSchedule {
                 "schedule {s:?} has {fields} fields; write 6 or 7, seconds first (e.g. \"*/15 * * * * *\")"
             ));
         }
-        cron::Schedule::from_str(&s)
-            .map(CronSchedule)
-            .map_err(|e| format!("schedule {s:?} is not a valid cron expression ({e})"))
+        if let Some(shared) = interned(&s) {
+            return Ok(CronSchedule(shared));
+        }
+        let parsed = std::sync::Arc::new(
+            cron::Schedule::from_str(&s)
+                .map_err(|e| format!("schedule {s:?} is not a valid cron expression ({e})"))?,
+        );
+        let mut map = INTERNED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget schedules no probe uses any more, now and then (amortised:
+        // at each power of two).
+        if map.len().is_power_of_two() {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        map.insert(s, std::sync::Arc::downgrade(&parsed));
+        Ok(CronSchedule(parsed))
     }
 }
 
