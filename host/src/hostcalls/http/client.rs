@@ -131,7 +131,7 @@ pub(crate) fn invalid(message: String) -> HttpError {
 
 /// Runs the request under `deadline` (tightened by the request's own
 /// timeout), following redirects when asked.
-pub(crate) async fn send(
+pub async fn send(
     grant: &HttpGrant,
     req: Request,
     deadline: Instant,
