@@ -308,3 +308,49 @@ fn injected_label_values_cannot_forge_series() {
                 == Some("x\"} 1\ninjected_series 666\n# EOF\n"))
     );
 }
+
+#[test]
+fn no_run_finds_a_trace_of_the_run_before_it() {
+    // On-demand runs of one module reuse the same pool slot, so each run
+    // reads the memory the previous one marked (statics, initialised data
+    // and 4 MiB of heap) after the host has reset it.
+    let e = Engine::new()
+        .probe(
+            "residue",
+            "plugin = \"misbehave\"\nallow = [\"http://127.0.0.1:9\"]\n[probes.residue.config]\nbehaviour = \"residue\"",
+        )
+        .start();
+    let url = e.url("/probe?module=residue&target=http://127.0.0.1:9/");
+    let runs = 60;
+    let mut checked = (f64::MAX, 0.0f64);
+    let started = std::time::Instant::now();
+    let mut in_runs = 0.0;
+    for i in 0..runs {
+        let r = get(&url, None);
+        assert_eq!(r.status, 200, "run {i}: {}", r.body);
+        let s = Scrape::parse(&r.body);
+        in_runs += s.value("probe_duration_seconds", &[("probe", "residue")]);
+        assert_eq!(
+            s.value("misbehave_residue_bytes", &[("probe", "residue")]),
+            0.0,
+            "run {i} found bytes an earlier run left:\n{}",
+            s.text
+        );
+        checked.0 = checked.0.min(s.value(
+            "misbehave_residue_checked",
+            &[("probe", "residue"), ("end", "low")],
+        ));
+        checked.1 = checked.1.max(s.value(
+            "misbehave_residue_checked",
+            &[("probe", "residue"), ("end", "high")],
+        ));
+    }
+    println!(
+        "{runs} runs in one slot, 0 bytes of residue in linear memory {:#x}..{:#x}; \
+         {:.1} ms per request, {:.1} ms in the run",
+        checked.0 as u64,
+        checked.1 as u64,
+        started.elapsed().as_secs_f64() * 1e3 / f64::from(runs),
+        in_runs * 1e3 / f64::from(runs)
+    );
+}

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
+    PoolingAllocationConfig,
 };
 
 use super::limiter::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
@@ -27,6 +28,10 @@ pub enum EngineError {
     #[error("cannot link host capabilities: {0}")]
     Link(String),
 }
+
+/// Bytes of each memory and table slot kept resident between runs when
+/// dirtied pages can be found with PAGEMAP_SCAN.
+const KEEP_RESIDENT: usize = 1 << 20;
 
 /// Sizes of the engine's instance pool.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +103,29 @@ impl WasmEngine {
             // zeroing it with memset instead was measured slower (memset of
             // the first MiB costs more than the page faults it saves).
             .decommit_batch_size(64);
+        // Where the kernel can report which pages a run dirtied
+        // (PAGEMAP_SCAN, Linux 6.7+), only those are rewritten on reuse and
+        // the first MiB of each slot stays resident: no madvise and no page
+        // faults for a plugin that stays small. Empty run p50 24 -> 17 us,
+        // WASM HTTP probe 0.60 -> 0.75 of native. Without the scan, keeping
+        // memory resident would mean a memset of the whole MiB, which is
+        // slower than the faults it saves, so slots are decommitted instead.
+        let scan = PoolingAllocationConfig::is_pagemap_scan_available();
+        if scan {
+            pooling
+                .pagemap_scan(Enabled::Yes)
+                .linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(KEEP_RESIDENT);
+        }
+        tracing::debug!(
+            pagemap_scan = scan,
+            "instance slots reset by {}",
+            if scan {
+                "rewriting dirtied pages"
+            } else {
+                "decommitting them"
+            }
+        );
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
 
         if let Some(dir) = cache_dir {
