@@ -20,8 +20,14 @@ section_idle() {
     fi
     say "wasmprobe: probes.toml as shipped ($(grep -cE '^\[probes\.[^.]+\]$' "$BENCH_ROOT/probes.toml") probes, scheduled ones running), listen and paths rewritten"
     say "blackbox:  $bb_config"
+    say "cache:     $BENCH_CACHE, filled by a first start that is not measured"
     say "goal: wasmprobe at most 1.5x blackbox_exporter's idle RSS"
 
+    # A first start fills the compile cache, so the measured process is
+    # the steady case (a process that compiled its plugins keeps
+    # cranelift's memory: about 20 MiB more).
+    start_wasmprobe "$dir/probes.toml" "$dir/wasmprobe-warmup.log" 120
+    stop "$WP_PID"
     start_wasmprobe "$dir/probes.toml" "$dir/wasmprobe.log" 60
     sleep "$wait"
     local wp_rss wp_hwm

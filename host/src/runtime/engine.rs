@@ -107,7 +107,7 @@ impl WasmEngine {
         // (PAGEMAP_SCAN, Linux 6.7+), only those are rewritten on reuse and
         // the first MiB of each slot stays resident: no madvise and no page
         // faults for a plugin that stays small. Empty run p50 24 -> 17 us,
-        // WASM HTTP probe 0.60 -> 0.75 of native. Without the scan, keeping
+        // WASM HTTP probe 0.58 -> 0.78 of native. Without the scan, keeping
         // memory resident would mean a memset of the whole MiB, which is
         // slower than the faults it saves, so slots are decommitted instead.
         let scan = PoolingAllocationConfig::is_pagemap_scan_available();
