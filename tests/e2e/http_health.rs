@@ -120,6 +120,51 @@ fn https_with_a_generated_ca_reports_tls_facts() {
 }
 
 #[test]
+fn http2_is_negotiated_by_alpn_and_checked_against_valid_versions() {
+    let pki = targets::pki();
+    let t = targets::https_h2(&pki);
+    let engine = Engine::new();
+    let ca = engine.file("ca.pem", &pki.ca_pem);
+    let probe = |name: &str, config: &str| {
+        format!(
+            "[probes.{name}]\nplugin = \"http-health\"\nschedule = \"* * * * * *\"\ntarget = \"{}\"\ntls = {{ ca_file = {ca:?} }}\n[probes.{name}.config]\n{config}\n",
+            t.https_url("/ok")
+        )
+    };
+    let e = engine
+        .raw(&probe("h2", "valid_http_versions = [\"HTTP/2.0\"]"))
+        .raw(&probe(
+            "h1-only",
+            "enable_http2 = false\nvalid_http_versions = [\"HTTP/2.0\"]",
+        ))
+        .start();
+    let s = e.wait_for("runs of both probes", WAIT, |s| {
+        ran(s, "h2") && ran(s, "h1-only")
+    });
+    let h2 = [("probe", "h2")];
+    assert_eq!(
+        s.value("probe_success", &h2),
+        1.0,
+        "{}\n{}",
+        s.text,
+        e.log()
+    );
+    assert_eq!(s.value("probe_http_version", &h2), 2.0);
+    assert_eq!(s.value("probe_http_status_code", &h2), 200.0);
+    // Without HTTP/2 offered the same server answers HTTP/1.1, which the
+    // probe's valid versions refuse.
+    let h1 = [("probe", "h1-only")];
+    assert_eq!(s.value("probe_http_version", &h1), 1.1, "{}", s.text);
+    assert_eq!(s.value("probe_http_status_code", &h1), 200.0);
+    assert_eq!(s.value("probe_success", &h1), 0.0);
+    println!(
+        "ALPN h2: probe_http_version {}; HTTP/2 not offered: {}",
+        s.value("probe_http_version", &h2),
+        s.value("probe_http_version", &h1)
+    );
+}
+
+#[test]
 fn wrong_status_and_regexes_fail_the_probe() {
     let t = targets::http();
     let probe = |name: &str, path: &str, config: &str| {

@@ -13,7 +13,7 @@ use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
@@ -230,8 +230,19 @@ pub fn pki() -> TestPki {
     }
 }
 
-/// The HTTP target's routes over TLS 1.2/1.3 with `pki`'s leaf.
+/// The HTTP target's routes over TLS 1.2/1.3 with `pki`'s leaf, HTTP/1.1
+/// only.
 pub fn https(pki: &TestPki) -> Target {
+    https_serving(pki, false)
+}
+
+/// The HTTP target's routes over TLS, offering HTTP/2 and HTTP/1.1 by ALPN
+/// and serving whichever the client picked.
+pub fn https_h2(pki: &TestPki) -> Target {
+    https_serving(pki, true)
+}
+
+fn https_serving(pki: &TestPki, h2: bool) -> Target {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = vec![
@@ -248,7 +259,11 @@ pub fn https(pki: &TestPki) -> Target {
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .unwrap_or_else(|e| panic!("tls: {e}"));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let (listener, addr) = bind();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -268,9 +283,15 @@ pub fn https(pki: &TestPki) -> Target {
                 else {
                     return;
                 };
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                }
             });
         }
     });
