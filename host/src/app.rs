@@ -72,7 +72,16 @@ fn budget_for(
 }
 
 /// TLS clients of one config load, by trust settings.
-type TlsClients = BTreeMap<(Vec<Vec<u8>>, bool, Option<String>, bool), Arc<TlsClient>>;
+/// Trust anchors, skip-verify, server name, TLS 1.3 only, and the client
+/// certificate chain with its key.
+type TlsKey = (
+    Vec<Vec<u8>>,
+    bool,
+    Option<String>,
+    bool,
+    Option<(Vec<Vec<u8>>, Vec<u8>)>,
+);
+type TlsClients = BTreeMap<TlsKey, Arc<TlsClient>>;
 
 /// A probe ready to run.
 #[derive(Debug)]
@@ -227,6 +236,15 @@ pub async fn prepare(
             probe.tls.insecure_skip_verify,
             probe.tls.server_name.clone(),
             probe.tls.min_version == crate::config::TlsMinVersion::Tls13,
+            probe.tls.client_cert.as_ref().map(|c| {
+                (
+                    c.chain
+                        .iter()
+                        .map(|d| d.as_ref().to_vec())
+                        .collect::<Vec<_>>(),
+                    c.key.secret_der().to_vec(),
+                )
+            }),
         );
         let shared = match tls_clients.get(&key) {
             Some(t) => Ok(Arc::clone(t)),

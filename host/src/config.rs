@@ -21,9 +21,10 @@ pub mod values;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use values::{ByteSize, CronSchedule, HumanDuration, LabelName, PluginName, ProbeName};
@@ -161,6 +162,27 @@ pub struct TlsSettings {
     /// SNI and verification name instead of the URL's host.
     pub server_name: Option<String>,
     pub min_version: TlsMinVersion,
+    /// Presented when a target asks for a client certificate (mTLS).
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A client certificate chain and its private key, read from `cert_file`
+/// and `key_file` at load time so a reload sees rotated files.
+#[derive(Clone)]
+pub struct ClientCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+    pub cert_file: PathBuf,
+}
+
+impl std::fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key never reaches a log line.
+        f.debug_struct("ClientCert")
+            .field("cert_file", &self.cert_file)
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]

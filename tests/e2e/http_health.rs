@@ -120,6 +120,55 @@ fn https_with_a_generated_ca_reports_tls_facts() {
 }
 
 #[test]
+fn a_client_certificate_opens_a_target_that_demands_one() {
+    let pki = targets::pki();
+    let t = targets::https_mtls(&pki);
+    let engine = Engine::new();
+    let ca = engine.file("ca.pem", &pki.ca_pem);
+    let cert = engine.file("client.pem", &pki.client_pem);
+    let key = engine.file("client.key", &pki.client_key_pem);
+    let probe = |name: &str, tls: &str| {
+        format!(
+            "[probes.{name}]\nplugin = \"http-health\"\nschedule = \"* * * * * *\"\ntarget = \"{}\"\ntls = {{ ca_file = {ca:?}{tls} }}\n",
+            t.https_url("/ok")
+        )
+    };
+    let e = engine
+        .raw(&probe(
+            "with-cert",
+            &format!(", cert_file = {cert:?}, key_file = {key:?}"),
+        ))
+        .raw(&probe("without", ""))
+        .start();
+    let s = e.wait_for("runs of both probes", WAIT, |s| {
+        ran(s, "with-cert") && ran(s, "without")
+    });
+    let with = [("probe", "with-cert")];
+    assert_eq!(
+        s.value("probe_success", &with),
+        1.0,
+        "{}\n{}",
+        s.text,
+        e.log()
+    );
+    assert_eq!(s.value("probe_http_status_code", &with), 200.0);
+    let without = [("probe", "without")];
+    assert_eq!(s.value("probe_success", &without), 0.0, "{}", s.text);
+    assert_eq!(s.value("probe_http_status_code", &without), 0.0);
+    // The server's own certificate verified in both cases: only the
+    // client's side differs.
+    assert_eq!(s.value("probe_tls_certificate_verified", &without), 1.0);
+    // And the run says why, from the alert the server sent.
+    let log = e.log();
+    assert!(
+        log.lines().any(|l| l.contains("probe=without")
+            && l.contains("Tls")
+            && l.contains("CertificateRequired")),
+        "{log}"
+    );
+}
+
+#[test]
 fn http2_is_negotiated_by_alpn_and_checked_against_valid_versions() {
     let pki = targets::pki();
     let t = targets::https_h2(&pki);

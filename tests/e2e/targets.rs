@@ -190,6 +190,9 @@ pub struct TestPki {
     pub leaf_key_pem: String,
     /// The leaf's notAfter, Unix seconds.
     pub leaf_not_after: i64,
+    /// A client certificate (clientAuth) issued by the same CA, and its key.
+    pub client_pem: String,
+    pub client_key_pem: String,
 }
 
 pub fn pki() -> TestPki {
@@ -222,7 +225,20 @@ pub fn pki() -> TestPki {
     let leaf_cert = leaf
         .signed_by(&leaf_key, &issuer)
         .unwrap_or_else(|e| fail(e));
+
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| fail(e));
+    client.is_ca = IsCa::ExplicitNoCa;
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "wasmprobe test client");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate().unwrap_or_else(|e| fail(e));
+    let client_cert = client
+        .signed_by(&client_key, &issuer)
+        .unwrap_or_else(|e| fail(e));
     TestPki {
+        client_pem: client_cert.pem(),
+        client_key_pem: client_key.serialize_pem(),
         ca_pem: ca_cert.pem(),
         leaf_pem: leaf_cert.pem(),
         leaf_key_pem: leaf_key.serialize_pem(),
@@ -233,16 +249,22 @@ pub fn pki() -> TestPki {
 /// The HTTP target's routes over TLS 1.2/1.3 with `pki`'s leaf, HTTP/1.1
 /// only.
 pub fn https(pki: &TestPki) -> Target {
-    https_serving(pki, false)
+    https_serving(pki, false, false)
+}
+
+/// Like [`https`], but the handshake fails without a client certificate
+/// issued by `pki`'s CA.
+pub fn https_mtls(pki: &TestPki) -> Target {
+    https_serving(pki, false, true)
 }
 
 /// The HTTP target's routes over TLS, offering HTTP/2 and HTTP/1.1 by ALPN
 /// and serving whichever the client picked.
 pub fn https_h2(pki: &TestPki) -> Target {
-    https_serving(pki, true)
+    https_serving(pki, true, false)
 }
 
-fn https_serving(pki: &TestPki, h2: bool) -> Target {
+fn https_serving(pki: &TestPki, h2: bool, client_auth: bool) -> Target {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = vec![
@@ -251,14 +273,32 @@ fn https_serving(pki: &TestPki, h2: bool) -> Target {
     ];
     let key = PrivateKeyDer::from_pem_slice(pki.leaf_key_pem.as_bytes())
         .unwrap_or_else(|e| panic!("key: {e}"));
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .unwrap_or_else(|e| panic!("tls: {e}"))
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
     .unwrap_or_else(|e| panic!("tls: {e}"));
+    let config = if client_auth {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(
+                CertificateDer::from_pem_slice(pki.ca_pem.as_bytes())
+                    .unwrap_or_else(|e| panic!("pem: {e}")),
+            )
+            .unwrap_or_else(|e| panic!("ca: {e}"));
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap_or_else(|e| panic!("client verifier: {e}"));
+        config.with_client_cert_verifier(verifier)
+    } else {
+        config.with_no_client_auth()
+    };
+    let mut config = config
+        .with_single_cert(certs, key)
+        .unwrap_or_else(|e| panic!("tls: {e}"));
     config.alpn_protocols = if h2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

@@ -189,4 +189,6 @@ pub(crate) struct RawTls {
     pub(crate) insecure_skip_verify: bool,
     pub(crate) server_name: Option<String>,
     pub(crate) min_version: Option<Spanned<String>>,
+    pub(crate) cert_file: Option<Spanned<PathBuf>>,
+    pub(crate) key_file: Option<Spanned<PathBuf>>,
 }

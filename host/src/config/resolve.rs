@@ -7,16 +7,16 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, Location, Source};
 use super::package::{self, PackageCap, PackageInfo};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
 use super::{
-    Config, DEFAULT_LISTEN, EngineConfig, Limits, PluginName, PluginSource, ProbeConfig, ProbeName,
-    ServerConfig, TlsMinVersion, TlsSettings,
+    ClientCert, Config, DEFAULT_LISTEN, EngineConfig, Limits, PluginName, PluginSource,
+    ProbeConfig, ProbeName, ServerConfig, TlsMinVersion, TlsSettings,
 };
 use crate::exposition::names::RESERVED_LABELS;
 use crate::hostcalls::allowlist::AllowList;
@@ -614,17 +614,63 @@ fn resolve_tls(r: &mut Resolver<'_>, key: &str, raw: Option<&RawTls>) -> TlsSett
             Err(e) => r.error(f.span(), format!("{key}.tls.ca_file"), e),
         }
     }
+    match (&raw.cert_file, &raw.key_file) {
+        (None, None) => {}
+        (Some(c), None) => r.error(
+            c.span(),
+            format!("{key}.tls.cert_file"),
+            "a client certificate needs its private key: add `key_file`".to_string(),
+        ),
+        (None, Some(k)) => r.error(
+            k.span(),
+            format!("{key}.tls.key_file"),
+            "a private key needs its client certificate: add `cert_file`".to_string(),
+        ),
+        (Some(c), Some(k)) => {
+            let cert_path = r.path(c.get_ref());
+            let key_path = r.path(k.get_ref());
+            let chain = load_certificates(&cert_path, "certificate file")
+                .map_err(|e| r.error(c.span(), format!("{key}.tls.cert_file"), e))
+                .ok();
+            let private = load_private_key(&key_path)
+                .map_err(|e| r.error(k.span(), format!("{key}.tls.key_file"), e))
+                .ok();
+            if let (Some(chain), Some(private)) = (chain, private) {
+                tls.client_cert = Some(ClientCert {
+                    chain,
+                    key: Arc::new(private),
+                    cert_file: cert_path,
+                });
+            }
+        }
+    }
     tls
 }
 
+fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    // Read first so a missing file is told apart from a file without a key.
+    let text =
+        std::fs::read(path).map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&text).map_err(|e| {
+        format!(
+            "key file {} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
+            path.display()
+        )
+    })
+}
+
 fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    load_certificates(path, "CA file")
+}
+
+fn load_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let iter = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
     let certs = iter
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("CA file {} is not valid PEM: {e}", path.display()))?;
+        .map_err(|e| format!("{what} {} is not valid PEM: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!("CA file {} holds no certificate", path.display()));
+        return Err(format!("{what} {} holds no certificate", path.display()));
     }
     Ok(certs)
 }

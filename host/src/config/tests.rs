@@ -74,3 +74,48 @@ fn parse_errors_name_the_key() {
         "{e:#?}"
     );
 }
+
+#[test]
+fn client_certificates_need_both_files_and_name_the_broken_one() {
+    let probe = |tls: &str| {
+        format!(
+            "{PLUGIN}[probes.m]\nplugin = \"http-health\"\ntarget = \"https://127.0.0.1:8443/\"\n[probes.m.tls]\n{tls}\n"
+        )
+    };
+    let e = errors(&probe("cert_file = \"client.pem\""));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains(
+            "probes.m.tls.cert_file: a client certificate needs its private key: add `key_file`"
+        ),
+        "{e:#?}"
+    );
+    let e = errors(&probe("key_file = \"client.key\""));
+    assert!(
+        e[0].contains("probes.m.tls.key_file: a private key needs its client certificate"),
+        "{e:#?}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("wasmprobe-clientcert-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let not_pem = dir.join("not.pem");
+    let _ = std::fs::write(&not_pem, "hello\n");
+    let missing = dir.join("missing.pem");
+    let e = errors(&probe(&format!(
+        "cert_file = {:?}\nkey_file = {:?}",
+        missing.display().to_string(),
+        not_pem.display().to_string()
+    )));
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].contains("probes.m.tls.cert_file: cannot read certificate file")
+            && e[0].contains("missing.pem"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].contains("probes.m.tls.key_file: key file")
+            && e[1].contains("no usable PEM private key"),
+        "{e:#?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,7 +8,7 @@
 //! pooled: each probe measures a fresh connection, as blackbox_exporter does.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, HOST, LOCATION, USER_AGENT};
@@ -73,13 +73,61 @@ enum Sender {
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
-/// Aborts a connection's driver task when the hop is done with it.
-struct Driver(tokio::task::JoinHandle<()>);
+/// A connection's driver task, aborted when the hop is done with it. The
+/// task ends with the connection's own error, which is what explains a
+/// request that failed as "canceled" (a TLS alert the server sent after the
+/// handshake, say).
+struct Driver(Option<tokio::task::JoinHandle<Option<hyper::Error>>>);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
+}
+
+impl Driver {
+    fn spawn<F>(conn: F) -> Driver
+    where
+        F: Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    {
+        Driver(Some(tokio::spawn(async move { conn.await.err() })))
+    }
+
+    /// Why the connection failed, if it did: waits briefly for the task,
+    /// which has normally ended by the time a request fails.
+    async fn failure(mut self) -> Option<(ErrorKind, String)> {
+        let task = self.0.take()?;
+        let err = tokio::time::timeout(Duration::from_millis(200), task)
+            .await
+            .ok()?
+            .ok()??;
+        Some(describe_connection_error(&err))
+    }
+}
+
+/// The connection error with its causes, and whether TLS raised it.
+fn describe_connection_error(err: &(dyn std::error::Error + 'static)) -> (ErrorKind, String) {
+    let mut message = err.to_string();
+    let mut kind = ErrorKind::Protocol;
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        // rustls reports through the I/O error it returns to hyper.
+        let tls = c.downcast_ref::<rustls::Error>().is_some()
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        if tls {
+            kind = ErrorKind::Tls;
+        }
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = c.source();
+    }
+    (kind, message)
 }
 
 async fn handshake<S>(io: S, h2: bool) -> Result<(Sender, Driver), hyper::Error>
@@ -90,16 +138,10 @@ where
     if h2 {
         let (sender, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
-        let task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok((Sender::H2(sender), Driver(task)))
+        Ok((Sender::H2(sender), Driver::spawn(conn)))
     } else {
         let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-        let task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok((Sender::H1(sender), Driver(task)))
+        Ok((Sender::H1(sender), Driver::spawn(conn)))
     }
 }
 
@@ -429,9 +471,18 @@ where
                 request.headers_mut().remove(HOST);
                 s.send_request(request).await
             }
+        };
+        match response {
+            Ok(response) => Ok((response, driver)),
+            Err(e) => {
+                // A request canceled or cut short says nothing of why; the
+                // connection that ended under it does.
+                let ended = e.is_canceled() || e.is_closed() || e.is_incomplete_message();
+                let failure = if ended { driver.failure().await } else { None };
+                let (kind, cause) = failure.unwrap_or_else(|| describe_connection_error(&e));
+                Err((kind, format!("HTTP exchange: {cause}")))
+            }
         }
-        .map_err(|e| (ErrorKind::Protocol, format!("HTTP exchange: {e}")))?;
-        Ok((response, driver))
     }
     .await;
     trace.timings.processing += started.elapsed().as_secs_f64();

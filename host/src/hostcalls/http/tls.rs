@@ -34,6 +34,12 @@ pub enum TlsSetupError {
     Verifier(#[from] rustls::client::VerifierBuilderError),
     #[error("cannot build TLS config: {0}")]
     Config(#[from] rustls::Error),
+    #[error("client certificate {file}: {source}")]
+    ClientCert {
+        file: String,
+        #[source]
+        source: rustls::Error,
+    },
 }
 
 /// A probe's TLS client, built once per config load.
@@ -74,11 +80,21 @@ impl TlsClient {
             TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
         };
-        let base = ClientConfig::builder_with_provider(provider)
+        let builder = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)?
             .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
+            .with_custom_certificate_verifier(verifier.clone());
+        let base = match &settings.client_cert {
+            None => builder.with_no_client_auth(),
+            // rustls checks here that the key is one it can sign with and
+            // that it belongs to the certificate.
+            Some(c) => builder
+                .with_client_auth_cert(c.chain.clone(), c.key.clone_key())
+                .map_err(|source| TlsSetupError::ClientCert {
+                    file: c.cert_file.display().to_string(),
+                    source,
+                })?,
+        };
         Ok(TlsClient {
             base: Arc::new(base),
             verifier,
