@@ -76,11 +76,15 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum NewCommand {
-    /// A Rust plugin crate that builds to a .wasm with
-    /// `cargo build --release --target wasm32-wasip2`.
+    /// A plugin that builds to a .wasm with one command: a Rust crate
+    /// (`cargo build --release --target wasm32-wasip2`) or a Python app
+    /// (`./build.sh`).
     Plugin {
         /// The plugin's name (lowercase letters, digits, `-`, `_`).
         name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value_t)]
+        lang: wasmprobe::scaffold::Lang,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -158,7 +162,12 @@ fn main() -> ExitCode {
             };
             probe_once(&config, &probe, target.as_deref(), openmetrics, tape)
         }
-        Command::New(NewCommand::Plugin { name, dir, sdk }) => new_plugin(&name, dir, sdk),
+        Command::New(NewCommand::Plugin {
+            name,
+            lang,
+            dir,
+            sdk,
+        }) => new_plugin(&name, lang, dir, sdk),
     };
     match result {
         Ok(code) => code,
@@ -498,18 +507,32 @@ fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn new_plugin(name: &str, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<ExitCode, Exit> {
+fn new_plugin(
+    name: &str,
+    lang: wasmprobe::scaffold::Lang,
+    dir: Option<PathBuf>,
+    sdk: Option<PathBuf>,
+) -> Result<ExitCode, Exit> {
+    use wasmprobe::scaffold::Lang;
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     let sdk = sdk.unwrap_or_else(wasmprobe::scaffold::default_sdk);
-    let files = wasmprobe::scaffold::new_plugin(name, &dir, &sdk).map_err(|e| Exit(2, e.into()))?;
+    let files =
+        wasmprobe::scaffold::new_plugin(name, lang, &dir, &sdk).map_err(|e| Exit(2, e.into()))?;
     for f in &files {
         println!("created {}", f.display());
     }
-    let crate_name = name.replace('-', "_");
-    println!(
-        "\nnext:\n  cd {dir}\n  cargo build --release --target wasm32-wasip2\n  cp target/wasm32-wasip2/release/{crate_name}.wasm <a plugin dir>/{name}.wasm",
-        dir = dir.display()
-    );
+    let dir = dir.display();
+    match lang {
+        Lang::Rust => {
+            let crate_name = name.replace('-', "_");
+            println!(
+                "\nnext:\n  cd {dir}\n  cargo build --release --target wasm32-wasip2\n  cp target/wasm32-wasip2/release/{crate_name}.wasm <a plugin dir>/{name}.wasm"
+            );
+        }
+        Lang::Python => println!(
+            "\nnext:\n  cd {dir}\n  ./build.sh\n  cp {name}.wasm <a plugin dir>/{name}.wasm"
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,15 +1,28 @@
-//! `wasmprobe new plugin NAME`: a plugin crate that builds to a component
-//! with one command, so an author starts from something that runs.
+//! `wasmprobe new plugin NAME`: a plugin that builds to a component with
+//! one command, so an author starts from something that runs.
 //!
-//! The files come from `templates/plugin/` (also readable on their own as
-//! the template folder); `{{name}}`, `{{crate}}`, `{{prefix}}` and
-//! `{{sdk}}` are filled in.
+//! The files come from `templates/plugin/` (Rust) and
+//! `templates/plugin-python/` (also readable on their own as template
+//! folders); `{{name}}`, `{{crate}}`, `{{prefix}}` and `{{sdk}}` are filled
+//! in. A Python plugin gets a copy of the WIT contract, which its build
+//! generates bindings from.
 
 use std::path::{Path, PathBuf};
 
 use crate::config::PluginName;
 
-/// The template, as (relative path, text).
+/// The language a scaffolded plugin is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Lang {
+    /// A crate on the wasmprobe SDK; `cargo build --release --target
+    /// wasm32-wasip2`.
+    #[default]
+    Rust,
+    /// An `app.py` built by componentize-py (`./build.sh`).
+    Python,
+}
+
+/// The Rust template, as (relative path, text).
 const FILES: &[(&str, &str)] = &[
     (
         "Cargo.toml",
@@ -31,6 +44,37 @@ const FILES: &[(&str, &str)] = &[
         ".gitignore",
         include_str!("../../templates/plugin/.gitignore"),
     ),
+];
+
+/// The Python template, as (relative path, text).
+const PYTHON_FILES: &[(&str, &str)] = &[
+    (
+        "app.py",
+        include_str!("../../templates/plugin-python/app.py"),
+    ),
+    (
+        "build.sh",
+        include_str!("../../templates/plugin-python/build.sh"),
+    ),
+    (
+        "probe.toml",
+        include_str!("../../templates/plugin-python/probe.toml"),
+    ),
+    (
+        "README.md",
+        include_str!("../../templates/plugin-python/README.md"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/plugin-python/.gitignore"),
+    ),
+    ("wit/world.wit", include_str!("../../wit/world.wit")),
+    ("wit/types.wit", include_str!("../../wit/types.wit")),
+    ("wit/log.wit", include_str!("../../wit/log.wit")),
+    ("wit/state.wit", include_str!("../../wit/state.wit")),
+    ("wit/http.wit", include_str!("../../wit/http.wit")),
+    ("wit/icmp.wit", include_str!("../../wit/icmp.wit")),
+    ("wit/secrets.wit", include_str!("../../wit/secrets.wit")),
 ];
 
 /// Why a plugin could not be scaffolded.
@@ -60,9 +104,14 @@ pub fn default_sdk() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk")
 }
 
-/// Writes a new plugin crate named `name` into `dir` (which must not
-/// exist) and returns the files written.
-pub fn new_plugin(name: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>, ScaffoldError> {
+/// Writes a new plugin named `name` into `dir` (which must not exist)
+/// and returns the files written. `sdk` is used by Rust plugins only.
+pub fn new_plugin(
+    name: &str,
+    lang: Lang,
+    dir: &Path,
+    sdk: &Path,
+) -> Result<Vec<PathBuf>, ScaffoldError> {
     let name = PluginName::try_from(name.to_string()).map_err(ScaffoldError::Name)?;
     let name = name.as_str();
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
@@ -71,26 +120,37 @@ pub fn new_plugin(name: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>, Sc
     if dir.exists() {
         return Err(ScaffoldError::Exists(dir.to_path_buf()));
     }
-    let sdk = sdk
-        .canonicalize()
-        .ok()
-        .filter(|p| p.join("Cargo.toml").is_file())
-        .ok_or_else(|| ScaffoldError::NoSdk(sdk.to_path_buf()))?;
+    let (files, sdk) = match lang {
+        Lang::Rust => {
+            let sdk = sdk
+                .canonicalize()
+                .ok()
+                .filter(|p| p.join("Cargo.toml").is_file())
+                .ok_or_else(|| ScaffoldError::NoSdk(sdk.to_path_buf()))?;
+            (FILES, sdk.display().to_string())
+        }
+        Lang::Python => (PYTHON_FILES, String::new()),
+    };
     let snake = name.replace('-', "_");
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &snake)
             .replace("{{prefix}}", &snake)
-            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{sdk}}", &sdk)
     };
     let mut written = Vec::new();
-    for (rel, text) in FILES {
+    for (rel, text) in files {
         let path = dir.join(rel);
         let write = |path: &Path| -> std::io::Result<()> {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            std::fs::write(path, fill(text))
+            std::fs::write(path, fill(text))?;
+            if rel.ends_with(".sh") {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+            }
+            Ok(())
         };
         write(&path).map_err(|source| ScaffoldError::Write {
             path: path.clone(),
@@ -109,8 +169,8 @@ mod tests {
     fn fills_every_placeholder() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let dir = tmp.path().join("disk-check");
-        let files =
-            new_plugin("disk-check", &dir, &default_sdk()).unwrap_or_else(|e| panic!("{e}"));
+        let files = new_plugin("disk-check", Lang::Rust, &dir, &default_sdk())
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(files.len(), FILES.len());
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap_or_default();
@@ -124,13 +184,54 @@ mod tests {
     fn refuses_bad_names_and_existing_folders() {
         let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let sdk = default_sdk();
-        let bad = new_plugin("Disk Check", &tmp.path().join("a"), &sdk);
+        let bad = new_plugin("Disk Check", Lang::Rust, &tmp.path().join("a"), &sdk);
         assert!(matches!(bad, Err(ScaffoldError::Name(_))));
-        let digit = new_plugin("9lives", &tmp.path().join("b"), &sdk);
+        let digit = new_plugin("9lives", Lang::Rust, &tmp.path().join("b"), &sdk);
         assert!(matches!(digit, Err(ScaffoldError::NotACrateName(_))));
-        let exists = new_plugin("ok", tmp.path(), &sdk);
+        let exists = new_plugin("ok", Lang::Python, tmp.path(), &sdk);
         assert!(matches!(exists, Err(ScaffoldError::Exists(_))));
-        let nosdk = new_plugin("ok", &tmp.path().join("c"), &tmp.path().join("nope"));
+        let nosdk = new_plugin(
+            "ok",
+            Lang::Rust,
+            &tmp.path().join("c"),
+            &tmp.path().join("nope"),
+        );
         assert!(matches!(nosdk, Err(ScaffoldError::NoSdk(_))));
+        // Python plugins do not need the SDK.
+        let python = new_plugin(
+            "ok",
+            Lang::Python,
+            &tmp.path().join("d"),
+            &tmp.path().join("nope"),
+        );
+        assert!(python.is_ok(), "{python:?}");
+    }
+
+    #[test]
+    fn a_python_plugin_gets_its_contract_and_an_executable_build() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tmp.path().join("disk-check");
+        let files = new_plugin("disk-check", Lang::Python, &dir, Path::new("unused"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(files.len(), PYTHON_FILES.len());
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            assert!(!text.contains("{{"), "{}: {text}", f.display());
+        }
+        let app = std::fs::read_to_string(dir.join("app.py")).unwrap_or_default();
+        assert!(app.contains("\"disk_check_up\""));
+        // Every file of the contract, so the build needs nothing else.
+        let wit: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit"))
+            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(!wit.is_empty());
+        for name in wit {
+            assert!(dir.join("wit").join(&name).is_file(), "{name:?} not copied");
+        }
+        let mode = std::fs::metadata(dir.join("build.sh"))
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        assert_eq!(mode & 0o111, 0o111);
     }
 }

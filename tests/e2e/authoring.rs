@@ -110,21 +110,7 @@ fn a_recorded_run_replays_to_the_same_samples_without_network() {
 fn a_scaffolded_plugin_builds_and_its_metrics_reach_metrics() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let dir = tmp.path().join("hello-probe");
-    let out = wasmprobe(
-        &[
-            "new",
-            "plugin",
-            "hello-probe",
-            "--dir",
-            &dir.to_string_lossy(),
-        ],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scaffold("hello-probe", &dir, &[]);
     let again = wasmprobe(
         &[
             "new",
@@ -163,29 +149,72 @@ fn a_scaffolded_plugin_builds_and_its_metrics_reach_metrics() {
     std::fs::create_dir_all(&plugins).unwrap_or_else(|e| panic!("{e}"));
     std::fs::copy(&built, plugins.join("hello-probe.wasm")).unwrap_or_else(|e| panic!("{e}"));
 
+    assert_metrics_reach_metrics(&plugins, "hello-probe", "hello_probe");
+}
+
+#[test]
+fn a_scaffolded_python_plugin_builds_and_its_metrics_reach_metrics() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tmp.path().join("py-check");
+    scaffold("py-check", &dir, &["--lang", "python"]);
+    // The one command the scaffold's README gives.
+    let started = std::time::Instant::now();
+    let build = Command::new(dir.join("build.sh"))
+        .output()
+        .unwrap_or_else(|e| panic!("build.sh: {e}"));
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    println!(
+        "scaffolded Python plugin built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(dir.join("py-check.wasm"), plugins.join("py-check.wasm"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_metrics_reach_metrics(&plugins, "py-check", "py_check");
+}
+
+/// `wasmprobe new plugin NAME --dir DIR` with `extra` arguments, which
+/// must succeed.
+fn scaffold(name: &str, dir: &Path, extra: &[&str]) {
+    let dir = dir.to_string_lossy();
+    let mut args = vec!["new", "plugin", name, "--dir", &dir];
+    args.extend_from_slice(extra);
+    let out = wasmprobe(&args, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs the scaffolded plugin `plugin` from `plugins` against a local
+/// site with the template's config and checks its `PREFIX_*` metrics.
+fn assert_metrics_reach_metrics(plugins: &Path, plugin: &str, prefix: &str) {
     let site = targets::http();
     let e = Engine::new()
-        .engine_key(&format!("plugin_dirs = [{:?}]", plugins))
+        .engine_key(&format!("plugin_dirs = [{plugins:?}]"))
         .probe(
             "hello",
             &format!(
-                "plugin = \"hello-probe\"\nschedule = \"* * * * * *\"\ntarget = {:?}\n[probes.hello.config]\nexpect_body = \"ok\"",
+                "plugin = \"{plugin}\"\nschedule = \"* * * * * *\"\ntarget = {:?}\n[probes.hello.config]\nexpect_body = \"ok\"",
                 site.url("/ok")
             ),
         )
         .start();
+    let up = format!("{prefix}_up");
     let s = e.wait_for("the scaffolded plugin's metrics", WAIT, |s| {
-        s.get("hello_probe_up", &[("probe", "hello")]).is_some()
+        s.get(&up, &[("probe", "hello")]).is_some()
     });
+    assert_eq!(s.value(&up, &[("probe", "hello")]), 1.0, "{}", s.text);
     assert_eq!(
-        s.value("hello_probe_up", &[("probe", "hello")]),
-        1.0,
-        "{}",
-        s.text
-    );
-    assert_eq!(
-        s.value("hello_probe_status_code", &[("probe", "hello")]),
+        s.value(&format!("{prefix}_status_code"), &[("probe", "hello")]),
         200.0
     );
+    assert!(s.value(&format!("{prefix}_response_seconds"), &[("probe", "hello")]) > 0.0);
     assert_eq!(s.value("probe_success", &[("probe", "hello")]), 1.0);
 }
