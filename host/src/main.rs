@@ -77,8 +77,8 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum NewCommand {
     /// A plugin that builds to a .wasm with one command: a Rust crate
-    /// (`cargo build --release --target wasm32-wasip2`) or a Python app
-    /// (`./build.sh`).
+    /// (`cargo build --release --target wasm32-wasip2`), or a Python or
+    /// JavaScript file with its `./build.sh`.
     Plugin {
         /// The plugin's name (lowercase letters, digits, `-`, `_`).
         name: String,
@@ -529,7 +529,7 @@ fn new_plugin(
                 "\nnext:\n  cd {dir}\n  cargo build --release --target wasm32-wasip2\n  cp target/wasm32-wasip2/release/{crate_name}.wasm <a plugin dir>/{name}.wasm"
             );
         }
-        Lang::Python => println!(
+        Lang::Python | Lang::Js => println!(
             "\nnext:\n  cd {dir}\n  ./build.sh\n  cp {name}.wasm <a plugin dir>/{name}.wasm"
         ),
     }

@@ -1,11 +1,12 @@
 //! `wasmprobe new plugin NAME`: a plugin that builds to a component with
 //! one command, so an author starts from something that runs.
 //!
-//! The files come from `templates/plugin/` (Rust) and
-//! `templates/plugin-python/` (also readable on their own as template
-//! folders); `{{name}}`, `{{crate}}`, `{{prefix}}` and `{{sdk}}` are filled
-//! in. A Python plugin gets a copy of the WIT contract, which its build
-//! generates bindings from.
+//! The files come from `templates/plugin/` (Rust, and the `probe.toml`
+//! every language shares), `templates/plugin-python/` and
+//! `templates/plugin-js/` (also readable on their own as template folders);
+//! `{{name}}`, `{{crate}}`, `{{prefix}}` and `{{sdk}}` are filled in.
+//! Python and JavaScript plugins get a copy of the WIT contract, which
+//! their build generates bindings from.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,22 @@ pub enum Lang {
     Rust,
     /// An `app.py` built by componentize-py (`./build.sh`).
     Python,
+    /// A `probe.js` built by componentize-js (`./build.sh`).
+    Js,
 }
+
+const PROBE_TOML: &str = include_str!("../../templates/plugin/probe.toml");
+
+/// The WIT contract, for plugins whose bindings are generated at build.
+const WIT: &[(&str, &str)] = &[
+    ("wit/world.wit", include_str!("../../wit/world.wit")),
+    ("wit/types.wit", include_str!("../../wit/types.wit")),
+    ("wit/log.wit", include_str!("../../wit/log.wit")),
+    ("wit/state.wit", include_str!("../../wit/state.wit")),
+    ("wit/http.wit", include_str!("../../wit/http.wit")),
+    ("wit/icmp.wit", include_str!("../../wit/icmp.wit")),
+    ("wit/secrets.wit", include_str!("../../wit/secrets.wit")),
+];
 
 /// The Rust template, as (relative path, text).
 const FILES: &[(&str, &str)] = &[
@@ -32,10 +48,7 @@ const FILES: &[(&str, &str)] = &[
         "src/lib.rs",
         include_str!("../../templates/plugin/src/lib.rs"),
     ),
-    (
-        "probe.toml",
-        include_str!("../../templates/plugin/probe.toml"),
-    ),
+    ("probe.toml", PROBE_TOML),
     (
         "README.md",
         include_str!("../../templates/plugin/README.md"),
@@ -46,7 +59,7 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The Python template, as (relative path, text).
+/// The Python template, as (relative path, text); [`WIT`] goes with it.
 const PYTHON_FILES: &[(&str, &str)] = &[
     (
         "app.py",
@@ -56,10 +69,7 @@ const PYTHON_FILES: &[(&str, &str)] = &[
         "build.sh",
         include_str!("../../templates/plugin-python/build.sh"),
     ),
-    (
-        "probe.toml",
-        include_str!("../../templates/plugin-python/probe.toml"),
-    ),
+    ("probe.toml", PROBE_TOML),
     (
         "README.md",
         include_str!("../../templates/plugin-python/README.md"),
@@ -68,13 +78,27 @@ const PYTHON_FILES: &[(&str, &str)] = &[
         ".gitignore",
         include_str!("../../templates/plugin-python/.gitignore"),
     ),
-    ("wit/world.wit", include_str!("../../wit/world.wit")),
-    ("wit/types.wit", include_str!("../../wit/types.wit")),
-    ("wit/log.wit", include_str!("../../wit/log.wit")),
-    ("wit/state.wit", include_str!("../../wit/state.wit")),
-    ("wit/http.wit", include_str!("../../wit/http.wit")),
-    ("wit/icmp.wit", include_str!("../../wit/icmp.wit")),
-    ("wit/secrets.wit", include_str!("../../wit/secrets.wit")),
+];
+
+/// The JavaScript template, as (relative path, text); [`WIT`] goes with it.
+const JS_FILES: &[(&str, &str)] = &[
+    (
+        "probe.js",
+        include_str!("../../templates/plugin-js/probe.js"),
+    ),
+    (
+        "build.sh",
+        include_str!("../../templates/plugin-js/build.sh"),
+    ),
+    ("probe.toml", PROBE_TOML),
+    (
+        "README.md",
+        include_str!("../../templates/plugin-js/README.md"),
+    ),
+    (
+        ".gitignore",
+        include_str!("../../templates/plugin-js/.gitignore"),
+    ),
 ];
 
 /// Why a plugin could not be scaffolded.
@@ -120,16 +144,17 @@ pub fn new_plugin(
     if dir.exists() {
         return Err(ScaffoldError::Exists(dir.to_path_buf()));
     }
-    let (files, sdk) = match lang {
+    let (files, wit, sdk): (_, &[_], _) = match lang {
         Lang::Rust => {
             let sdk = sdk
                 .canonicalize()
                 .ok()
                 .filter(|p| p.join("Cargo.toml").is_file())
                 .ok_or_else(|| ScaffoldError::NoSdk(sdk.to_path_buf()))?;
-            (FILES, sdk.display().to_string())
+            (FILES, &[], sdk.display().to_string())
         }
-        Lang::Python => (PYTHON_FILES, String::new()),
+        Lang::Python => (PYTHON_FILES, WIT, String::new()),
+        Lang::Js => (JS_FILES, WIT, String::new()),
     };
     let snake = name.replace('-', "_");
     let fill = |text: &str| {
@@ -139,7 +164,7 @@ pub fn new_plugin(
             .replace("{{sdk}}", &sdk)
     };
     let mut written = Vec::new();
-    for (rel, text) in files {
+    for (rel, text) in files.iter().chain(wit) {
         let path = dir.join(rel);
         let write = |path: &Path| -> std::io::Result<()> {
             if let Some(parent) = path.parent() {
@@ -208,19 +233,28 @@ mod tests {
     }
 
     #[test]
-    fn a_python_plugin_gets_its_contract_and_an_executable_build() {
+    fn python_and_js_plugins_get_their_contract_and_an_executable_build() {
+        for (lang, files, main, quoted) in [
+            (Lang::Python, PYTHON_FILES, "app.py", "\"disk_check_up\""),
+            (Lang::Js, JS_FILES, "probe.js", "'disk_check_up'"),
+        ] {
+            let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let dir = tmp.path().join("disk-check");
+            let written = new_plugin("disk-check", lang, &dir, Path::new("unused"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(written.len(), files.len() + WIT.len());
+            check_contract_and_build(&dir, &written);
+            let code = std::fs::read_to_string(dir.join(main)).unwrap_or_default();
+            assert!(code.contains(quoted), "{lang:?}: {code}");
+        }
+    }
+
+    fn check_contract_and_build(dir: &Path, written: &[PathBuf]) {
         use std::os::unix::fs::PermissionsExt;
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let dir = tmp.path().join("disk-check");
-        let files = new_plugin("disk-check", Lang::Python, &dir, Path::new("unused"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(files.len(), PYTHON_FILES.len());
-        for f in &files {
+        for f in written {
             let text = std::fs::read_to_string(f).unwrap_or_default();
             assert!(!text.contains("{{"), "{}: {text}", f.display());
         }
-        let app = std::fs::read_to_string(dir.join("app.py")).unwrap_or_default();
-        assert!(app.contains("\"disk_check_up\""));
         // Every file of the contract, so the build needs nothing else.
         let wit: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit"))
             .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
