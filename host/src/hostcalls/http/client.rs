@@ -98,11 +98,11 @@ impl Driver {
     /// Why the connection failed, if it did: waits briefly for the task,
     /// which has normally ended by the time a request fails.
     async fn failure(mut self) -> Option<(ErrorKind, String)> {
-        let task = self.0.take()?;
-        let err = tokio::time::timeout(Duration::from_millis(200), task)
-            .await
-            .ok()?
-            .ok()??;
+        let mut task = self.0.take()?;
+        let ended = tokio::time::timeout(Duration::from_millis(200), &mut task).await;
+        // Still running: dropping the handle would leave it detached.
+        task.abort();
+        let err = ended.ok()?.ok()??;
         Some(describe_connection_error(&err))
     }
 }
