@@ -265,3 +265,45 @@ pub fn version_name(v: rustls::ProtocolVersion) -> String {
         other => format!("{other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::*;
+    use crate::config::ClientCert;
+
+    fn self_signed() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
+            .and_then(|p| p.self_signed(&key))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let der = PrivateKeyDer::try_from(key.serialize_der()).unwrap_or_else(|e| panic!("{e}"));
+        (cert.der().clone(), der)
+    }
+
+    fn settings(chain: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> TlsSettings {
+        TlsSettings {
+            client_cert: Some(ClientCert {
+                chain: vec![chain],
+                key: Arc::new(key),
+                cert_file: "client.pem".into(),
+            }),
+            ..TlsSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_is_refused_with_another_certificates_key() {
+        let (cert, key) = self_signed();
+        assert!(TlsClient::new(&settings(cert.clone(), key)).is_ok());
+        let (_, other_key) = self_signed();
+        let err = TlsClient::new(&settings(cert, other_key))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with("client certificate client.pem: "), "{err}");
+    }
+}
