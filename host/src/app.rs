@@ -8,6 +8,7 @@
 //! as diagnostics with the config location they belong to.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -73,13 +74,13 @@ fn budget_for(
 
 /// TLS clients of one config load, by trust settings.
 /// Trust anchors, skip-verify, server name, TLS 1.3 only, and the client
-/// certificate chain with its key.
+/// certificate chain with its key file.
 type TlsKey = (
     Vec<Vec<u8>>,
     bool,
     Option<String>,
     bool,
-    Option<(Vec<Vec<u8>>, Vec<u8>)>,
+    Option<(Vec<Vec<u8>>, PathBuf)>,
 );
 type TlsClients = BTreeMap<TlsKey, Arc<TlsClient>>;
 
@@ -238,11 +239,8 @@ pub async fn prepare(
             probe.tls.min_version == crate::config::TlsMinVersion::Tls13,
             probe.tls.client_cert.as_ref().map(|c| {
                 (
-                    c.chain
-                        .iter()
-                        .map(|d| d.as_ref().to_vec())
-                        .collect::<Vec<_>>(),
-                    c.key.secret_der().to_vec(),
+                    c.pair.cert.iter().map(|d| d.as_ref().to_vec()).collect(),
+                    c.key_file.clone(),
                 )
             }),
         );

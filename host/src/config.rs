@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::CertificateDer;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use values::{ByteSize, CronSchedule, HumanDuration, LabelName, PluginName, ProbeName};
@@ -167,12 +168,13 @@ pub struct TlsSettings {
 }
 
 /// A client certificate chain and its private key, read from `cert_file`
-/// and `key_file` at load time so a reload sees rotated files.
+/// and `key_file` at load time (so a reload sees rotated files) and
+/// checked to belong together.
 #[derive(Clone)]
 pub struct ClientCert {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: Arc<PrivateKeyDer<'static>>,
+    pub pair: Arc<CertifiedKey>,
     pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl std::fmt::Debug for ClientCert {
@@ -180,7 +182,7 @@ impl std::fmt::Debug for ClientCert {
         // The key never reaches a log line.
         f.debug_struct("ClientCert")
             .field("cert_file", &self.cert_file)
-            .field("chain", &self.chain.len())
+            .field("key_file", &self.key_file)
             .finish_non_exhaustive()
     }
 }

@@ -19,3 +19,4 @@ pub mod scaffold;
 pub mod schedule;
 pub mod server;
 pub mod shard;
+pub(crate) mod tls_files;

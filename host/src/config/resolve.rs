@@ -7,8 +7,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, Location, Source};
@@ -21,6 +21,7 @@ use super::{
 use crate::exposition::names::RESERVED_LABELS;
 use crate::hostcalls::allowlist::AllowList;
 use crate::hostcalls::secrets::SecretSource;
+use crate::tls_files::{self, PairFile};
 
 /// Default series budget of one plugin across its probes.
 const DEFAULT_SERIES_BUDGET: usize = 10_000;
@@ -629,48 +630,55 @@ fn resolve_tls(r: &mut Resolver<'_>, key: &str, raw: Option<&RawTls>) -> TlsSett
         (Some(c), Some(k)) => {
             let cert_path = r.path(c.get_ref());
             let key_path = r.path(k.get_ref());
-            let chain = load_certificates(&cert_path, "certificate file")
-                .map_err(|e| r.error(c.span(), format!("{key}.tls.cert_file"), e))
-                .ok();
-            let private = load_private_key(&key_path)
-                .map_err(|e| r.error(k.span(), format!("{key}.tls.key_file"), e))
-                .ok();
-            if let (Some(chain), Some(private)) = (chain, private) {
-                tls.client_cert = Some(ClientCert {
-                    chain,
-                    key: Arc::new(private),
-                    cert_file: cert_path,
-                });
+            let report = |r: &mut Resolver<'_>, which: PairFile, problem: String| {
+                let (span, setting, what, path) = match which {
+                    PairFile::Cert => (c.span(), "cert_file", "certificate file", &cert_path),
+                    PairFile::Key => (k.span(), "key_file", "key file", &key_path),
+                };
+                r.error(
+                    span,
+                    format!("{key}.tls.{setting}"),
+                    format!("{what} {}: {problem}", path.display()),
+                );
+            };
+            // Both files are read before either is reported, so one check
+            // names every problem.
+            let provider = tls_files::provider();
+            let chain = tls_files::read_certs(&cert_path);
+            let signer = tls_files::read_key(&key_path, &provider);
+            match (chain, signer) {
+                (Ok(chain), Ok(signer)) => match tls_files::pair(chain, signer, &cert_path) {
+                    Ok(pair) => {
+                        tls.client_cert = Some(ClientCert {
+                            pair: Arc::new(pair),
+                            cert_file: cert_path.clone(),
+                            key_file: key_path.clone(),
+                        });
+                    }
+                    Err((which, problem)) => report(r, which, problem),
+                },
+                (chain, signer) => {
+                    if let Err(problem) = chain {
+                        report(r, PairFile::Cert, problem);
+                    }
+                    if let Err(problem) = signer {
+                        report(r, PairFile::Key, problem);
+                    }
+                }
             }
         }
     }
     tls
 }
 
-fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    // Read first so a missing file is told apart from a file without a key.
-    let text =
-        std::fs::read(path).map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
-    PrivateKeyDer::from_pem_slice(&text).map_err(|e| {
-        format!(
-            "key file {} holds no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}",
-            path.display()
-        )
-    })
-}
-
 fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    load_certificates(path, "CA file")
-}
-
-fn load_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let iter = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+        .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
     let certs = iter
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{what} {} is not valid PEM: {e}", path.display()))?;
+        .map_err(|e| format!("CA file {} is not valid PEM: {e}", path.display()))?;
     if certs.is_empty() {
-        return Err(format!("{what} {} holds no certificate", path.display()));
+        return Err(format!("CA file {} holds no certificate", path.display()));
     }
     Ok(certs)
 }

@@ -108,13 +108,46 @@ fn client_certificates_need_both_files_and_name_the_broken_one() {
     )));
     assert_eq!(e.len(), 2, "{e:#?}");
     assert!(
-        e[0].contains("probes.m.tls.cert_file: cannot read certificate file")
-            && e[0].contains("missing.pem"),
+        e[0].contains("probes.m.tls.cert_file: certificate file")
+            && e[0].contains("missing.pem: cannot read"),
         "{e:#?}"
     );
     assert!(
         e[1].contains("probes.m.tls.key_file: key file")
-            && e[1].contains("no usable PEM private key"),
+            && e[1].contains("no private key (PKCS#8, PKCS#1 or SEC1 PEM block) found"),
+        "{e:#?}"
+    );
+
+    // A readable pair loads; a key from another certificate is refused
+    // where it is named, not at the first handshake.
+    let pair = |stem: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec!["client".to_string()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (cert, key) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        let _ = std::fs::write(&cert, ck.cert.pem());
+        let _ = std::fs::write(&key, ck.signing_key.serialize_pem());
+        (cert.display().to_string(), key.display().to_string())
+    };
+    let (a_cert, a_key) = pair("a");
+    let (_, b_key) = pair("b");
+    let c = parse_str(&probe(&format!(
+        "cert_file = {a_cert:?}\nkey_file = {a_key:?}"
+    )));
+    let loaded = c.ok().and_then(|c| c.probes.values().next().cloned());
+    assert!(
+        loaded.is_some_and(|p| p.tls.client_cert.is_some_and(|c| c.pair.cert.len() == 1)),
+        "a matching pair did not load"
+    );
+    let e = errors(&probe(&format!(
+        "cert_file = {a_cert:?}\nkey_file = {b_key:?}"
+    )));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("probes.m.tls.key_file: key file")
+            && e[0].contains(&format!("does not match the certificate in {a_cert}")),
         "{e:#?}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use crate::bindings::wasmprobe::plugin::http::{Certificate, TlsInfo};
 use crate::config::{TlsMinVersion, TlsSettings};
+use crate::tls_files::provider;
 
 /// Why a probe's TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +35,6 @@ pub enum TlsSetupError {
     Verifier(#[from] rustls::client::VerifierBuilderError),
     #[error("cannot build TLS config: {0}")]
     Config(#[from] rustls::Error),
-    #[error("client certificate {file}: {source}")]
-    ClientCert {
-        file: String,
-        #[source]
-        source: rustls::Error,
-    },
 }
 
 /// A probe's TLS client, built once per config load.
@@ -49,10 +44,6 @@ pub struct TlsClient {
     verifier: Arc<WebPkiServerVerifier>,
     insecure: bool,
     pub server_name: Option<String>,
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 impl TlsClient {
@@ -86,14 +77,9 @@ impl TlsClient {
             .with_custom_certificate_verifier(verifier.clone());
         let base = match &settings.client_cert {
             None => builder.with_no_client_auth(),
-            // rustls checks here that the key is one it can sign with and
-            // that it belongs to the certificate.
+            // Checked to belong together when the config was read.
             Some(c) => builder
-                .with_client_auth_cert(c.chain.clone(), c.key.clone_key())
-                .map_err(|source| TlsSetupError::ClientCert {
-                    file: c.cert_file.display().to_string(),
-                    source,
-                })?,
+                .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(Arc::clone(&c.pair)))),
         };
         Ok(TlsClient {
             base: Arc::new(base),
@@ -263,47 +249,5 @@ pub fn version_name(v: rustls::ProtocolVersion) -> String {
         rustls::ProtocolVersion::TLSv1_2 => "TLS 1.2".into(),
         rustls::ProtocolVersion::TLSv1_3 => "TLS 1.3".into(),
         other => format!("{other:?}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    use super::*;
-    use crate::config::ClientCert;
-
-    fn self_signed() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
-            .and_then(|p| p.self_signed(&key))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let der = PrivateKeyDer::try_from(key.serialize_der()).unwrap_or_else(|e| panic!("{e}"));
-        (cert.der().clone(), der)
-    }
-
-    fn settings(chain: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> TlsSettings {
-        TlsSettings {
-            client_cert: Some(ClientCert {
-                chain: vec![chain],
-                key: Arc::new(key),
-                cert_file: "client.pem".into(),
-            }),
-            ..TlsSettings::default()
-        }
-    }
-
-    #[test]
-    fn a_client_certificate_is_refused_with_another_certificates_key() {
-        let (cert, key) = self_signed();
-        assert!(TlsClient::new(&settings(cert.clone(), key)).is_ok());
-        let (_, other_key) = self_signed();
-        let err = TlsClient::new(&settings(cert, other_key))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(err.starts_with("client certificate client.pem: "), "{err}");
     }
 }

@@ -9,8 +9,8 @@
 //! load (half written, key and certificate from different renewals) is
 //! logged and the previous one is served until the files change again.
 //!
-//! The crypto provider is always `ring`, passed explicitly, never the
-//! process default, so no other crate's choice can change it.
+//! Files are read by [`crate::tls_files`], as a probe's client certificate
+//! is.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,14 +18,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
-use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::WebConfigError;
 use super::config::{ClientAuthType, MinVersion, RawTls, relative_to};
+use crate::tls_files::{self, PairFile, provider, read_certs};
 
 /// How often, at most, the resolver looks at the files' modification times.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -33,10 +32,6 @@ const CHECK_EVERY: Duration = Duration::from_secs(1);
 const CERT_KEY: &str = "tls_server_config.cert_file";
 const KEY_KEY: &str = "tls_server_config.key_file";
 const CA_KEY: &str = "tls_server_config.client_ca_file";
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 /// Builds the server config for `tls` from the web config at `path`
 /// (whose directory is `dir`), reading every file it names.
@@ -126,18 +121,6 @@ fn client_verifier(
         .map_err(|e| file_error(format!("cannot verify client certificates with it: {e}")))
 }
 
-/// Every certificate in a PEM file, in order; at least one.
-fn read_certs(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, pem::Error>>()
-        .map_err(|e| format!("not valid PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err("no certificate (BEGIN CERTIFICATE) found".into());
-    }
-    Ok(certs)
-}
-
 /// A certificate or key file that did not load, with which one it was.
 #[derive(Debug)]
 pub(super) struct PairError {
@@ -164,55 +147,24 @@ impl PairError {
 }
 
 /// Reads a certificate chain and its private key and checks they belong
-/// together, so a mismatched pair is refused here and not at the first
-/// handshake.
+/// together, naming the setting and file of any problem.
 fn load_pair(
     cert_file: &Path,
     key_file: &Path,
     provider: &CryptoProvider,
 ) -> Result<CertifiedKey, PairError> {
-    let cert_error = |problem: String| PairError {
-        key: CERT_KEY,
-        file: cert_file.to_path_buf(),
-        problem,
-    };
-    let key_error = |problem: String| PairError {
-        key: KEY_KEY,
-        file: key_file.to_path_buf(),
-        problem,
-    };
-    let chain = read_certs(cert_file).map_err(cert_error)?;
-    if let Some(leaf) = chain.first() {
-        ParsedCertificate::try_from(leaf)
-            .map_err(|e| cert_error(format!("first certificate is not usable: {e}")))?;
-    }
-    let bytes = std::fs::read(key_file).map_err(|e| key_error(format!("cannot read: {e}")))?;
-    let key_der = match PrivateKeyDer::from_pem_slice(&bytes) {
-        Ok(k) => k,
-        Err(pem::Error::NoItemsFound) => {
-            return Err(key_error(
-                "no private key (PKCS#8, PKCS#1 or SEC1 PEM block) found".into(),
-            ));
-        }
-        Err(e) => return Err(key_error(format!("not valid PEM: {e}"))),
-    };
-    let signing_key = provider
-        .key_provider
-        .load_private_key(key_der)
-        .map_err(|e| key_error(format!("unusable private key: {e}")))?;
-    let pair = CertifiedKey::new(chain, signing_key);
-    match pair.keys_match() {
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-            Ok(pair)
-        }
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            Err(key_error(format!(
-                "does not match the certificate in {}",
-                cert_file.display()
-            )))
-        }
-        Err(e) => Err(cert_error(e.to_string())),
-    }
+    tls_files::load_pair(cert_file, key_file, provider).map_err(|(which, problem)| match which {
+        PairFile::Cert => PairError {
+            key: CERT_KEY,
+            file: cert_file.to_path_buf(),
+            problem,
+        },
+        PairFile::Key => PairError {
+            key: KEY_KEY,
+            file: key_file.to_path_buf(),
+            problem,
+        },
+    })
 }
 
 /// Modification times of the certificate and key files; `None` for a file
@@ -322,6 +274,9 @@ impl ResolvesServerCert for ReloadingCert {
 
 #[cfg(test)]
 mod tests {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
     use super::*;
 
     struct Pair {
