@@ -197,10 +197,7 @@ mod tests {
         let files = new_plugin("disk-check", Lang::Rust, &dir, &default_sdk())
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(files.len(), FILES.len());
-        for f in files {
-            let text = std::fs::read_to_string(&f).unwrap_or_default();
-            assert!(!text.contains("{{"), "{}: {text}", f.display());
-        }
+        assert_filled(&files);
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap_or_default();
         assert!(lib.contains("\"disk_check_up\""));
     }
@@ -249,12 +246,17 @@ mod tests {
         }
     }
 
-    fn check_contract_and_build(dir: &Path, written: &[PathBuf]) {
-        use std::os::unix::fs::PermissionsExt;
+    /// No placeholder is left in any file written.
+    fn assert_filled(written: &[PathBuf]) {
         for f in written {
             let text = std::fs::read_to_string(f).unwrap_or_default();
             assert!(!text.contains("{{"), "{}: {text}", f.display());
         }
+    }
+
+    fn check_contract_and_build(dir: &Path, written: &[PathBuf]) {
+        use std::os::unix::fs::PermissionsExt;
+        assert_filled(written);
         // Every file of the contract, so the build needs nothing else.
         let wit: Vec<_> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit"))
             .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
