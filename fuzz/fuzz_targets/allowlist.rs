@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
-use wasmprobe::hostcalls::allowlist::{AllowList, AllowRule};
+use wasmprobe::egress::{AllowList, AllowRule};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

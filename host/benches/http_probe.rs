@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use http_health::check::Check;
 use wasmprobe::bindings::wasmprobe::plugin::{http as host, types as host_types};
 use wasmprobe::config::{Limits, PluginName, TlsSettings};
-use wasmprobe::exposition::PluginFamilies;
-use wasmprobe::hostcalls::allowlist::{AllowList, AllowRule};
+use wasmprobe::egress::{AllowList, AllowRule};
 use wasmprobe::hostcalls::http::tls::TlsClient;
 use wasmprobe::hostcalls::http::{HttpGrant, client};
 use wasmprobe::runtime::engine::PoolSize;
@@ -166,7 +165,7 @@ fn from_host(r: Result<host::Response, host::HttpError>) -> Result<sdk::Response
 struct Shared {
     engine: Arc<WasmEngine>,
     plugin: Plugin,
-    families: PluginFamilies,
+    grants: Grants,
     grant: Arc<HttpGrant>,
     check: Check,
     target: String,
@@ -237,13 +236,16 @@ fn main() -> anyhow::Result<()> {
     });
     let name = PluginName::try_from("http-health".to_string()).map_err(anyhow::Error::msg)?;
     let plugin = rt.block_on(Plugin::load(&engine, &name, &path))?;
-    let families = PluginFamilies::default();
+    let grants = Grants {
+        http: Some(grant.clone()),
+        ..Grants::default()
+    };
     let check = Check::new(serde_json::from_str("{}")?).map_err(anyhow::Error::msg)?;
 
     let shared = Arc::new(Shared {
         engine,
         plugin,
-        families,
+        grants,
         grant,
         check,
         target,
@@ -270,13 +272,11 @@ fn main() -> anyhow::Result<()> {
                     target: &s.target,
                     config: "{}",
                     limits: Limits::default(),
-                    grants: Grants {
-                        http: Some(s.grant.clone()),
-                        ..Grants::default()
-                    },
+                    grants: &s.grants,
                     state: None,
+                    tape: None,
                 };
-                run(&s.engine, &s.plugin, &s.families, spec).await.result == RunResult::Success
+                run(&s.engine, &s.plugin, spec).await.result == RunResult::Success
             }
         }
     };

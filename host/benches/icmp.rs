@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use wasmprobe::bindings::wasmprobe::plugin::icmp::EchoRequest;
 use wasmprobe::bindings::wasmprobe::plugin::types::IpProtocol;
-use wasmprobe::hostcalls::allowlist::{AllowList, AllowRule};
+use wasmprobe::egress::{AllowList, AllowRule};
 use wasmprobe::hostcalls::icmp::{IcmpGrant, IcmpService, SocketMode};
 
 fn request(count: u32, interval_ms: u32) -> EchoRequest {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmprobe::config::{Limits, PluginName};
-use wasmprobe::exposition::PluginFamilies;
 use wasmprobe::runtime::engine::PoolSize;
 use wasmprobe::runtime::outcome::RunResult;
 use wasmprobe::runtime::run::{RunSpec, run};
@@ -35,14 +34,15 @@ fn main() -> anyhow::Result<()> {
     )?);
     let name = PluginName::try_from("misbehave".to_string()).map_err(anyhow::Error::msg)?;
     let plugin = rt.block_on(Plugin::load(&engine, &name, &path))?;
-    let families = PluginFamilies::default();
+    let grants = Grants::default();
     let spec = || RunSpec {
         probe: "bench",
         target: "http://127.0.0.1:9/",
         config: r#"{"behaviour":"empty"}"#,
         limits: Limits::default(),
-        grants: Grants::default(),
+        grants: &grants,
         state: None,
+        tape: None,
     };
     let iterations = std::env::args()
         .nth(1)
@@ -50,13 +50,13 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(20_000usize);
     rt.block_on(async {
         for _ in 0..1000 {
-            run(&engine, &plugin, &families, spec()).await;
+            run(&engine, &plugin, spec()).await;
         }
         let mut each = Vec::with_capacity(iterations);
         let started = Instant::now();
         for _ in 0..iterations {
             let t = Instant::now();
-            let r = run(&engine, &plugin, &families, spec()).await;
+            let r = run(&engine, &plugin, spec()).await;
             each.push(t.elapsed());
             assert_eq!(r.result, RunResult::Success, "{:?}", r.message);
         }

@@ -8,7 +8,6 @@
 //! as diagnostics with the config location they belong to.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,18 +15,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, Diagnostic, Diagnostics, PluginName, ProbeConfig, ProbeName};
-use crate::exposition::{Exposition, PluginFamilies, ProbeSlot, SeriesBudget};
-use crate::hostcalls::http::HttpGrant;
-use crate::hostcalls::http::tls::TlsClient;
-use crate::hostcalls::icmp::{IcmpGrant, IcmpService};
-use crate::hostcalls::secrets::SecretsGrant;
+use crate::exposition::{Exposition, FamilyDef, PluginFamilies, ProbeSlot, SeriesBudget};
 use crate::hostcalls::state::ProbeState;
 use crate::hostcalls::tape::Tape;
+use crate::hostcalls::{LoadScope, Services};
 use crate::runtime::engine::PoolSize;
 use crate::runtime::outcome::RunRecord;
 use crate::runtime::run::{self, RunSpec};
 use crate::runtime::store::Grants;
-use crate::runtime::{Plugin, WasmEngine};
+use crate::runtime::{Plugin, PluginError, WasmEngine};
 
 /// A plugin with its place in the exposition.
 #[derive(Debug)]
@@ -72,18 +68,6 @@ fn budget_for(
     }
 }
 
-/// TLS clients of one config load, by trust settings.
-/// Trust anchors, skip-verify, server name, TLS 1.3 only, and the client
-/// certificate chain with its key file.
-type TlsKey = (
-    Vec<Vec<u8>>,
-    bool,
-    Option<String>,
-    bool,
-    Option<(Vec<Vec<u8>>, PathBuf)>,
-);
-type TlsClients = BTreeMap<TlsKey, Arc<TlsClient>>;
-
 /// A probe ready to run.
 #[derive(Debug)]
 pub struct Probe {
@@ -120,17 +104,16 @@ impl Probe {
         persist_state: bool,
         tape: Option<Arc<Tape>>,
     ) -> RunRecord {
-        let mut grants = self.grants.clone();
-        grants.tape = tape;
         let spec = RunSpec {
             probe: self.config.name.as_str(),
             target,
             config: &self.config_json,
             limits: self.config.limits,
-            grants,
+            grants: &self.grants,
             state: persist_state.then_some(&self.state),
+            tape,
         };
-        run::run(engine, &self.plugin.plugin, &self.plugin.families, spec).await
+        run::run(engine, &self.plugin.plugin, spec).await
     }
 }
 
@@ -157,7 +140,7 @@ pub fn pool_size(config: &Config) -> PoolSize {
 pub async fn prepare(
     config: &Config,
     engine: &Arc<WasmEngine>,
-    icmp: &Arc<IcmpService>,
+    services: &Services,
     exposition: &Exposition,
     previous: Option<&ProbeSet>,
 ) -> Result<ProbeSet, Diagnostics> {
@@ -174,8 +157,20 @@ pub async fn prepare(
         let Some(source) = config.plugins.get(name) else {
             continue;
         };
-        match Plugin::load(engine, name, &source.path).await {
-            Ok(plugin) => {
+        let loaded = Plugin::load(engine, name, &source.path)
+            .await
+            .and_then(|plugin| {
+                let declared =
+                    FamilyDef::declared(plugin.info.metrics.clone()).map_err(|message| {
+                        PluginError::Declaration {
+                            plugin: name.to_string(),
+                            message,
+                        }
+                    })?;
+                Ok((plugin, declared))
+            });
+        match loaded {
+            Ok((plugin, declared)) => {
                 tracing::info!(
                     plugin = %name,
                     version = %plugin.info.version,
@@ -183,7 +178,7 @@ pub async fn prepare(
                     compile_ms = plugin.compile_time.as_millis() as u64,
                     "plugin loaded"
                 );
-                let families = register_families(exposition, &plugin);
+                let families = register_families(exposition, &plugin, declared);
                 plugins.insert(
                     name.clone(),
                     Arc::new(LoadedPlugin {
@@ -203,7 +198,7 @@ pub async fn prepare(
     }
 
     let mut probes = BTreeMap::new();
-    let mut tls_clients: TlsClients = BTreeMap::new();
+    let mut load = LoadScope::new(services);
     for probe in config.probes.values() {
         if let Some(message) = failed.get(&probe.plugin) {
             errors.push(Diagnostic {
@@ -225,56 +220,15 @@ pub async fn prepare(
             }
             continue;
         }
-        // Probes with the same trust settings share one client (its root
-        // store and session cache): about 26 KiB saved per probe.
-        let key = (
-            probe
-                .tls
-                .ca_certs
-                .iter()
-                .map(|c| c.as_ref().to_vec())
-                .collect::<Vec<_>>(),
-            probe.tls.insecure_skip_verify,
-            probe.tls.server_name.clone(),
-            probe.tls.min_version == crate::config::TlsMinVersion::Tls13,
-            probe.tls.client_cert.as_ref().map(|c| {
-                (
-                    c.pair.cert.iter().map(|d| d.as_ref().to_vec()).collect(),
-                    c.key_file.clone(),
-                )
-            }),
-        );
-        let shared = match tls_clients.get(&key) {
-            Some(t) => Ok(Arc::clone(t)),
-            None => TlsClient::new(&probe.tls).map(Arc::new),
-        };
-        let tls = match shared {
-            Ok(t) => {
-                tls_clients.entry(key).or_insert_with(|| Arc::clone(&t));
-                t
-            }
-            Err(e) => {
-                errors.push(Diagnostic {
+        let grants = match Grants::build(probe, &mut load) {
+            Ok(g) => g,
+            Err(problems) => {
+                errors.extend(problems.into_iter().map(|message| Diagnostic {
                     location: probe.location.clone(),
-                    message: e.to_string(),
-                });
+                    message,
+                }));
                 continue;
             }
-        };
-        let grants = Grants {
-            http: Some(Arc::new(HttpGrant {
-                allow: probe.allow.clone(),
-                tls,
-                max_body: probe.limits.max_body,
-            })),
-            icmp: Some(Arc::new(IcmpGrant {
-                allow: probe.allow.clone(),
-                service: icmp.clone(),
-            })),
-            secrets: Some(Arc::new(SecretsGrant {
-                sources: probe.secrets.clone(),
-            })),
-            tape: None,
         };
         let config_json = probe.config.to_string();
         let host_labels = host_labels(probe);
@@ -335,13 +289,14 @@ fn host_labels(probe: &ProbeConfig) -> Vec<(String, String)> {
 /// Registers a plugin's families; one that conflicts with a family another
 /// plugin declared first is left out (its samples are then dropped as
 /// `unknown_family`) and logged.
-fn register_families(exposition: &Exposition, plugin: &Plugin) -> PluginFamilies {
+fn register_families(
+    exposition: &Exposition,
+    plugin: &Plugin,
+    declared: Vec<FamilyDef>,
+) -> PluginFamilies {
     let mut families = PluginFamilies::default();
-    for def in &plugin.info.families {
-        match exposition
-            .families()
-            .register(def.clone(), plugin.name.as_str())
-        {
+    for def in declared {
+        match exposition.families().register(def, plugin.name.as_str()) {
             Ok(id) => {
                 if let Some(registered) = exposition.families().get(id) {
                     families.insert(id, registered);

@@ -30,8 +30,7 @@ use rustls_pki_types::CertificateDer;
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
 pub use values::{ByteSize, CronSchedule, HumanDuration, LabelName, PluginName, ProbeName};
 
-use crate::hostcalls::allowlist::AllowList;
-use crate::hostcalls::secrets::SecretSource;
+use crate::egress::AllowList;
 
 /// Default listen address: loopback only. Exposing the endpoint is a
 /// deliberate act.
@@ -141,6 +140,14 @@ impl Default for Limits {
             state_bytes: 64 << 10,
         }
     }
+}
+
+/// Where a secret comes from: read by the host when the plugin asks, so a
+/// rotated file is picked up; never a value written in probes.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
 }
 
 /// Lowest TLS version a probe accepts.

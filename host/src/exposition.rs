@@ -13,7 +13,6 @@
 
 pub mod encode;
 pub mod family;
-pub mod names;
 mod self_metrics;
 pub mod series;
 
@@ -27,7 +26,7 @@ use arc_swap::ArcSwap;
 pub use encode::Format;
 pub use family::{FamilyDef, FamilyId, FamilyTable, Kind};
 pub use self_metrics::{GlobalMetrics, HostFamilies};
-pub use series::{PluginFamilies, ProbeSeries, Sample, Staged};
+pub use series::{PluginFamilies, ProbeSeries, Staged};
 
 use crate::config::ProbeName;
 use crate::runtime::outcome::{RunRecord, RunResult, TrapReason};
@@ -213,34 +212,40 @@ impl Exposition {
         slots.values().cloned().collect()
     }
 
-    /// Applies a finished run to its probe and publishes the probe's lines.
-    /// Returns the result as finally counted (a run over its budget becomes
-    /// `rejected`).
-    pub fn commit(&self, slot: &ProbeSlot, mut record: RunRecord) -> RunResult {
+    /// Validates a finished run's samples against its plugin's
+    /// `families`, applies them to its probe and publishes the probe's
+    /// lines. Returns the result as finally counted (a run over its budget
+    /// becomes `rejected`).
+    pub fn commit(
+        &self,
+        slot: &ProbeSlot,
+        families: &PluginFamilies,
+        mut record: RunRecord,
+    ) -> RunResult {
         let table = self.families.snapshot();
         let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
-        match record.staged.take() {
-            Some(staged) => {
-                for (reason, n) in &staged.rejected {
-                    st.rejected[*reason as usize] += n;
-                }
-                let next = st.series.with(&staged, &table);
-                let held = next.series(&table);
-                if slot.budget.exchange(st.held, held) {
-                    st.series = next;
-                    st.held = held;
-                } else {
-                    record.result = RunResult::Rejected;
-                    record.success = false;
-                    record.message = Some(format!(
-                        "run would hold {held} series; plugin series budget is {} ({} in use)",
-                        slot.budget.limit(),
-                        slot.budget.used()
-                    ));
-                    self.drop_gauges(slot, &mut st, &table);
-                }
+        if record.samples.is_empty() {
+            self.drop_gauges(slot, &mut st, &table);
+        } else {
+            let staged = Staged::new(families, std::mem::take(&mut record.samples));
+            for (reason, n) in &staged.rejected {
+                st.rejected[*reason as usize] += n;
             }
-            None => self.drop_gauges(slot, &mut st, &table),
+            let next = st.series.with(&staged, &table);
+            let held = next.series(&table);
+            if slot.budget.exchange(st.held, held) {
+                st.series = next;
+                st.held = held;
+            } else {
+                record.result = RunResult::Rejected;
+                record.success = false;
+                record.message = Some(format!(
+                    "run would hold {held} series; plugin series budget is {} ({} in use)",
+                    slot.budget.limit(),
+                    slot.budget.used()
+                ));
+                self.drop_gauges(slot, &mut st, &table);
+            }
         }
         st.runs[record.result.index()] += 1;
         if let Some(t) = record.trap {

@@ -1,14 +1,23 @@
-//! Capabilities the host gives plugins, one file per WIT interface.
+//! Capabilities the host gives plugins: one unit per WIT interface.
 //!
-//! Each file implements the generated `Host` trait for a run's store data
-//! ([`crate::runtime::store::RunState`]). Two channels, always: what a plugin
-//! can handle (a denied target, a timeout, a full state store) comes back as
-//! the interface's error value; only exceeded hard limits and host bugs
-//! trap. Grants are built once per config load and shared by the probe's
-//! runs; an empty allow-list denies everything.
+//! A unit ([`Capability`]) owns everything about its interface on the host
+//! side, in one file (or one file and its folder):
+//!
+//! - its **grant**, built once per config load from the probe's settings
+//!   (`probes.toml` values parsed and checked by [`crate::config`]) and
+//!   shared by every run of the probe;
+//! - its per-run **context**, which implements the generated `Host` trait
+//!   and sees only the grant, the [`RunScope`] and its own state: never
+//!   another unit's, never the whole store;
+//! - its **linker registration**.
+//!
+//! [`crate::runtime::store`] composes the units and nothing else knows the
+//! list. Two channels, always: what a plugin can handle (a denied target, a
+//! timeout, a full state store) comes back as the interface's error value;
+//! only exceeded hard limits and host bugs trap. Networked units go through
+//! [`crate::egress`] before any packet leaves; calls worth replaying go
+//! through [`tape::Tape::around`]. An empty allow-list denies everything.
 
-mod address;
-pub mod allowlist;
 pub mod http;
 pub mod icmp;
 pub mod log;
@@ -16,7 +25,108 @@ pub mod secrets;
 pub mod state;
 pub mod tape;
 
-use crate::bindings::wasmprobe::plugin::types;
-use crate::runtime::store::RunState;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
-impl types::Host for RunState {}
+use wasmtime::component::Linker;
+
+use crate::config::{Limits, ProbeConfig};
+
+/// One host capability: its grant, its per-run context and its linker line.
+pub trait Capability {
+    /// What one probe may do, built once per config load. Runs without a
+    /// grant (a plugin's `describe()`) get `None` and must deny.
+    type Grant: Send + Sync + std::fmt::Debug + 'static;
+    /// One run's view of the capability; implements the bindgen `Host`.
+    type Context: Send + 'static;
+
+    /// The probe's grant, or why its settings cannot be used (the message
+    /// is reported at the probe's location in the config).
+    fn grant(probe: &ProbeConfig, load: &mut LoadScope<'_>) -> Result<Self::Grant, String>;
+
+    /// A fresh context for one run.
+    fn context(grant: Option<&Arc<Self::Grant>>, run: &RunScope) -> Self::Context;
+
+    /// Adds the interface's functions, reaching the context through `get`.
+    fn link<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut Self::Context,
+    ) -> wasmtime::Result<()>;
+}
+
+/// Process-wide services a unit may need to build grants (sockets the host
+/// owns, say), registered once by type when the engine starts.
+#[derive(Debug, Default, Clone)]
+pub struct Services {
+    by_type: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl Services {
+    pub fn with<S: Any + Send + Sync>(mut self, service: Arc<S>) -> Self {
+        self.by_type.insert(TypeId::of::<S>(), service);
+        self
+    }
+
+    /// The service of type `S`, when the process registered one.
+    pub fn get<S: Any + Send + Sync>(&self) -> Option<Arc<S>> {
+        self.by_type
+            .get(&TypeId::of::<S>())
+            .cloned()
+            .and_then(|s| s.downcast::<S>().ok())
+    }
+}
+
+/// What grant building shares within one config load: the process's
+/// services and one cache per unit (e.g. TLS clients by trust settings).
+#[derive(Debug)]
+pub struct LoadScope<'a> {
+    pub services: &'a Services,
+    caches: HashMap<TypeId, Box<dyn Any + Send>>,
+}
+
+impl<'a> LoadScope<'a> {
+    pub fn new(services: &'a Services) -> Self {
+        LoadScope {
+            services,
+            caches: HashMap::new(),
+        }
+    }
+
+    /// This load's cache of type `C`, created empty on first use.
+    pub fn cache<C: Any + Send + Default>(&mut self) -> &mut C {
+        let entry = self
+            .caches
+            .entry(TypeId::of::<C>())
+            .or_insert_with(|| Box::new(C::default()));
+        match entry.downcast_mut::<C>() {
+            Some(c) => c,
+            // The entry was created for this TypeId just above or earlier.
+            None => unreachable_cache(),
+        }
+    }
+}
+
+#[expect(clippy::panic, reason = "a cache is keyed by its own TypeId")]
+fn unreachable_cache() -> ! {
+    panic!("cache entry of another type")
+}
+
+/// What every unit may know of the run it serves.
+#[derive(Debug, Clone)]
+pub struct RunScope {
+    /// The probe's name, for log lines.
+    pub probe: Arc<str>,
+    /// When host calls must have answered (a little before the run's end,
+    /// so the plugin can still report the failure itself).
+    pub deadline: Instant,
+    pub limits: Limits,
+    /// Secret values the run has read, redacted from everything it writes.
+    pub revealed: secrets::Revealed,
+    /// Record or replay the run's calls (`wasmprobe probe --record/--replay`).
+    pub tape: Option<Arc<tape::Tape>>,
+    /// The probe's persistent key/value store; `None` for runs whose state
+    /// must not persist (on-demand runs, `describe()`).
+    pub state: Option<state::ProbeState>,
+}

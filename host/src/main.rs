@@ -18,7 +18,8 @@ use tracing_subscriber::EnvFilter;
 
 use wasmprobe::app::{self, App};
 use wasmprobe::config::{self, Config, ConfigError, Diagnostics};
-use wasmprobe::exposition::{Exposition, Format};
+use wasmprobe::exposition::{Exposition, Format, Staged};
+use wasmprobe::hostcalls::Services;
 use wasmprobe::hostcalls::icmp::IcmpService;
 use wasmprobe::hostcalls::tape::Tape;
 use wasmprobe::reload::Reloader;
@@ -200,7 +201,8 @@ fn engine_for(config: &Config) -> Result<Arc<WasmEngine>, Exit> {
 }
 
 /// Finds the ICMP sockets this process may open, and says so.
-fn icmp_service(exposition: &Exposition) -> Arc<IcmpService> {
+/// The process-wide services capability units build grants from.
+fn services(exposition: &Exposition) -> Services {
     let icmp = IcmpService::detect();
     tracing::info!(
         ipv4 = icmp.v4.as_str(),
@@ -208,7 +210,7 @@ fn icmp_service(exposition: &Exposition) -> Arc<IcmpService> {
         "ICMP sockets"
     );
     exposition.global.set_icmp_modes(icmp.v4, icmp.v6);
-    Arc::new(icmp)
+    Services::default().with(Arc::new(icmp))
 }
 
 fn probe_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Exit> {
@@ -292,13 +294,13 @@ fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
     if let Some(shard) = shard {
         exposition.global.set_shard(shard.to_string());
     }
-    let icmp = icmp_service(&exposition);
+    let services = services(&exposition);
     // Listen for SIGTERM before compiling plugins: as PID 1 in a container
     // an unhandled SIGTERM would be ignored during a long first compile.
     let mut stop_signal = probe_rt.block_on(async { StopSignal::new() });
     let prepared = probe_rt.block_on(async {
         tokio::select! {
-            set = app::prepare(&config, &engine, &icmp, &exposition, None) => Some(set),
+            set = app::prepare(&config, &engine, &services, &exposition, None) => Some(set),
             _ = stop_signal.recv() => None,
         }
     });
@@ -335,7 +337,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
             .map_err(exit(3))?;
         let reloader = Reloader::start(
             app.clone(),
-            icmp.clone(),
+            services.clone(),
             path.to_path_buf(),
             listen,
             shard,
@@ -481,8 +483,8 @@ fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
     let engine = engine_for(&config)?;
     let rt = probe_runtime(1)?;
     let exposition = Exposition::new();
-    let icmp = icmp_service(&exposition);
-    let prepared = rt.block_on(app::prepare(&config, &engine, &icmp, &exposition, None));
+    let services = services(&exposition);
+    let prepared = rt.block_on(app::prepare(&config, &engine, &services, &exposition, None));
     for package in &config.packages {
         if let Some(refused) = &package.refused {
             problems.extend(refused.0.iter().cloned());
@@ -581,9 +583,9 @@ fn probe_once(
     let engine = engine_for(&config)?;
     let rt = probe_runtime(1)?;
     let exposition = Exposition::new();
-    let icmp = icmp_service(&exposition);
+    let services = services(&exposition);
     let set = rt
-        .block_on(app::prepare(&config, &engine, &icmp, &exposition, None))
+        .block_on(app::prepare(&config, &engine, &services, &exposition, None))
         .map_err(|d| Exit(2, anyhow::Error::new(d)))?;
     let probe = set
         .probes
@@ -623,7 +625,7 @@ fn probe_once(
         }
         _ => {}
     }
-    let staged = record.staged.take();
+    let staged = Staged::new(&probe.plugin.families, std::mem::take(&mut record.samples));
     let format = if openmetrics {
         Format::OpenMetrics
     } else {
@@ -632,12 +634,12 @@ fn probe_once(
     {
         use std::io::Write;
         let text =
-            exposition.encode_single(probe.slot.host_labels(), &record, staged.as_ref(), format);
+            exposition.encode_single(probe.slot.host_labels(), &record, Some(&staged), format);
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
-    let rejected = staged.as_ref().map_or(0, |s| s.rejected_total());
+    let rejected = staged.rejected_total();
     eprintln!(
         "probe {name}: {}{} in {:.1} ms{}{}",
         record.result.as_str(),

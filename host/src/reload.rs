@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::{self, App, ProbeSet};
 use crate::config::{self, Config, ConfigError, Diagnostics};
-use crate::hostcalls::icmp::IcmpService;
+use crate::hostcalls::Services;
 use crate::schedule;
 use crate::shard::Shard;
 
@@ -67,7 +67,7 @@ struct Current {
 /// Owns the running config and its schedule.
 pub struct Reloader {
     app: Arc<App>,
-    icmp: Arc<IcmpService>,
+    services: Services,
     path: PathBuf,
     /// `--listen` given on the command line wins over every reloaded file.
     listen: Option<std::net::SocketAddr>,
@@ -197,7 +197,7 @@ impl Reloader {
     /// Installs the first set and starts its schedule.
     pub fn start(
         app: Arc<App>,
-        icmp: Arc<IcmpService>,
+        services: Services,
         path: PathBuf,
         listen: Option<std::net::SocketAddr>,
         shard: Option<Shard>,
@@ -212,7 +212,7 @@ impl Reloader {
         let fingerprint = fingerprint(&config);
         Arc::new(Reloader {
             app,
-            icmp,
+            services,
             path,
             listen,
             shard,
@@ -293,7 +293,7 @@ impl Reloader {
         let set = app::prepare(
             &config,
             &self.app.engine,
-            &self.icmp,
+            &self.services,
             &self.app.exposition,
             Some(&previous),
         )

@@ -115,7 +115,8 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
             g.in_flight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
             report(&probe, &record);
-            app.exposition.commit(&probe.slot, record);
+            app.exposition
+                .commit(&probe.slot, &probe.plugin.families, record);
         }
 
         // Cron times that passed while this run went on were skipped: a

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use wasmprobe::config::PluginName;
-use wasmprobe::exposition::{Exposition, Kind};
+use wasmprobe::exposition::{Exposition, FamilyDef, Kind};
 use wasmprobe::runtime::engine::PoolSize;
 use wasmprobe::runtime::{Plugin, WasmEngine};
 
@@ -78,7 +78,9 @@ fn declared_names() -> BTreeSet<String> {
         let plugin = rt
             .block_on(Plugin::load(&engine, &plugin_name, &wasm("plugins", name)))
             .unwrap_or_else(|e| panic!("{e}"));
-        defs.extend(plugin.info.families);
+        defs.extend(
+            FamilyDef::declared(plugin.info.metrics).unwrap_or_else(|e| panic!("{name}: {e}")),
+        );
     }
     let mut names = BTreeSet::new();
     for d in defs {

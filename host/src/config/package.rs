@@ -23,7 +23,7 @@ use super::diagnostic::{Diagnostic, Diagnostics, Location, Source};
 use super::raw::{RawCap, RawPackage};
 use super::resolve::{Resolver, Scope, resolve_probe};
 use super::{EngineConfig, LabelName, Limits, PluginName, PluginSource, ProbeConfig, ProbeName};
-use crate::hostcalls::allowlist::AllowList;
+use crate::egress::AllowList;
 
 /// Largest unpacked `.tar.gz` package.
 const MAX_UNPACKED: u64 = 256 << 20;

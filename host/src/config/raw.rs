@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::values::{ByteSize, CronSchedule, HumanDuration, LabelName, PluginName, ProbeName};
-use crate::hostcalls::allowlist::AllowRule;
+use crate::egress::AllowRule;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

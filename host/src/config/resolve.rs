@@ -16,11 +16,10 @@ use super::package::{self, PackageCap, PackageInfo};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
 use super::{
     ClientCert, Config, DEFAULT_LISTEN, EngineConfig, Limits, PluginName, PluginSource,
-    ProbeConfig, ProbeName, ServerConfig, TlsMinVersion, TlsSettings,
+    ProbeConfig, ProbeName, SecretSource, ServerConfig, TlsMinVersion, TlsSettings,
 };
-use crate::exposition::names::RESERVED_LABELS;
-use crate::hostcalls::allowlist::AllowList;
-use crate::hostcalls::secrets::SecretSource;
+use crate::egress::AllowList;
+use crate::names::RESERVED_LABELS;
 use crate::tls_files::{self, PairFile};
 
 /// Default series budget of one plugin across its probes.

@@ -95,7 +95,7 @@ pub struct LabelName(String);
 impl TryFrom<String> for LabelName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        if crate::exposition::names::is_valid_label_name(&s) && !s.starts_with("__") {
+        if crate::names::is_valid_label_name(&s) && !s.starts_with("__") {
             Ok(LabelName(s))
         } else {
             Err(format!(

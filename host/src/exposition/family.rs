@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use super::names::{
+use crate::bindings::wasmprobe::plugin::types::{MetricFamily, MetricKind};
+use crate::names::{
     PACKAGE_LABELS, RESERVED_LABELS, is_reserved_metric_name, is_valid_label_name,
     is_valid_metric_name,
 };
@@ -96,6 +97,43 @@ impl FamilyDef {
         match self.kind {
             Kind::Counter => self.name.strip_suffix("_total").unwrap_or(&self.name),
             _ => &self.name,
+        }
+    }
+
+    /// A plugin's declarations as the host's families, or every problem
+    /// with them in one message (the plugin is then refused).
+    pub fn declared(metrics: Vec<MetricFamily>) -> Result<Vec<FamilyDef>, String> {
+        let mut families: Vec<FamilyDef> = Vec::new();
+        let mut errors = Vec::new();
+        for f in metrics {
+            let def = FamilyDef {
+                name: f.name,
+                help: f.help,
+                kind: match f.kind {
+                    MetricKind::Gauge => Kind::Gauge,
+                    MetricKind::Counter => Kind::Counter,
+                    MetricKind::Histogram => Kind::Histogram,
+                },
+                unit: f.unit,
+                labels: f.labels,
+                buckets: f.buckets,
+            };
+            if families.iter().any(|d| d.name == def.name) {
+                errors.push(format!("metric {:?} is declared twice", def.name));
+                continue;
+            }
+            match def.validate_plugin_family() {
+                Ok(d) => families.push(d),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if errors.is_empty() {
+            Ok(families)
+        } else {
+            Err(format!(
+                "invalid metric declarations: {}",
+                errors.join("; ")
+            ))
         }
     }
 

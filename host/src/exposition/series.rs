@@ -10,30 +10,10 @@ use std::sync::Arc;
 
 use super::encode::{HistogramState, push_histogram, push_sample};
 use super::family::{FamilyDef, FamilyId, Kind};
+use crate::runtime::outcome::Sample;
 
 /// Longest label value kept, in bytes.
 pub const MAX_LABEL_VALUE: usize = 1024;
-
-/// A sample as a plugin returned it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
-    pub value: f64,
-}
-
-impl Sample {
-    /// Bytes the sample occupies, for the run's output cap.
-    pub fn size(&self) -> usize {
-        self.name.len()
-            + 8
-            + self
-                .labels
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 8)
-                .sum::<usize>()
-    }
-}
 
 /// Why a sample was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::runtime::outcome::{RunRecord, RunResult};
+use crate::runtime::outcome::{RunRecord, RunResult, Sample};
 
 fn setup() -> (Exposition, PluginFamilies) {
     let exp = Exposition::new();
@@ -24,7 +24,7 @@ fn setup() -> (Exposition, PluginFamilies) {
     (exp, fams)
 }
 
-fn record(fams: &PluginFamilies, samples: Vec<Sample>, success: bool) -> RunRecord {
+fn record(samples: Vec<Sample>, success: bool) -> RunRecord {
     RunRecord {
         result: if success {
             RunResult::Success
@@ -36,7 +36,7 @@ fn record(fams: &PluginFamilies, samples: Vec<Sample>, success: bool) -> RunReco
         duration: Duration::from_millis(250),
         finished_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         message: None,
-        staged: Some(Staged::new(fams, samples)),
+        samples,
     }
 }
 
@@ -57,7 +57,7 @@ fn one_family_header_for_many_probes() {
             labels: vec![("phase".into(), "x\"y".into())],
             value: 200.0,
         };
-        exp.commit(&slot, record(&fams, vec![s], true));
+        exp.commit(&slot, &fams, record(vec![s], true));
     }
     let text = exp.encode(Format::Classic);
     assert_eq!(
@@ -103,7 +103,7 @@ fn budget_refuses_a_run_as_a_whole() {
             value: 1.0,
         })
         .collect();
-    let result = exp.commit(&slot, record(&fams, samples, true));
+    let result = exp.commit(&slot, &fams, record(samples, true));
     assert_eq!(result, RunResult::Rejected);
     let text = exp.encode(Format::Classic);
     assert!(!text.contains("probe_http_status_code{"), "{text}");
@@ -119,7 +119,7 @@ fn removed_probes_disappear() {
         SeriesBudget::new(10),
     ));
     exp.attach(slot.clone());
-    exp.commit(&slot, record(&fams, vec![], false));
+    exp.commit(&slot, &fams, record(vec![], false));
     assert!(exp.encode(Format::Classic).contains("probe=\"gone\""));
     exp.remove_probe(&name("gone"));
     assert!(!exp.encode(Format::Classic).contains("probe=\"gone\""));

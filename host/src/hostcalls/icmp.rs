@@ -17,16 +17,21 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use socket::Pinger;
 pub use socket::SocketMode;
-use socket::{Echo, Pinger};
 
+use serde::Serialize;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::secrets::Revealed;
+use super::tape::{Tape, TapedCall};
+use super::{Capability, LoadScope, RunScope};
 use crate::bindings::wasmprobe::plugin::icmp::{
-    EchoReply, EchoRequest, EchoResult, ErrorKind, Host, IcmpError, SocketMode as WitMode,
+    self as wit, EchoReply, EchoRequest, EchoResult, ErrorKind, Host, IcmpError,
+    SocketMode as WitMode,
 };
-use crate::hostcalls::address::{self, choose, protocol_of};
-use crate::hostcalls::allowlist::{AllowList, DestHost, Destination};
-use crate::hostcalls::tape::{Call, Exchange};
-use crate::runtime::store::RunState;
+use crate::config::ProbeConfig;
+use crate::egress::{self, AllowList, DestHost, Destination, Refusal, protocol_of};
 
 /// Most echo requests one call may send.
 pub const MAX_COUNT: u32 = 100;
@@ -53,6 +58,15 @@ impl std::fmt::Debug for IcmpService {
 }
 
 impl IcmpService {
+    /// A service that opens no socket: every echo is `unavailable`.
+    pub fn unavailable() -> IcmpService {
+        IcmpService {
+            v4: SocketMode::Unavailable,
+            v6: SocketMode::Unavailable,
+            pingers: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Finds which sockets this process may open.
     pub fn detect() -> IcmpService {
         IcmpService {
@@ -136,38 +150,30 @@ impl IcmpGrant {
             host: DestHost::parse(req.target.trim()),
             port: None,
         };
-        self.allow
-            .check(&dest)
-            .map_err(|d| fail(ErrorKind::Denied, d.to_string(), 0.0))?;
         let left = deadline.saturating_duration_since(Instant::now());
-        let (addrs, resolve) =
-            match tokio::time::timeout(left, address::resolve(&dest.host, 0)).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(fail(
-                        ErrorKind::Dns,
-                        "deadline passed while resolving",
-                        left.as_secs_f64(),
-                    ));
-                }
-            };
-        let addrs = addrs.map_err(|e| fail(ErrorKind::Dns, e, resolve))?;
-        let admitted = self
-            .allow
-            .filter_resolved(&dest, addrs)
-            .map_err(|d| fail(ErrorKind::Denied, d.to_string(), resolve))?;
-        let ip = choose(
-            &admitted,
+        let admitted = egress::admit(
+            &self.allow,
+            &dest,
+            0,
             req.preferred_ip_protocol,
             req.ip_protocol_fallback,
-        )
-        .ok_or_else(|| {
-            fail(
-                ErrorKind::Dns,
-                format!("{} has no address of the preferred protocol", dest.host),
-                resolve,
-            )
-        })?;
+        );
+        let (ip, resolve) = match tokio::time::timeout(left, admitted).await {
+            Ok(Ok(a)) => (a.ip, a.resolve),
+            Ok(Err(Refusal::Denied { message, resolve })) => {
+                return Err(fail(ErrorKind::Denied, message, resolve));
+            }
+            Ok(Err(Refusal::Dns { message, resolve })) => {
+                return Err(fail(ErrorKind::Dns, message, resolve));
+            }
+            Err(_) => {
+                return Err(fail(
+                    ErrorKind::Dns,
+                    "deadline passed while resolving",
+                    left.as_secs_f64(),
+                ));
+            }
+        };
         let v6 = ip.is_ipv6();
 
         let started = Instant::now();
@@ -206,12 +212,12 @@ impl IcmpGrant {
         let mut send_error = None;
         while let Some(done) = in_flight.join_next().await {
             match done {
-                Ok((Ok(Echo::Reply { rtt, hop_limit }), i)) => replies.push(EchoReply {
+                Ok((Ok(socket::Echo::Reply { rtt, hop_limit }), i)) => replies.push(EchoReply {
                     sequence: i as u16,
                     rtt: rtt.as_secs_f64(),
                     hop_limit,
                 }),
-                Ok((Ok(Echo::Lost), _)) => {}
+                Ok((Ok(socket::Echo::Lost), _)) => {}
                 Ok((Err(e), _)) => send_error = Some(e.to_string()),
                 Err(e) => send_error = Some(e.to_string()),
             }
@@ -236,40 +242,86 @@ impl IcmpGrant {
     }
 }
 
-impl Host for RunState {
+/// The `icmp` unit. Its grants need the process's [`IcmpService`]
+/// (registered in [`super::Services`] when the engine starts); without it
+/// every echo is `unavailable`.
+#[derive(Debug)]
+pub struct Icmp;
+
+/// One run's `icmp`.
+#[derive(Debug)]
+pub struct IcmpContext {
+    grant: Option<Arc<IcmpGrant>>,
+    deadline: Instant,
+    revealed: Revealed,
+    tape: Option<Arc<Tape>>,
+}
+
+impl Capability for Icmp {
+    type Grant = IcmpGrant;
+    type Context = IcmpContext;
+
+    fn grant(probe: &ProbeConfig, load: &mut LoadScope<'_>) -> Result<IcmpGrant, String> {
+        Ok(IcmpGrant {
+            allow: probe.allow.clone(),
+            service: load
+                .services
+                .get::<IcmpService>()
+                .unwrap_or_else(|| Arc::new(IcmpService::unavailable())),
+        })
+    }
+
+    fn context(grant: Option<&Arc<IcmpGrant>>, run: &RunScope) -> IcmpContext {
+        IcmpContext {
+            grant: grant.cloned(),
+            deadline: run.deadline,
+            revealed: run.revealed.clone(),
+            tape: run.tape.clone(),
+        }
+    }
+
+    fn link<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut IcmpContext,
+    ) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<IcmpContext>>(linker, get)
+    }
+}
+
+/// `icmp.echo` on tape.
+#[derive(Serialize)]
+struct EchoCall {
+    request: EchoRequest,
+}
+
+impl TapedCall for EchoCall {
+    const NAME: &'static str = "icmp-echo";
+    type Answer = Result<EchoResult, IcmpError>;
+
+    fn refused(&self, why: String) -> Self::Answer {
+        Err(fail(ErrorKind::InvalidRequest, why, 0.0))
+    }
+}
+
+impl Host for IcmpContext {
     async fn echo(&mut self, req: EchoRequest) -> wasmtime::Result<Result<EchoResult, IcmpError>> {
-        if let Some(tape) = self.tape.clone().filter(|t| t.replaying()) {
-            return Ok(match tape.replay(Call::IcmpEcho(&req), &self.revealed) {
-                Ok(Exchange::IcmpEcho { result, .. }) => result,
-                Ok(_) => Err(fail(
-                    ErrorKind::InvalidRequest,
-                    "replay: wrong recorded call",
-                    0.0,
-                )),
-                Err(why) => Err(fail(ErrorKind::InvalidRequest, why, 0.0)),
-            });
-        }
-        let Some(grant) = self.icmp.clone() else {
-            return Ok(Err(fail(
-                ErrorKind::Denied,
-                format!(
-                    "target {:?} is not allowed: no network access outside run()",
-                    req.target
-                ),
-                0.0,
-            )));
-        };
-        let request = self.tape.is_some().then(|| req.clone());
-        let result = grant.echo(req, self.deadline).await;
-        if let (Some(tape), Some(request)) = (&self.tape, request) {
-            tape.record(
-                Exchange::IcmpEcho {
-                    request,
-                    result: result.clone(),
-                },
-                &self.revealed,
-            );
-        }
-        Ok(result)
+        let (grant, deadline) = (self.grant.clone(), self.deadline);
+        let call = EchoCall { request: req };
+        Ok(
+            Tape::around(self.tape.as_deref(), &self.revealed, call, |c| async move {
+                match grant {
+                    Some(grant) => grant.echo(c.request, deadline).await,
+                    None => Err(fail(
+                        ErrorKind::Denied,
+                        format!(
+                            "target {:?} is not allowed: no network access outside run()",
+                            c.request.target
+                        ),
+                        0.0,
+                    )),
+                }
+            })
+            .await,
+        )
     }
 }

@@ -6,8 +6,14 @@
 //! longer than [`MAX_LINE`] bytes is cut. A plugin that calls this in a loop
 //! costs one counter increment per call.
 
-use crate::bindings::wasmprobe::plugin::log::{Host, Level};
-use crate::runtime::store::RunState;
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::secrets::Revealed;
+use super::{Capability, LoadScope, RunScope};
+use crate::bindings::wasmprobe::plugin::log::{self as wit, Host, Level};
+use crate::config::ProbeConfig;
 
 /// Longest log line kept, in bytes.
 pub const MAX_LINE: usize = 4096;
@@ -50,13 +56,49 @@ fn cut(message: &str) -> &str {
     &message[..end]
 }
 
-impl Host for RunState {
+/// The `log` unit: every run may log, so its grant is empty.
+#[derive(Debug)]
+pub struct Log;
+
+/// One run's `log`.
+#[derive(Debug)]
+pub struct LogContext {
+    probe: Arc<str>,
+    pub(crate) sink: LogSink,
+    revealed: Revealed,
+}
+
+impl Capability for Log {
+    type Grant = ();
+    type Context = LogContext;
+
+    fn grant(_: &ProbeConfig, _: &mut LoadScope<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn context(_: Option<&Arc<()>>, run: &RunScope) -> LogContext {
+        LogContext {
+            probe: run.probe.clone(),
+            sink: LogSink::new(run.limits.log_lines),
+            revealed: run.revealed.clone(),
+        }
+    }
+
+    fn link<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut LogContext,
+    ) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<LogContext>>(linker, get)
+    }
+}
+
+impl Host for LogContext {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if !self.log.take() {
+        if !self.sink.take() {
             return Ok(());
         }
-        let probe = self.probe.as_str();
-        let message = crate::hostcalls::secrets::redact(&self.revealed, cut(&message));
+        let probe = &*self.probe;
+        let message = self.revealed.redact(cut(&message));
         let message = message.as_str();
         match level {
             Level::Trace => tracing::trace!(probe, plugin_log = message),

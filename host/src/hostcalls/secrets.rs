@@ -2,18 +2,22 @@
 //! environment variable or a file at the moment the plugin asks (so a
 //! rotated file is picked up), never from probes.toml itself.
 //!
-//! Every value a run reads is remembered in the run's store; the host
-//! redacts it from that run's log lines, message and label values, so a
+//! Every value a run reads goes into the run's [`Revealed`] list, which the
+//! other units and the runtime consult: the host redacts those values from
+//! the run's log lines, message, label values and recordings, so a
 //! credential cannot reach the log or `/metrics` through the plugin's
 //! output. A missing variable or file is `none`: the plugin reports itself
 //! unconfigured instead of failing the engine.
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use crate::bindings::wasmprobe::plugin::secrets::Host;
-use crate::runtime::store::RunState;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{Capability, LoadScope, RunScope};
+use crate::bindings::wasmprobe::plugin::secrets::{self as wit, Host};
+use crate::config::{ProbeConfig, SecretSource};
 
 /// Largest secret read from a file.
 pub const MAX_SECRET: u64 = 64 << 10;
@@ -22,40 +26,25 @@ const MIN_REDACTED: usize = 4;
 /// What replaces a secret in output.
 pub const REDACTED: &str = "[redacted]";
 
-/// Where a secret comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    Env(String),
-    File(PathBuf),
+/// The value of `source` now, with a trailing newline removed.
+pub fn read(source: &SecretSource) -> Option<String> {
+    let value = match source {
+        SecretSource::Env(var) => std::env::var(var).ok()?,
+        SecretSource::File(path) => {
+            let mut s = String::new();
+            std::fs::File::open(path)
+                .ok()?
+                .take(MAX_SECRET)
+                .read_to_string(&mut s)
+                .ok()?;
+            s
+        }
+    };
+    let value = value.trim_end_matches(['\n', '\r']).to_string();
+    (!value.is_empty()).then_some(value)
 }
 
-impl SecretSource {
-    /// The value now, with a trailing newline removed.
-    pub fn read(&self) -> Option<String> {
-        let value = match self {
-            SecretSource::Env(var) => std::env::var(var).ok()?,
-            SecretSource::File(path) => {
-                let mut s = String::new();
-                std::fs::File::open(path)
-                    .ok()?
-                    .take(MAX_SECRET)
-                    .read_to_string(&mut s)
-                    .ok()?;
-                s
-            }
-        };
-        let value = value.trim_end_matches(['\n', '\r']).to_string();
-        (!value.is_empty()).then_some(value)
-    }
-}
-
-/// The secrets one probe may read.
-#[derive(Debug, Default)]
-pub struct SecretsGrant {
-    pub sources: BTreeMap<String, SecretSource>,
-}
-
-/// `text` with every revealed value replaced by [`REDACTED`].
+/// `text` with every value in `revealed` replaced by [`REDACTED`].
 pub fn redact(revealed: &[String], text: &str) -> String {
     let mut out = text.to_string();
     for secret in revealed {
@@ -66,17 +55,107 @@ pub fn redact(revealed: &[String], text: &str) -> String {
     out
 }
 
-impl Host for RunState {
+/// The secret values one run has read, shared by the run's units (log
+/// lines, recordings) and the runtime (message, label values).
+#[derive(Debug, Clone, Default)]
+pub struct Revealed(Arc<Mutex<Vec<String>>>);
+
+impl Revealed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn add(&self, value: &str) {
+        let mut list = self.lock();
+        if !list.iter().any(|v| v == value) {
+            list.push(value.to_string());
+        }
+    }
+
+    /// The values read so far.
+    pub fn values(&self) -> Vec<String> {
+        self.lock().clone()
+    }
+
+    /// `text` with the values read so far redacted.
+    pub fn redact(&self, text: &str) -> String {
+        let list = self.lock();
+        if list.is_empty() {
+            return text.to_string();
+        }
+        redact(&list, text)
+    }
+}
+
+/// The secrets one probe may read, by the name the plugin asks for.
+#[derive(Debug, Default)]
+pub struct SecretsGrant {
+    pub sources: BTreeMap<String, SecretSource>,
+}
+
+/// The `secrets` unit.
+#[derive(Debug)]
+pub struct Secrets;
+
+/// One run's `secrets`.
+#[derive(Debug)]
+pub struct SecretsContext {
+    grant: Option<Arc<SecretsGrant>>,
+    revealed: Revealed,
+}
+
+impl Capability for Secrets {
+    type Grant = SecretsGrant;
+    type Context = SecretsContext;
+
+    fn grant(probe: &ProbeConfig, _: &mut LoadScope<'_>) -> Result<SecretsGrant, String> {
+        Ok(SecretsGrant {
+            sources: probe.secrets.clone(),
+        })
+    }
+
+    fn context(grant: Option<&Arc<SecretsGrant>>, run: &RunScope) -> SecretsContext {
+        SecretsContext {
+            grant: grant.cloned(),
+            revealed: run.revealed.clone(),
+        }
+    }
+
+    fn link<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut SecretsContext,
+    ) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<SecretsContext>>(linker, get)
+    }
+}
+
+#[cfg(test)]
+impl SecretsContext {
+    /// A context whose only secret, `s`, has `value`.
+    pub(crate) fn for_test(value: &str, revealed: Revealed) -> Self {
+        let var = format!("WASMPROBE_TEST_SECRET_{}", std::process::id());
+        let path = std::env::temp_dir().join(var);
+        let _ = std::fs::write(&path, value);
+        SecretsContext {
+            grant: Some(Arc::new(SecretsGrant {
+                sources: [("s".to_string(), SecretSource::File(path))].into(),
+            })),
+            revealed,
+        }
+    }
+}
+
+impl Host for SecretsContext {
     fn get(&mut self, name: String) -> wasmtime::Result<Option<String>> {
         let value = self
-            .secrets
+            .grant
             .as_ref()
             .and_then(|g| g.sources.get(&name))
-            .and_then(SecretSource::read);
-        if let Some(v) = &value
-            && !self.revealed.contains(v)
-        {
-            self.revealed.push(v.clone());
+            .and_then(read);
+        if let Some(v) = &value {
+            self.revealed.add(v);
         }
         Ok(value)
     }
@@ -100,14 +179,44 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wasmprobe-secret-{}", std::process::id()));
         let _ = std::fs::write(&dir, "from-file\n");
         assert_eq!(
-            SecretSource::File(dir.clone()).read().as_deref(),
+            read(&SecretSource::File(dir.clone())).as_deref(),
             Some("from-file")
         );
         let _ = std::fs::remove_file(&dir);
-        assert_eq!(SecretSource::File(dir).read(), None);
+        assert_eq!(read(&SecretSource::File(dir)), None);
         assert_eq!(
-            SecretSource::Env("WASMPROBE_SURELY_UNSET_VARIABLE".into()).read(),
+            read(&SecretSource::Env("WASMPROBE_SURELY_UNSET_VARIABLE".into())),
             None
         );
+    }
+
+    #[test]
+    fn a_context_reveals_only_granted_secrets_and_shares_what_it_read() {
+        let var = "WASMPROBE_TEST_SECRETS_CONTEXT";
+        // SAFETY of the test: no other test reads this variable.
+        #[expect(unsafe_code, reason = "set_var in a single-purpose test variable")]
+        unsafe {
+            std::env::set_var(var, "granted-value");
+        }
+        let grant = Arc::new(SecretsGrant {
+            sources: [("token".to_string(), SecretSource::Env(var.into()))].into(),
+        });
+        let revealed = Revealed::default();
+        let mut ctx = SecretsContext {
+            grant: Some(grant),
+            revealed: revealed.clone(),
+        };
+        assert_eq!(
+            ctx.get("token".into()).ok().flatten().as_deref(),
+            Some("granted-value")
+        );
+        assert_eq!(ctx.get("other".into()).ok().flatten(), None);
+        assert_eq!(revealed.redact("x granted-value y"), "x [redacted] y");
+
+        let mut denied = SecretsContext {
+            grant: None,
+            revealed: Revealed::default(),
+        };
+        assert_eq!(denied.get("token".into()).ok().flatten(), None);
     }
 }

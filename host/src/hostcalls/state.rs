@@ -9,8 +9,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::bindings::wasmprobe::plugin::state::{Host, StateError};
-use crate::runtime::store::RunState;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{Capability, LoadScope, RunScope};
+use crate::bindings::wasmprobe::plugin::state::{self as wit, Host, StateError};
+use crate::config::ProbeConfig;
 
 pub const MAX_KEYS: usize = 256;
 pub const MAX_KEY_LEN: usize = 256;
@@ -18,27 +21,58 @@ pub const MAX_KEY_LEN: usize = 256;
 /// A probe's persistent store, shared by its runs one at a time.
 pub type ProbeState = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
 
-/// A run's working copy.
+/// The `state` unit: the store itself lives with the probe (it survives
+/// reloads), so the grant is empty.
+#[derive(Debug)]
+pub struct State;
+
+/// A run's working copy of its probe's store.
 #[derive(Debug, Default)]
-pub(crate) struct StateView {
+pub struct StateView {
+    /// Where [`StateView::save`] writes; `None` keeps nothing.
+    store: Option<ProbeState>,
     map: BTreeMap<String, Vec<u8>>,
     quota: u64,
     dirty: bool,
+}
+
+impl Capability for State {
+    type Grant = ();
+    type Context = StateView;
+
+    fn grant(_: &ProbeConfig, _: &mut LoadScope<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn context(_: Option<&Arc<()>>, run: &RunScope) -> StateView {
+        match &run.state {
+            Some(store) => StateView::load(store, run.limits.state_bytes),
+            None => StateView::default(),
+        }
+    }
+
+    fn link<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut StateView,
+    ) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<StateView>>(linker, get)
+    }
 }
 
 impl StateView {
     pub(crate) fn load(store: &ProbeState, quota: u64) -> Self {
         let map = store.lock().unwrap_or_else(|e| e.into_inner()).clone();
         StateView {
+            store: Some(store.clone()),
             map,
             quota,
             dirty: false,
         }
     }
 
-    /// Writes the copy back after a run that did not trap.
-    pub(crate) fn save(self, store: &ProbeState) {
-        if self.dirty {
+    /// Writes the copy back; called only after a run that did not trap.
+    pub(crate) fn save(self) {
+        if let (true, Some(store)) = (self.dirty, &self.store) {
             *store.lock().unwrap_or_else(|e| e.into_inner()) = self.map;
         }
     }
@@ -79,17 +113,17 @@ impl StateView {
     }
 }
 
-impl Host for RunState {
+impl Host for StateView {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.state.get(&key))
+        Ok(StateView::get(self, &key))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
-        Ok(self.state.set(key, value))
+        Ok(StateView::set(self, key, value))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.state.delete(&key);
+        StateView::delete(self, &key);
         Ok(())
     }
 }
@@ -113,7 +147,7 @@ mod tests {
             "replacing reuses room"
         );
         assert_eq!(view.set(String::new(), vec![]), Err(StateError::InvalidKey));
-        view.save(&store);
+        view.save();
         assert_eq!(
             StateView::load(&store, 10).get("a").map(|v| v.len()),
             Some(9)

@@ -1,53 +1,53 @@
 //! Record and replay of a run's network exchanges, so a plugin author can
 //! test a plugin deterministically with no network.
 //!
-//! `wasmprobe probe --record FILE` keeps every `http.send`,
-//! `http.send-batch` and `icmp.echo` call with its answer; `--replay FILE`
-//! answers the same calls from the file, in order, and never opens a
-//! socket. A call that differs from the recording gets an error value
+//! `wasmprobe probe --record FILE` keeps every call a capability routes
+//! through [`Tape::around`] (today `http.send`, `http.send-batch` and
+//! `icmp.echo`) with its answer; `--replay FILE` answers the same calls
+//! from the file, in order, and never opens a socket. A call that differs from the recording gets an error value
 //! naming the difference, and the command fails. Secret values a run read
 //! are written as `[redacted]`, and compared that way on replay.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Mutex;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use crate::bindings::wasmprobe::plugin::http::{HttpError, Request, Response};
-use crate::bindings::wasmprobe::plugin::icmp::{EchoRequest, EchoResult, IcmpError};
-use crate::hostcalls::secrets::redact;
+use super::secrets::{Revealed, redact};
 
 /// Version of the file format; bumped on any incompatible change.
 const FORMAT_VERSION: u32 = 1;
 
-/// One host call and what it returned.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "call", rename_all = "kebab-case")]
-pub enum Exchange {
-    HttpSend {
-        request: Request,
-        result: Box<Result<Response, HttpError>>,
-    },
-    HttpSendBatch {
-        requests: Vec<Request>,
-        concurrency: u32,
-        results: Vec<Result<Response, HttpError>>,
-    },
-    IcmpEcho {
-        request: EchoRequest,
-        result: Result<EchoResult, IcmpError>,
-    },
+/// A host call a tape can record and replay. Its serialised form (a
+/// struct) is the call's arguments, stored as the exchange's fields and
+/// compared field by field on replay.
+pub trait TapedCall: Serialize + Sized {
+    /// The call's name on tape: `interface-function`, e.g. `http-send`.
+    const NAME: &'static str;
+    /// The field that holds the answer.
+    const ANSWER: &'static str = "result";
+    type Answer: Serialize + DeserializeOwned;
+
+    /// The answer a plugin gets when a replay cannot answer the call.
+    fn refused(&self, why: String) -> Self::Answer;
 }
 
-impl Exchange {
-    fn call(&self) -> &'static str {
-        match self {
-            Exchange::HttpSend { .. } => "http.send",
-            Exchange::HttpSendBatch { .. } => "http.send-batch",
-            Exchange::IcmpEcho { .. } => "icmp.echo",
-        }
-    }
+/// One host call and what it returned: `{"call": NAME, <arguments>,
+/// <ANSWER>: answer}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exchange {
+    pub call: String,
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+/// `http-send` is shown as `http.send`, as the WIT names it.
+fn shown(call: &str) -> String {
+    call.replacen('-', ".", 1)
 }
 
 /// A recording as stored on disk (JSON).
@@ -98,13 +98,6 @@ pub struct Tape {
     revealed: Mutex<Vec<String>>,
 }
 
-/// What the live call was, to compare with or to store.
-pub enum Call<'a> {
-    HttpSend(&'a Request),
-    HttpSendBatch(&'a [Request], u32),
-    IcmpEcho(&'a EchoRequest),
-}
-
 impl Tape {
     pub fn recorder() -> Tape {
         Tape {
@@ -146,55 +139,100 @@ impl Tape {
         matches!(*lock(&self.mode), Mode::Replay(_))
     }
 
+    /// Makes `call` through `live`, or answers it from the recording when
+    /// replaying; a recorder keeps the call and its answer. With no tape
+    /// the call is simply made: this is the one place a host call meets
+    /// record/replay.
+    pub async fn around<C, F, Fut>(
+        tape: Option<&Tape>,
+        revealed: &Revealed,
+        call: C,
+        live: F,
+    ) -> C::Answer
+    where
+        C: TapedCall,
+        F: FnOnce(C) -> Fut,
+        Fut: Future<Output = C::Answer>,
+    {
+        let Some(tape) = tape else {
+            return live(call).await;
+        };
+        let args = fields_of(&call);
+        if tape.replaying() {
+            return match tape.replay(C::NAME, C::ANSWER, &args, revealed) {
+                Ok(answer) => answer,
+                Err(why) => call.refused(why),
+            };
+        }
+        let answer = live(call).await;
+        let mut fields = args;
+        fields.insert(
+            C::ANSWER.to_string(),
+            serde_json::to_value(&answer).unwrap_or(Value::Null),
+        );
+        tape.record(
+            Exchange {
+                call: C::NAME.to_string(),
+                fields,
+            },
+            revealed,
+        );
+        answer
+    }
+
     /// Stores a live exchange (record mode only), with the secrets the
     /// run has read so far.
-    pub fn record(&self, exchange: Exchange, revealed: &[String]) {
+    fn record(&self, exchange: Exchange, revealed: &Revealed) {
         if let Mode::Record(list) = &mut *lock(&self.mode) {
             list.push(exchange);
         }
         let mut known = lock(&self.revealed);
-        for r in revealed {
-            if !known.contains(r) {
-                known.push(r.clone());
+        for r in revealed.values() {
+            if !known.contains(&r) {
+                known.push(r);
             }
         }
     }
 
-    /// The recorded answer to `call`, or `Err(why)` when the next recorded
-    /// call is another one. Secret values in the live call are compared
-    /// redacted, as they were stored.
-    pub fn replay(&self, call: Call<'_>, revealed: &[String]) -> Result<Exchange, String> {
+    /// The recorded answer to the call `name` with `args`, or `Err(why)`
+    /// when the next recorded call is another one. Secret values in the
+    /// live call are compared redacted, as they were stored.
+    fn replay<A: DeserializeOwned>(
+        &self,
+        name: &str,
+        answer_field: &str,
+        args: &Map<String, Value>,
+        revealed: &Revealed,
+    ) -> Result<A, String> {
         let mut mode = lock(&self.mode);
         let Mode::Replay(queue) = &mut *mode else {
             return Err("not replaying".to_string());
         };
-        let live = match call {
-            Call::HttpSend(r) => ("http.send", json(r, revealed)),
-            Call::HttpSendBatch(rs, c) => ("http.send-batch", json(&(rs, c), revealed)),
-            Call::IcmpEcho(r) => ("icmp.echo", json(r, revealed)),
-        };
+        let live = redact_json(&json(args), &revealed.values());
         let why = match queue.front() {
-            None => format!("{} was called, but the recording has no more calls", live.0),
+            None => format!(
+                "{} was called, but the recording has no more calls",
+                shown(name)
+            ),
             Some(next) => {
-                let stored = match next {
-                    Exchange::HttpSend { request, .. } => json(request, &[]),
-                    Exchange::HttpSendBatch {
-                        requests,
-                        concurrency,
-                        ..
-                    } => json(&(requests, concurrency), &[]),
-                    Exchange::IcmpEcho { request, .. } => json(request, &[]),
-                };
-                if next.call() == live.0 && stored == live.1 {
-                    return queue.pop_front().ok_or_else(String::new);
+                let mut stored = next.fields.clone();
+                let answer = stored.remove(answer_field);
+                let stored = json(&stored);
+                match answer {
+                    Some(answer) if next.call == name && stored == live => {
+                        let answer = serde_json::from_value(answer)
+                            .map_err(|e| format!("replay: recorded answer unreadable: {e}"));
+                        queue.pop_front();
+                        return answer;
+                    }
+                    _ => format!(
+                        "{} {} differs from the recorded {} {}",
+                        shown(name),
+                        live,
+                        shown(&next.call),
+                        stored
+                    ),
                 }
-                format!(
-                    "{} {} differs from the recorded {} {}",
-                    live.0,
-                    live.1,
-                    next.call(),
-                    stored
-                )
             }
         };
         lock(&self.mismatches).push(why.clone());
@@ -210,7 +248,7 @@ impl Tape {
             out.push(format!(
                 "{} recorded call(s) were not made (next: {})",
                 queue.len(),
-                queue.front().map_or("", Exchange::call)
+                queue.front().map_or_else(String::new, |e| shown(&e.call))
             ));
         }
         out
@@ -243,9 +281,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn json<T: Serialize>(value: &T, revealed: &[String]) -> String {
-    let text = serde_json::to_string(value).unwrap_or_default();
-    redact_json(&text, revealed)
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// A call's arguments as the fields of its exchange.
+fn fields_of<C: Serialize>(call: &C) -> Map<String, Value> {
+    match serde_json::to_value(call) {
+        Ok(Value::Object(map)) => map,
+        Ok(other) => Map::from_iter([("args".to_string(), other)]),
+        Err(_) => Map::new(),
+    }
 }
 
 /// Replaces each secret, as it appears inside JSON strings, by the
@@ -272,79 +318,87 @@ fn redact_json(text: &str, revealed: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::wasmprobe::plugin::icmp::ErrorKind;
 
-    fn echo(target: &str) -> EchoRequest {
-        EchoRequest {
-            target: target.to_string(),
-            count: 1,
-            interval_ms: 10,
-            timeout_ms: 100,
-            payload_size: 56,
-            ttl: None,
-            preferred_ip_protocol: None,
-            ip_protocol_fallback: true,
-            source: None,
+    /// A call of the test's own, to show the wrapper knows no capability.
+    #[derive(Serialize)]
+    struct Ping {
+        target: String,
+    }
+
+    impl TapedCall for Ping {
+        const NAME: &'static str = "test-ping";
+        type Answer = Result<u32, String>;
+
+        fn refused(&self, why: String) -> Self::Answer {
+            Err(why)
         }
     }
 
-    fn failed() -> Result<EchoResult, IcmpError> {
-        Err(IcmpError {
-            kind: ErrorKind::Io,
-            message: "down".to_string(),
-            resolve: 0.0,
-        })
+    fn ping(target: &str) -> Ping {
+        Ping {
+            target: target.to_string(),
+        }
     }
 
-    #[test]
-    fn a_recording_replays_in_order_and_reports_differences() {
+    async fn call(
+        tape: &Tape,
+        revealed: &Revealed,
+        target: &str,
+        answer: u32,
+    ) -> Result<u32, String> {
+        Tape::around(
+            Some(tape),
+            revealed,
+            ping(target),
+            |_| async move { Ok(answer) },
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_recording_replays_in_order_and_reports_differences() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("run.json");
         let rec = Tape::recorder();
-        rec.record(
-            Exchange::IcmpEcho {
-                request: echo("127.0.0.1"),
-                result: failed(),
-            },
-            &[],
-        );
+        let none = Revealed::default();
+        assert_eq!(call(&rec, &none, "127.0.0.1", 7).await, Ok(7));
         assert_eq!(rec.save(&path, "p", "127.0.0.1").ok(), Some(1));
 
         let (tape, meta) = Tape::player(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(meta.probe, "p");
         assert!(tape.replaying());
-        let other = tape.replay(Call::IcmpEcho(&echo("127.0.0.2")), &[]);
-        assert!(other.is_err_and(|e| e.contains("differs")));
-        let same = tape.replay(Call::IcmpEcho(&echo("127.0.0.1")), &[]);
-        assert!(matches!(same, Ok(Exchange::IcmpEcho { .. })));
-        assert!(
-            tape.replay(Call::IcmpEcho(&echo("127.0.0.1")), &[])
-                .is_err()
+        let other = call(&tape, &none, "127.0.0.2", 0).await;
+        assert!(other.is_err_and(|e| e.contains("differs from the recorded test.ping")));
+        assert_eq!(
+            call(&tape, &none, "127.0.0.1", 0).await,
+            Ok(7),
+            "the recorded answer, not the live one"
         );
+        assert!(call(&tape, &none, "127.0.0.1", 0).await.is_err());
         assert_eq!(tape.problems().len(), 2);
     }
 
-    #[test]
-    fn secrets_are_stored_and_compared_redacted() {
+    #[tokio::test]
+    async fn without_a_tape_the_call_is_made() {
+        let answer = Tape::around(None, &Revealed::default(), ping("x"), |_| async { Ok(3) }).await;
+        assert_eq!(answer, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn secrets_are_stored_and_compared_redacted() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("run.json");
         let rec = Tape::recorder();
-        let secret = vec!["s3cr\"et".to_string()];
-        rec.record(
-            Exchange::IcmpEcho {
-                request: echo("s3cr\"et.example"),
-                result: failed(),
-            },
-            &secret,
-        );
+        let revealed = Revealed::default();
+        let mut secrets =
+            crate::hostcalls::secrets::SecretsContext::for_test("s3cr\"et", revealed.clone());
+        let _ = crate::bindings::wasmprobe::plugin::secrets::Host::get(&mut secrets, "s".into());
+        let _ = call(&rec, &revealed, "s3cr\"et.example", 1).await;
         rec.save(&path, "p", "t").unwrap_or_else(|e| panic!("{e}"));
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(!text.contains("s3cr"), "{text}");
         let (tape, _) = Tape::player(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            tape.replay(Call::IcmpEcho(&echo("s3cr\"et.example")), &secret)
-                .is_ok()
-        );
+        assert_eq!(call(&tape, &revealed, "s3cr\"et.example", 0).await, Ok(1));
     }
 
     #[test]

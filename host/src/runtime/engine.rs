@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{
     Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
     PoolingAllocationConfig,
@@ -13,7 +13,6 @@ use wasmtime::{
 
 use super::limiter::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use super::store::RunState;
-use crate::bindings::Probe;
 
 /// How often the epoch advances: the granularity of run deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -142,10 +141,7 @@ impl WasmEngine {
 
         let engine = Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
         let mut linker = Linker::<RunState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| EngineError::Link(format!("{e:#}")))?;
-        Probe::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
-            .map_err(|e| EngineError::Link(format!("{e:#}")))?;
+        super::store::link(&mut linker).map_err(|e| EngineError::Link(format!("{e:#}")))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {

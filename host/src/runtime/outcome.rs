@@ -1,8 +1,28 @@
-//! How a run ended, as bounded label values.
+//! How a run ended, as bounded label values, and what the plugin said.
 
 use std::time::{Duration, SystemTime};
 
-use crate::exposition::series::Staged;
+/// One sample as a plugin returned it (label values redacted), not yet
+/// checked against the plugin's families.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    /// Bytes the sample occupies, for the run's output cap.
+    pub fn size(&self) -> usize {
+        self.name.len()
+            + 8
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 8)
+                .sum::<usize>()
+    }
+}
 
 /// The result label of `wasmprobe_probe_runs_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -110,6 +130,7 @@ pub struct RunRecord {
     /// A human explanation (plugin message, error, trap), for logs and the
     /// status page.
     pub message: Option<String>,
-    /// Validated samples; `None` when the run produced none.
-    pub staged: Option<Staged>,
+    /// The samples of a run that reported (empty otherwise), within the
+    /// run's output limits; the exposition validates them.
+    pub samples: Vec<Sample>,
 }

@@ -16,10 +16,9 @@ use wasmtime::component::Component;
 use super::engine::WasmEngine;
 use super::store::{Grants, RunState};
 use crate::bindings::ProbePre;
-use crate::bindings::wasmprobe::plugin::types::MetricKind;
-use crate::config::PluginName;
-use crate::exposition::{FamilyDef, Kind};
-use crate::hostcalls::state::StateView;
+use crate::bindings::wasmprobe::plugin::types::MetricFamily;
+use crate::config::{Limits, PluginName};
+use crate::hostcalls::RunScope;
 
 /// Largest `.wasm` accepted.
 pub const MAX_WASM_SIZE: u64 = 64 << 20;
@@ -72,7 +71,8 @@ pub enum PluginError {
 pub struct PluginInfo {
     pub name: String,
     pub version: String,
-    pub families: Vec<FamilyDef>,
+    /// The metric families as declared; the exposition validates them.
+    pub metrics: Vec<MetricFamily>,
     /// `None` when the plugin declares no schema (any config is accepted).
     pub schema: Option<serde_json::Value>,
 }
@@ -224,15 +224,21 @@ async fn describe(
         plugin: plugin.to_string(),
         message,
     };
-    let deadline = Instant::now() + DESCRIBE_TIMEOUT;
-    let data = RunState::new(
-        format!("describe:{plugin}"),
-        DESCRIBE_MEMORY,
-        10,
-        deadline,
-        StateView::default(),
-        Grants::default(),
-    );
+    let scope = RunScope {
+        probe: format!("describe:{plugin}").into(),
+        deadline: Instant::now() + DESCRIBE_TIMEOUT,
+        limits: Limits {
+            memory: DESCRIBE_MEMORY,
+            log_lines: 10,
+            timeout: DESCRIBE_TIMEOUT,
+            ..Limits::default()
+        },
+        revealed: Default::default(),
+        tape: None,
+        state: None,
+    };
+    // No grants: a plugin reaches nothing while describing itself.
+    let data = RunState::new(scope, &Grants::default());
     let mut store = Store::new(&engine.engine, data);
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(WasmEngine::ticks(DESCRIBE_TIMEOUT));
@@ -249,36 +255,6 @@ async fn describe(
         .map_err(|_| fail(format!("did not return within {DESCRIBE_TIMEOUT:?}")))?
         .map_err(|e| fail(format!("{e:#}")))?;
 
-    let mut families = Vec::new();
-    let mut errors = Vec::new();
-    for f in raw.metrics {
-        let def = FamilyDef {
-            name: f.name,
-            help: f.help,
-            kind: match f.kind {
-                MetricKind::Gauge => Kind::Gauge,
-                MetricKind::Counter => Kind::Counter,
-                MetricKind::Histogram => Kind::Histogram,
-            },
-            unit: f.unit,
-            labels: f.labels,
-            buckets: f.buckets,
-        };
-        if families.iter().any(|d: &FamilyDef| d.name == def.name) {
-            errors.push(format!("metric {:?} is declared twice", def.name));
-            continue;
-        }
-        match def.validate_plugin_family() {
-            Ok(d) => families.push(d),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(PluginError::Declaration {
-            plugin: plugin.to_string(),
-            message: format!("invalid metric declarations: {}", errors.join("; ")),
-        });
-    }
     let schema = if raw.config_schema.trim().is_empty() {
         None
     } else {
@@ -292,7 +268,7 @@ async fn describe(
     Ok(PluginInfo {
         name: raw.name,
         version: raw.version,
-        families,
+        metrics: raw.metrics,
         schema,
     })
 }

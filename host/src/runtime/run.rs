@@ -6,19 +6,21 @@
 //! timeout ends a spinning plugin exactly as it ends one waiting in a host
 //! call: the future is dropped with the store, and only this run is lost.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use wasmtime::{Store, Trap};
 
 use super::engine::WasmEngine;
-use super::outcome::{RunRecord, RunResult, TrapReason};
+use super::outcome::{RunRecord, RunResult, Sample, TrapReason};
 use super::plugin::Plugin;
 use super::store::{Grants, RunState};
 use crate::bindings::wasmprobe::plugin::types::{ProbeContext, ProbeError, Report};
 use crate::config::Limits;
-use crate::exposition::{PluginFamilies, Sample, Staged};
-use crate::hostcalls::secrets::redact;
-use crate::hostcalls::state::{ProbeState, StateView};
+use crate::hostcalls::RunScope;
+use crate::hostcalls::secrets::{Revealed, redact};
+use crate::hostcalls::state::ProbeState;
+use crate::hostcalls::tape::Tape;
 
 /// Longest head start host calls take on the run's deadline.
 const HOST_CALL_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
@@ -31,35 +33,31 @@ pub struct RunSpec<'a> {
     /// The probe's config as JSON text.
     pub config: &'a str,
     pub limits: Limits,
-    pub grants: Grants,
+    pub grants: &'a Grants,
     /// `None` for runs whose state must not persist (on-demand runs).
     pub state: Option<&'a ProbeState>,
+    /// Record or replay the run's host calls.
+    pub tape: Option<Arc<Tape>>,
 }
 
-/// Runs the plugin once and accounts for the outcome.
-pub async fn run(
-    engine: &WasmEngine,
-    plugin: &Plugin,
-    families: &PluginFamilies,
-    spec: RunSpec<'_>,
-) -> RunRecord {
+/// Runs the plugin once and accounts for the outcome: what the plugin
+/// said, redacted and within the run's output limits; validating it
+/// against the plugin's families is the exposition's business.
+pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> RunRecord {
     let started = Instant::now();
     let deadline = started + spec.limits.timeout;
-    let state = match spec.state {
-        Some(s) => StateView::load(s, spec.limits.state_bytes),
-        None => StateView::default(),
-    };
     // Host calls give up a little before the run's deadline, so the plugin
     // still gets to report the failure (with its timings) itself.
     let margin = (spec.limits.timeout / 10).min(HOST_CALL_MARGIN);
-    let data = RunState::new(
-        spec.probe.to_string(),
-        spec.limits.memory,
-        spec.limits.log_lines,
-        deadline - margin,
-        state,
-        spec.grants.clone(),
-    );
+    let scope = RunScope {
+        probe: Arc::from(spec.probe),
+        deadline: deadline - margin,
+        limits: spec.limits,
+        revealed: Revealed::default(),
+        tape: spec.tape.clone(),
+        state: spec.state.cloned(),
+    };
+    let data = RunState::new(scope, spec.grants);
     let mut store = Store::new(&engine.engine, data);
     store.limiter(|s| &mut s.limiter);
     // A plugin that computes yields to the probe runtime at every epoch
@@ -88,14 +86,14 @@ pub async fn run(
     };
     let outcome = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), call).await;
     let duration = started.elapsed();
-    let record = |result, trap, success, message: Option<String>, staged| RunRecord {
+    let record = |result, trap, success, message: Option<String>, samples| RunRecord {
         result,
         trap,
         success,
         duration,
         finished_at: SystemTime::now(),
         message,
-        staged,
+        samples,
     };
 
     let outcome = match outcome {
@@ -105,7 +103,7 @@ pub async fn run(
                 None,
                 false,
                 Some(format!("no result within {:?}", spec.limits.timeout)),
-                None,
+                Vec::new(),
             );
         }
         Ok(Err((instantiating, err))) => {
@@ -116,7 +114,7 @@ pub async fn run(
                     None,
                     false,
                     Some(first_lines(&format!("cannot instantiate plugin: {err:#}"))),
-                    None,
+                    Vec::new(),
                 );
             }
             let (result, trap) = classify(&err, limit_hit);
@@ -138,16 +136,14 @@ pub async fn run(
             // native backtrace per trap (hundreds of MiB for a hostile
             // plugin that traps on purpose).
             tracing::debug!(probe = spec.probe, error = format!("{err:#}"), "run failed");
-            return record(result, trap, false, Some(first_lines(&message)), None);
+            return record(result, trap, false, Some(first_lines(&message)), Vec::new());
         }
         Ok(Ok(o)) => o,
     };
 
     let data = store.into_data();
-    let revealed = data.revealed;
-    if let Some(s) = spec.state {
-        data.state.save(s);
-    }
+    let revealed = data.scope.revealed.values();
+    data.state.save();
     let redacted = |m: &str| redact(&revealed, m);
     match outcome {
         Err(ProbeError::InvalidConfig(m)) => record(
@@ -155,21 +151,24 @@ pub async fn run(
             None,
             false,
             Some(format!("plugin refused its config: {}", redacted(&m))),
-            None,
+            Vec::new(),
         ),
-        Err(ProbeError::Internal(m)) => {
-            record(RunResult::Error, None, false, Some(redacted(&m)), None)
-        }
-        Ok(report) => accept(report, families, &spec.limits, &revealed, record),
+        Err(ProbeError::Internal(m)) => record(
+            RunResult::Error,
+            None,
+            false,
+            Some(redacted(&m)),
+            Vec::new(),
+        ),
+        Ok(report) => accept(report, &spec.limits, &revealed, record),
     }
 }
 
 fn accept(
     report: Report,
-    families: &PluginFamilies,
     limits: &Limits,
     revealed: &[String],
-    record: impl Fn(RunResult, Option<TrapReason>, bool, Option<String>, Option<Staged>) -> RunRecord,
+    record: impl Fn(RunResult, Option<TrapReason>, bool, Option<String>, Vec<Sample>) -> RunRecord,
 ) -> RunRecord {
     let count = report.samples.len();
     if count > limits.max_series {
@@ -181,7 +180,7 @@ fn accept(
                 "returned {count} samples; limits.max_series is {}",
                 limits.max_series
             )),
-            None,
+            Vec::new(),
         );
     }
     let samples: Vec<Sample> = report
@@ -214,17 +213,16 @@ fn accept(
                 "returned {size} bytes of samples; limits.max_output is {} bytes",
                 limits.max_output
             )),
-            None,
+            Vec::new(),
         );
     }
-    let staged = Staged::new(families, samples);
     let result = if report.success {
         RunResult::Success
     } else {
         RunResult::Failure
     };
     let message = report.message.map(|m| first_lines(&redact(revealed, &m)));
-    record(result, None, report.success, message, Some(staged))
+    record(result, None, report.success, message, samples)
 }
 
 /// Maps a run's error to its result and trap reason.

@@ -1,28 +1,66 @@
 //! What a run's `Store` holds: WASI with nothing granted, the run's limits,
-//! and the state each host call needs.
+//! and one context per capability unit. This file is where the units are
+//! composed, and the only one that lists them: adding a capability is one
+//! line in each of [`Grants`], [`Grants::build`], [`RunState`],
+//! [`RunState::new`] and [`link`].
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::RunLimiter;
-use crate::hostcalls::http::HttpGrant;
-use crate::hostcalls::icmp::IcmpGrant;
-use crate::hostcalls::log::LogSink;
-use crate::hostcalls::secrets::SecretsGrant;
-use crate::hostcalls::state::StateView;
-use crate::hostcalls::tape::Tape;
+use crate::bindings::wasmprobe::plugin::types;
+use crate::config::ProbeConfig;
+use crate::hostcalls::http::{Http, HttpContext};
+use crate::hostcalls::icmp::{Icmp, IcmpContext};
+use crate::hostcalls::log::{Log, LogContext};
+use crate::hostcalls::secrets::{Secrets, SecretsContext};
+use crate::hostcalls::state::{State, StateView};
+use crate::hostcalls::{Capability, LoadScope, RunScope};
 
-/// The capabilities a run may use; the default grants none.
+/// A unit's grant for one probe; `None` grants nothing.
+type Grant<C> = Option<Arc<<C as Capability>::Grant>>;
+
+/// The capabilities a probe's runs may use, built once per config load;
+/// the default (a plugin's `describe()`) grants none.
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
-    pub http: Option<Arc<HttpGrant>>,
-    pub icmp: Option<Arc<IcmpGrant>>,
-    pub secrets: Option<Arc<SecretsGrant>>,
-    /// Record or replay network calls (`wasmprobe probe --record/--replay`).
-    pub tape: Option<Arc<Tape>>,
+    pub log: Grant<Log>,
+    pub state: Grant<State>,
+    pub secrets: Grant<Secrets>,
+    pub http: Grant<Http>,
+    pub icmp: Grant<Icmp>,
+}
+
+fn grant<C: Capability>(
+    probe: &ProbeConfig,
+    load: &mut LoadScope<'_>,
+    errors: &mut Vec<String>,
+) -> Grant<C> {
+    C::grant(probe, load)
+        .map_err(|e| errors.push(e))
+        .ok()
+        .map(Arc::new)
+}
+
+impl Grants {
+    /// Every unit's grant for `probe`, or each unit's reason to refuse.
+    pub fn build(probe: &ProbeConfig, load: &mut LoadScope<'_>) -> Result<Grants, Vec<String>> {
+        let mut errors = Vec::new();
+        let grants = Grants {
+            log: grant::<Log>(probe, load, &mut errors),
+            state: grant::<State>(probe, load, &mut errors),
+            secrets: grant::<Secrets>(probe, load, &mut errors),
+            http: grant::<Http>(probe, load, &mut errors),
+            icmp: grant::<Icmp>(probe, load, &mut errors),
+        };
+        if errors.is_empty() {
+            Ok(grants)
+        } else {
+            Err(errors)
+        }
+    }
 }
 
 /// Store data of one run.
@@ -30,39 +68,24 @@ pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: RunLimiter,
-    /// For log lines.
-    pub(crate) probe: String,
-    /// When the run must end; host calls wait no longer than this.
-    pub(crate) deadline: Instant,
-    pub(crate) log: LogSink,
+    pub(crate) scope: RunScope,
+    pub(crate) log: LogContext,
     pub(crate) state: StateView,
-    /// `None` while describing a plugin: no network outside `run()`.
-    pub(crate) http: Option<Arc<HttpGrant>>,
-    /// `None` while describing a plugin.
-    pub(crate) icmp: Option<Arc<IcmpGrant>>,
-    pub(crate) secrets: Option<Arc<SecretsGrant>>,
-    /// Secret values this run has read, to redact from its output.
-    pub(crate) revealed: Vec<String>,
-    pub(crate) tape: Option<Arc<Tape>>,
+    secrets: SecretsContext,
+    http: HttpContext,
+    icmp: IcmpContext,
 }
 
 impl std::fmt::Debug for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunState")
-            .field("probe", &self.probe)
+            .field("probe", &self.scope.probe)
             .finish_non_exhaustive()
     }
 }
 
 impl RunState {
-    pub(crate) fn new(
-        probe: String,
-        memory: u64,
-        log_lines: u32,
-        deadline: Instant,
-        state: StateView,
-        grants: Grants,
-    ) -> Self {
+    pub(crate) fn new(scope: RunScope, grants: &Grants) -> Self {
         // Nothing granted: no preopened directories, no environment, no
         // arguments, stdio closed, and no socket address allowed.
         let wasi = WasiCtx::builder()
@@ -73,19 +96,31 @@ impl RunState {
         RunState {
             wasi,
             table: ResourceTable::new(),
-            limiter: RunLimiter::new(memory),
-            probe,
-            deadline,
-            log: LogSink::new(log_lines),
-            state,
-            http: grants.http,
-            icmp: grants.icmp,
-            secrets: grants.secrets,
-            revealed: Vec::new(),
-            tape: grants.tape,
+            limiter: RunLimiter::new(scope.limits.memory),
+            log: Log::context(grants.log.as_ref(), &scope),
+            state: State::context(grants.state.as_ref(), &scope),
+            secrets: Secrets::context(grants.secrets.as_ref(), &scope),
+            http: Http::context(grants.http.as_ref(), &scope),
+            icmp: Icmp::context(grants.icmp.as_ref(), &scope),
+            scope,
         }
     }
 }
+
+/// Adds WASI (nothing granted) and every capability to the engine's linker.
+pub(crate) fn link(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    types::add_to_linker::<RunState, HasSelf<RunState>>(linker, |s| s)?;
+    Log::link(linker, |s| &mut s.log)?;
+    State::link(linker, |s| &mut s.state)?;
+    Secrets::link(linker, |s| &mut s.secrets)?;
+    Http::link(linker, |s| &mut s.http)?;
+    Icmp::link(linker, |s| &mut s.icmp)?;
+    Ok(())
+}
+
+/// The shared `types` interface has no functions.
+impl types::Host for RunState {}
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {

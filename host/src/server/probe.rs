@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
 use crate::config::ProbeName;
-use crate::exposition::Format;
+use crate::exposition::{Format, Staged};
 
 fn plain(status: StatusCode, message: String) -> Response {
     (
@@ -85,9 +85,9 @@ pub(super) async fn probe(
     app.exposition.global.ondemand_run(record.result);
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    let staged = record.staged.take();
+    let staged = Staged::new(&probe.plugin.families, std::mem::take(&mut record.samples));
     let body =
         app.exposition
-            .encode_single(probe.slot.host_labels(), &record, staged.as_ref(), format);
+            .encode_single(probe.slot.host_labels(), &record, Some(&staged), format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }

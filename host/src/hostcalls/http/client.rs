@@ -27,8 +27,7 @@ use super::tls::version_name;
 use crate::bindings::wasmprobe::plugin::http::{
     ErrorKind, HttpError, HttpVersion, PhaseTimings, Request, Response, TlsInfo,
 };
-use crate::hostcalls::address::{self, choose, protocol_of};
-use crate::hostcalls::allowlist::{DestHost, Destination};
+use crate::egress::{self, DestHost, Destination, Refusal, protocol_of};
 
 /// Sent unless the plugin sets its own.
 const USER_AGENT_VALUE: &str = concat!("wasmprobe/", env!("CARGO_PKG_VERSION"));
@@ -368,30 +367,28 @@ async fn hop(
         }
     };
     let dest = Destination::from_url(url).map_err(|e| (ErrorKind::InvalidRequest, e))?;
-    grant
-        .allow
-        .check(&dest)
-        .map_err(|d| (ErrorKind::Denied, d.to_string()))?;
     let port = dest.port.unwrap_or(if https { 443 } else { 80 });
-
-    let (addrs, took) = address::resolve(&dest.host, port).await;
-    trace.timings.resolve += took;
-    let addrs = addrs.map_err(|e| (ErrorKind::Dns, e))?;
-    let admitted = grant
-        .allow
-        .filter_resolved(&dest, addrs)
-        .map_err(|d| (ErrorKind::Denied, d.to_string()))?;
-    let ip = choose(
-        &admitted,
+    let admitted = egress::admit(
+        &grant.allow,
+        &dest,
+        port,
         req.preferred_ip_protocol,
         req.ip_protocol_fallback,
     )
-    .ok_or_else(|| {
-        (
-            ErrorKind::Dns,
-            format!("{} has no address of the preferred protocol", dest.host),
-        )
-    })?;
+    .await;
+    let ip = match admitted {
+        Ok(a) => {
+            trace.timings.resolve += a.resolve;
+            a.ip
+        }
+        Err(refusal) => {
+            trace.timings.resolve += refusal.resolve_seconds();
+            return Err(match refusal {
+                Refusal::Denied { message, .. } => (ErrorKind::Denied, message),
+                Refusal::Dns { message, .. } => (ErrorKind::Dns, message),
+            });
+        }
+    };
     let addr = SocketAddr::new(ip, port);
     trace.remote_addr = Some(addr);
 

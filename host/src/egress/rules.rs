@@ -1,4 +1,4 @@
-//! The egress allow-list: which `scheme://host:port` a probe may reach.
+//! The allow-list: which `scheme://host:port` a probe may reach.
 //!
 //! Fail-closed: an empty list admits nothing. A rule names a host either by
 //! DNS name or by address (`127.0.0.1`, `[::1]`, a CIDR such as

@@ -4,11 +4,11 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
+use super::rules::DestHost;
 use crate::bindings::wasmprobe::plugin::types::IpProtocol;
-use crate::hostcalls::allowlist::DestHost;
 
 /// The protocol of an address (IPv4-mapped IPv6 counts as IPv4).
-pub(crate) fn protocol_of(ip: IpAddr) -> IpProtocol {
+pub fn protocol_of(ip: IpAddr) -> IpProtocol {
     if ip.to_canonical().is_ipv4() {
         IpProtocol::Ip4
     } else {
@@ -43,11 +43,7 @@ pub(crate) async fn resolve(host: &DestHost, port: u16) -> (Result<Vec<IpAddr>, 
 
 /// The first admitted address of the preferred protocol, or of any
 /// protocol when falling back is allowed.
-pub(crate) fn choose(
-    addrs: &[IpAddr],
-    preferred: Option<IpProtocol>,
-    fallback: bool,
-) -> Option<IpAddr> {
+pub fn choose(addrs: &[IpAddr], preferred: Option<IpProtocol>, fallback: bool) -> Option<IpAddr> {
     let Some(pref) = preferred else {
         return addrs.first().copied();
     };

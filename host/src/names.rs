@@ -1,4 +1,5 @@
-//! Which metric and label names are valid, and which belong to the host.
+//! Which metric and label names are valid, and which belong to the host:
+//! the rules `probes.toml` (labels) and the exposition (families) share.
 
 /// Labels the host sets on every series; plugins and configs may not.
 pub const RESERVED_LABELS: &[&str] = &["probe", "le", "quantile"];
