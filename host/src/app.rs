@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, Diagnostic, Diagnostics, PluginName, ProbeConfig, ProbeName};
-use crate::exposition::{Exposition, FamilyDef, PluginFamilies, ProbeSlot, SeriesBudget};
+use crate::exposition::{
+    Exposition, FamilyDef, Format, PluginFamilies, ProbeSlot, SeriesBudget, Staged,
+};
 use crate::hostcalls::state::ProbeState;
 use crate::hostcalls::tape::Tape;
 use crate::hostcalls::{LoadScope, Services};
@@ -96,8 +98,49 @@ impl Probe {
         self.run_taped(engine, target, persist_state, None).await
     }
 
+    /// The target of an on-demand run: the one asked for, else the
+    /// configured one, and only inside the probe's allow-list.
+    pub fn on_demand_target(&self, requested: Option<&str>) -> Result<String, OnDemandError> {
+        let target = match requested.filter(|t| !t.is_empty()) {
+            Some(t) => t,
+            None => self
+                .config
+                .target
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| OnDemandError::NoTarget(self.config.name.to_string()))?,
+        };
+        self.config
+            .allow
+            .check_target(target)
+            .map_err(|denied| OnDemandError::Denied(self.config.name.to_string(), denied))?;
+        Ok(target.to_string())
+    }
+
+    /// One run that touches neither the probe's state nor its series, and
+    /// its own exposition: what `/probe` answers and `wasmprobe probe`
+    /// prints.
+    pub async fn run_on_demand(
+        &self,
+        engine: &WasmEngine,
+        exposition: &Exposition,
+        target: &str,
+        tape: Option<Arc<Tape>>,
+        format: Format,
+    ) -> OnDemand {
+        let mut record = self.run_taped(engine, target, false, tape).await;
+        let staged = Staged::new(&self.plugin.families, std::mem::take(&mut record.samples));
+        let text =
+            exposition.encode_single(self.slot.host_labels(), &record, Some(&staged), format);
+        OnDemand {
+            rejected: staged.rejected_total(),
+            record,
+            text,
+        }
+    }
+
     /// [`Probe::run_once`] with its network calls recorded or replayed.
-    pub async fn run_taped(
+    async fn run_taped(
         &self,
         engine: &WasmEngine,
         target: &str,
@@ -115,6 +158,25 @@ impl Probe {
         };
         run::run(engine, &self.plugin.plugin, spec).await
     }
+}
+
+/// Why an on-demand run cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum OnDemandError {
+    #[error("probe {0:?} has no target: give one")]
+    NoTarget(String),
+    #[error("probe {0:?}: {1}")]
+    Denied(String, crate::egress::Denied),
+}
+
+/// One on-demand run and its own exposition.
+#[derive(Debug)]
+pub struct OnDemand {
+    pub record: RunRecord,
+    /// The run's series plus `probe_success` and `probe_duration_seconds`.
+    pub text: String,
+    /// Samples the exposition dropped (unknown family, bad labels, ...).
+    pub rejected: u64,
 }
 
 /// Every probe and plugin of one loaded config.

@@ -11,7 +11,7 @@
 //!   another unit's, never the whole store;
 //! - its **linker registration**.
 //!
-//! [`crate::runtime::store`] composes the units and nothing else knows the
+//! The run's store (`runtime/store.rs`) composes the units; nothing else knows the
 //! list. Two channels, always: what a plugin can handle (a denied target, a
 //! timeout, a full state store) comes back as the interface's error value;
 //! only exceeded hard limits and host bugs trap. Networked units go through

@@ -26,7 +26,7 @@ pub use listener::{ServeError, bind, serve};
 pub use web::{WebConfig, WebConfigError, WebState};
 
 use crate::app::App;
-use crate::reload::Reloader;
+use crate::lifecycle::Lifecycle;
 
 /// The full router, for the listener and for in-process tests. Without a
 /// reloader, `/-/reload` is not served. With a web config, basic auth (when
@@ -34,7 +34,7 @@ use crate::reload::Reloader;
 /// except its `[unauthenticated] paths`.
 pub fn router(
     app: Arc<App>,
-    reloader: Option<Arc<Reloader>>,
+    reloader: Option<Arc<Lifecycle>>,
     web: Option<Arc<WebState>>,
 ) -> Router {
     let routes = Router::new()
@@ -58,3 +58,6 @@ pub fn router(
         None => routes,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -239,3 +239,202 @@ async fn send_batch(
         .map(|r| r.unwrap_or_else(|| Err(client::invalid("request was cancelled".into()))))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::bindings::wasmprobe::plugin::http::ErrorKind;
+    use crate::egress::AllowRule;
+
+    fn request(url: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: Some(2000),
+            follow_redirects: true,
+            max_redirects: 5,
+            max_body_bytes: None,
+            preferred_ip_protocol: None,
+            ip_protocol_fallback: true,
+            enable_http2: false,
+            decompress: false,
+        }
+    }
+
+    fn grant(rules: &[String]) -> Arc<HttpGrant> {
+        Arc::new(HttpGrant {
+            allow: AllowList::new(
+                rules
+                    .iter()
+                    .map(|r| AllowRule::try_from(r.clone()).unwrap_or_else(|e| panic!("{e}")))
+                    .collect(),
+            ),
+            tls: Arc::new(
+                tls::TlsClient::new(&TlsSettings::default()).unwrap_or_else(|e| panic!("{e}")),
+            ),
+            max_body: 1 << 20,
+        })
+    }
+
+    /// A loopback server that counts connections and answers each with
+    /// `response`.
+    async fn server(response: String) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let response = response.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    let _ = conn.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn context(grant: Option<Arc<HttpGrant>>, tape: Option<Arc<Tape>>) -> HttpContext {
+        HttpContext {
+            grant,
+            deadline: Instant::now() + Duration::from_secs(5),
+            revealed: Revealed::default(),
+            tape,
+        }
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+
+    #[tokio::test]
+    async fn a_target_outside_the_allow_list_is_denied_before_any_connection() {
+        let (addr, accepted) = server(OK.into()).await;
+        let other = format!("http://127.0.0.1:{}", addr.port().wrapping_add(1));
+        let mut ctx = context(Some(grant(&[other])), None);
+        let result = ctx.send(request(&format!("http://{addr}/"))).await;
+        let err = result
+            .ok()
+            .and_then(Result::err)
+            .unwrap_or_else(|| panic!("not denied"));
+        assert_eq!(err.kind, ErrorKind::Denied, "{}", err.message);
+        assert!(err.message.contains("is not allowed"), "{}", err.message);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_a_forbidden_host_is_denied_and_never_connected() {
+        let (forbidden, forbidden_hits) = server(OK.into()).await;
+        let (allowed, allowed_hits) = server(format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://{forbidden}/secret\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+        let mut ctx = context(Some(grant(&[format!("http://{allowed}")])), None);
+        let result = ctx.send(request(&format!("http://{allowed}/"))).await;
+        let err = result
+            .ok()
+            .and_then(Result::err)
+            .unwrap_or_else(|| panic!("not denied"));
+        assert_eq!(err.kind, ErrorKind::Denied, "{}", err.message);
+        assert_eq!(err.redirects, 1);
+        assert_eq!(allowed_hits.load(Ordering::SeqCst), 1);
+        assert_eq!(forbidden_hits.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn without_a_grant_every_request_is_denied() {
+        let mut ctx = context(None, None);
+        let one = ctx.send(request("http://127.0.0.1:9/")).await;
+        assert!(matches!(
+            one,
+            Ok(Err(HttpError {
+                kind: ErrorKind::Denied,
+                ..
+            }))
+        ));
+        let batch = ctx
+            .send_batch(vec![request("http://127.0.0.1:9/"); 3], 2)
+            .await
+            .unwrap_or_default();
+        assert_eq!(batch.len(), 3);
+        assert!(batch.iter().all(|r| matches!(
+            r,
+            Err(HttpError {
+                kind: ErrorKind::Denied,
+                ..
+            })
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_scheme_other_than_http_is_an_invalid_request() {
+        let mut ctx = context(Some(grant(&["http://127.0.0.1".into()])), None);
+        let result = ctx.send(request("ftp://127.0.0.1/")).await;
+        assert!(matches!(
+            result,
+            Ok(Err(HttpError {
+                kind: ErrorKind::InvalidRequest,
+                ..
+            }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_batch_above_the_cap_is_refused_as_a_whole() {
+        let (addr, accepted) = server(OK.into()).await;
+        let mut ctx = context(Some(grant(&[format!("http://{addr}")])), None);
+        let batch = ctx
+            .send_batch(vec![request(&format!("http://{addr}/")); MAX_BATCH + 1], 4)
+            .await
+            .unwrap_or_default();
+        assert_eq!(batch.len(), MAX_BATCH + 1);
+        assert!(batch.iter().all(|r| matches!(
+            r,
+            Err(HttpError {
+                kind: ErrorKind::InvalidRequest,
+                ..
+            })
+        )));
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_recorded_exchange_replays_without_the_network() {
+        let (addr, accepted) = server(OK.into()).await;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("tape.json");
+        let recorder = Arc::new(Tape::recorder());
+        let mut live = context(
+            Some(grant(&[format!("http://{addr}")])),
+            Some(recorder.clone()),
+        );
+        let first = live.send(request(&format!("http://{addr}/"))).await;
+        assert!(matches!(&first, Ok(Ok(r)) if r.status == 200 && r.body == b"ok"));
+        recorder
+            .save(&path, "p", "t")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        let (player, _) = Tape::player(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut replay = context(None, Some(Arc::new(player)));
+        let again = replay.send(request(&format!("http://{addr}/"))).await;
+        assert!(matches!(&again, Ok(Ok(r)) if r.status == 200 && r.body == b"ok"));
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the replay opened no connection"
+        );
+    }
+}

@@ -325,3 +325,101 @@ impl Host for IcmpContext {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egress::AllowRule;
+
+    fn echo(target: &str) -> EchoRequest {
+        EchoRequest {
+            target: target.into(),
+            count: 1,
+            interval_ms: 10,
+            timeout_ms: 100,
+            payload_size: 56,
+            ttl: None,
+            preferred_ip_protocol: None,
+            ip_protocol_fallback: true,
+            source: None,
+        }
+    }
+
+    fn context(grant: Option<IcmpGrant>) -> IcmpContext {
+        IcmpContext {
+            grant: grant.map(Arc::new),
+            deadline: Instant::now() + Duration::from_secs(2),
+            revealed: Revealed::default(),
+            tape: None,
+        }
+    }
+
+    fn grant(rule: &str) -> IcmpGrant {
+        IcmpGrant {
+            allow: AllowList::new(vec![
+                AllowRule::try_from(rule.to_string()).unwrap_or_else(|e| panic!("{e}")),
+            ]),
+            service: Arc::new(IcmpService::unavailable()),
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_grant_an_echo_is_denied() {
+        let result = context(None).echo(echo("127.0.0.1")).await;
+        assert!(matches!(
+            result,
+            Ok(Err(IcmpError {
+                kind: ErrorKind::Denied,
+                ..
+            }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_target_outside_the_allow_list_is_denied_before_the_socket() {
+        let result = context(Some(grant("icmp://127.0.0.2")))
+            .echo(echo("127.0.0.1"))
+            .await;
+        assert!(
+            matches!(
+                result,
+                Ok(Err(IcmpError {
+                    kind: ErrorKind::Denied,
+                    ..
+                }))
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_admitted_target_without_a_socket_is_unavailable() {
+        let result = context(Some(grant("icmp://127.0.0.1")))
+            .echo(echo("127.0.0.1"))
+            .await;
+        assert!(
+            matches!(
+                result,
+                Ok(Err(IcmpError {
+                    kind: ErrorKind::Unavailable,
+                    ..
+                }))
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_out_of_range_are_invalid() {
+        let mut req = echo("127.0.0.1");
+        req.count = MAX_COUNT + 1;
+        let result = context(Some(grant("icmp://127.0.0.1"))).echo(req).await;
+        assert!(matches!(
+            result,
+            Ok(Err(IcmpError {
+                kind: ErrorKind::InvalidRequest,
+                ..
+            }))
+        ));
+    }
+}

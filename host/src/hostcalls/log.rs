@@ -131,4 +131,18 @@ mod tests {
         assert!(c.len() <= MAX_LINE);
         assert!(c.chars().all(|ch| ch == 'é'));
     }
+
+    #[test]
+    fn a_context_spends_its_allowance_and_redacts_what_the_run_revealed() {
+        let revealed = Revealed::default();
+        revealed.add("hunter22");
+        let mut ctx = LogContext {
+            probe: "p".into(),
+            sink: LogSink::new(1),
+            revealed,
+        };
+        assert!(ctx.log(Level::Info, "token hunter22".into()).is_ok());
+        assert!(ctx.log(Level::Info, "second".into()).is_ok());
+        assert_eq!(ctx.sink.dropped, 1);
+    }
 }

@@ -67,7 +67,7 @@ impl Revealed {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn add(&self, value: &str) {
+    pub(crate) fn add(&self, value: &str) {
         let mut list = self.lock();
         if !list.iter().any(|v| v == value) {
             list.push(value.to_string());
@@ -192,22 +192,10 @@ mod tests {
 
     #[test]
     fn a_context_reveals_only_granted_secrets_and_shares_what_it_read() {
-        let var = "WASMPROBE_TEST_SECRETS_CONTEXT";
-        // SAFETY of the test: no other test reads this variable.
-        #[expect(unsafe_code, reason = "set_var in a single-purpose test variable")]
-        unsafe {
-            std::env::set_var(var, "granted-value");
-        }
-        let grant = Arc::new(SecretsGrant {
-            sources: [("token".to_string(), SecretSource::Env(var.into()))].into(),
-        });
         let revealed = Revealed::default();
-        let mut ctx = SecretsContext {
-            grant: Some(grant),
-            revealed: revealed.clone(),
-        };
+        let mut ctx = SecretsContext::for_test("granted-value", revealed.clone());
         assert_eq!(
-            ctx.get("token".into()).ok().flatten().as_deref(),
+            ctx.get("s".into()).ok().flatten().as_deref(),
             Some("granted-value")
         );
         assert_eq!(ctx.get("other".into()).ok().flatten(), None);
@@ -217,6 +205,6 @@ mod tests {
             grant: None,
             revealed: Revealed::default(),
         };
-        assert_eq!(denied.get("token".into()).ok().flatten(), None);
+        assert_eq!(denied.get("s".into()).ok().flatten(), None);
     }
 }

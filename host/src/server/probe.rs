@@ -14,9 +14,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::App;
+use crate::app::{App, OnDemandError};
 use crate::config::ProbeName;
-use crate::exposition::{Format, Staged};
+use crate::exposition::Format;
 
 fn plain(status: StatusCode, message: String) -> Response {
     (
@@ -46,13 +46,16 @@ pub(super) async fn probe(
             format!("unknown module {module:?} (known: {})", known.join(", ")),
         );
     };
-    let target = match params.get("target").or(probe.config.target.as_ref()) {
-        Some(t) if !t.is_empty() => t.clone(),
-        _ => return plain(StatusCode::BAD_REQUEST, "missing `target` parameter".into()),
+    let target = match probe.on_demand_target(params.get("target").map(String::as_str)) {
+        Ok(t) => t,
+        Err(e @ OnDemandError::NoTarget(_)) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("missing `target` parameter: {e}"),
+            );
+        }
+        Err(e @ OnDemandError::Denied(..)) => return plain(StatusCode::FORBIDDEN, e.to_string()),
     };
-    if let Err(denied) = probe.config.allow.check_target(&target) {
-        return plain(StatusCode::FORBIDDEN, format!("probe {module:?}: {denied}"));
-    }
     let Ok(permit) = app.ondemand_slots.clone().try_acquire_owned() else {
         app.exposition
             .global
@@ -67,27 +70,24 @@ pub(super) async fn probe(
         return r;
     };
 
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let run = {
         let app = app.clone();
         let probe = probe.clone();
         app.probe_runtime.clone().spawn(async move {
-            let record = probe.run_once(&app.engine, &target, false).await;
+            let done = probe
+                .run_on_demand(&app.engine, &app.exposition, &target, None, format)
+                .await;
             drop(permit);
-            record
+            done
         })
     };
-    let Ok(mut record) = run.await else {
+    let Ok(done) = run.await else {
         return plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "probe run was cancelled".into(),
         );
     };
-    app.exposition.global.ondemand_run(record.result);
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = Format::negotiate(accept);
-    let staged = Staged::new(&probe.plugin.families, std::mem::take(&mut record.samples));
-    let body =
-        app.exposition
-            .encode_single(probe.slot.host_labels(), &record, Some(&staged), format);
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    app.exposition.global.ondemand_run(done.record.result);
+    ([(header::CONTENT_TYPE, format.content_type())], done.text).into_response()
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::reload::{Reloaded, Reloader};
+use crate::lifecycle::{Lifecycle, Reloaded};
 
-pub(super) async fn reload(State(reloader): State<Arc<Reloader>>) -> (StatusCode, String) {
+pub(super) async fn reload(State(reloader): State<Arc<Lifecycle>>) -> (StatusCode, String) {
     match reloader.reload("http").await {
         Ok(Reloaded::Applied { probes }) => {
             (StatusCode::OK, format!("reloaded: {probes} probes\n"))

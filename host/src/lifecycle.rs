@@ -1,7 +1,10 @@
-//! Reloading: the config file, its packages and plugins, swapped in all at
-//! once or not at all.
+//! The life of a config: start-up and every reload take one path,
+//! load → command-line overrides → prepare → install → schedule.
 //!
-//! A reload (SIGHUP, `POST /-/reload`, or a change the watcher sees) reads,
+//! [`load`] reads `probes.toml` (its packages too) and applies the
+//! command line's [`Overrides`] in the one place they are applied;
+//! [`Lifecycle::start`] prepares the first config and installs it;
+//! [`Lifecycle::reload`] does the same for every later one. A reload (SIGHUP, `POST /-/reload`, or a change the watcher sees) reads,
 //! validates and compiles everything first, off the server's threads. Only
 //! when all of it is good does it swap: the new probe set is installed, the
 //! old schedule is told to stop (runs in flight finish on the plugin
@@ -16,6 +19,7 @@
 //! sizes, cache directory) need a restart: a reload that changes them is
 //! refused with the setting named.
 
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,10 +30,68 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::{self, App, ProbeSet};
-use crate::config::{self, Config, ConfigError, Diagnostics};
+use crate::config::{self, Config, ConfigError, Diagnostics, PluginName};
 use crate::hostcalls::Services;
 use crate::schedule;
 use crate::shard::Shard;
+
+/// What the command line says over every config file it loads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    /// `--listen` wins over `server.listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--shard`: only this replica's share of the scheduled probes.
+    pub shard: Option<Shard>,
+}
+
+impl Overrides {
+    fn apply(&self, config: &mut Config) {
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        if let Some(shard) = self.shard {
+            let all = config.probes.len();
+            config.keep_shard(shard);
+            tracing::info!(shard = %shard, kept = config.probes.len(), of = all, "running this shard's probes");
+        }
+    }
+}
+
+/// Reads the config at `path` with the overrides applied. Any problem
+/// refuses it, except a probe whose plugin `tolerated` says was removed
+/// on purpose (those probes are left out and their plugins returned).
+fn read(
+    path: &Path,
+    overrides: &Overrides,
+    tolerated: impl Fn(&PluginName) -> bool,
+) -> Result<(Config, BTreeSet<PluginName>), ReloadError> {
+    let (mut config, problems) = config::load_partial(path)?;
+    overrides.apply(&mut config);
+    let mut refused = Vec::new();
+    let mut removed = BTreeSet::new();
+    for problem in problems {
+        let gone = config.missing_plugins.iter().find(|(probe, plugin)| {
+            problem.location.key == format!("probes.{probe}.plugin") && tolerated(plugin)
+        });
+        match gone {
+            Some((_, plugin)) => {
+                removed.insert(plugin.clone());
+            }
+            None => refused.push(problem),
+        }
+    }
+    if refused.is_empty() {
+        Ok((config, removed))
+    } else {
+        Err(Diagnostics(refused).into())
+    }
+}
+
+/// The first load: the config at `path` with the overrides applied, or
+/// every problem it has.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ReloadError> {
+    read(path, overrides, |_| false).map(|(config, _)| config)
+}
 
 /// Why a reload was refused. The running config is untouched.
 #[derive(Debug, thiserror::Error)]
@@ -61,24 +123,21 @@ struct Current {
     stop: watch::Sender<bool>,
     /// Plugins removed from a plugin directory while probes used them:
     /// those probes stay stopped until the plugin is back.
-    removed: std::collections::BTreeSet<crate::config::PluginName>,
+    removed: BTreeSet<PluginName>,
 }
 
 /// Owns the running config and its schedule.
-pub struct Reloader {
+pub struct Lifecycle {
     app: Arc<App>,
     services: Services,
     path: PathBuf,
-    /// `--listen` given on the command line wins over every reloaded file.
-    listen: Option<std::net::SocketAddr>,
-    /// `--shard`: every reloaded config keeps only this replica's probes.
-    shard: Option<Shard>,
+    overrides: Overrides,
     current: tokio::sync::Mutex<Current>,
 }
 
-impl std::fmt::Debug for Reloader {
+impl std::fmt::Debug for Lifecycle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reloader")
+        f.debug_struct("Lifecycle")
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
@@ -193,36 +252,52 @@ pub fn report_packages(app: &App, config: &Config) {
     );
 }
 
-impl Reloader {
-    /// Installs the first set and starts its schedule.
-    pub fn start(
+/// Makes a prepared set the running one: packages reported, the old
+/// schedule told to stop, the set installed and its schedule started.
+fn swap(
+    app: &Arc<App>,
+    config: &Config,
+    set: ProbeSet,
+    old: Option<&watch::Sender<bool>>,
+) -> watch::Sender<bool> {
+    report_packages(app, config);
+    if let Some(old) = old {
+        let _ = old.send(true);
+    }
+    app.install(set);
+    let (stop, stop_rx) = watch::channel(false);
+    let _ = schedule::start(app, &stop_rx);
+    stop
+}
+
+impl Lifecycle {
+    /// Prepares the first config (from [`load`]), installs it and starts
+    /// its schedule.
+    pub async fn start(
         app: Arc<App>,
         services: Services,
         path: PathBuf,
-        listen: Option<std::net::SocketAddr>,
-        shard: Option<Shard>,
+        overrides: Overrides,
         config: Config,
-        set: ProbeSet,
-    ) -> Arc<Reloader> {
-        report_packages(&app, &config);
-        app.install(set);
+    ) -> Result<Arc<Lifecycle>, ReloadError> {
+        let set = app::prepare(&config, &app.engine, &services, &app.exposition, None).await?;
+        let stop = swap(&app, &config, set, None);
         app.exposition.global.config_loaded(true);
-        let (stop, stop_rx) = watch::channel(false);
-        let _ = schedule::start(&app, &stop_rx);
         let fingerprint = fingerprint(&config);
-        Arc::new(Reloader {
+        Ok(Arc::new(Lifecycle {
             app,
             services,
             path,
-            listen,
-            shard,
+            overrides,
             current: tokio::sync::Mutex::new(Current {
+                // Moved, not cloned: with 100,000 probes every copy of the
+                // config costs hundreds of MiB.
                 config,
                 fingerprint,
                 stop,
                 removed: Default::default(),
             }),
-        })
+        }))
     }
 
     /// Reloads on the probe runtime (compiling and `describe()` never run
@@ -256,34 +331,15 @@ impl Reloader {
     async fn reload_here(&self) -> Result<Reloaded, ReloadError> {
         let mut current = self.current.lock().await;
         let previous = self.app.set.load_full();
-        let (mut config, problems) = config::load_partial(&self.path)?;
-        if let Some(listen) = self.listen {
-            config.server.listen = listen;
-        }
-        if let Some(shard) = self.shard {
-            config.keep_shard(shard);
-        }
         // A plugin removed from a plugin directory stops its probes; any
         // other problem refuses the reload.
-        let mut refused = Vec::new();
-        let mut removed = std::collections::BTreeSet::new();
-        for problem in problems {
-            let gone = config.missing_plugins.iter().find(|(probe, plugin)| {
-                problem.location.key == format!("probes.{probe}.plugin")
-                    && (previous.plugins.contains_key(*plugin) || current.removed.contains(*plugin))
-            });
-            match gone {
-                Some((probe, plugin)) => {
-                    if previous.probes.contains_key(probe) {
-                        tracing::warn!(probe = %probe, plugin = %plugin, "plugin removed: probe stopped");
-                    }
-                    removed.insert((*plugin).clone());
-                }
-                None => refused.push(problem),
+        let (config, removed) = read(&self.path, &self.overrides, |plugin| {
+            previous.plugins.contains_key(plugin) || current.removed.contains(plugin)
+        })?;
+        for (probe, plugin) in &config.missing_plugins {
+            if removed.contains(plugin) && previous.probes.contains_key(probe) {
+                tracing::warn!(probe = %probe, plugin = %plugin, "plugin removed: probe stopped");
             }
-        }
-        if !refused.is_empty() {
-            return Err(Diagnostics(refused).into());
         }
         let fingerprint = fingerprint(&config);
         if fingerprint == current.fingerprint {
@@ -299,13 +355,8 @@ impl Reloader {
         )
         .await?;
         let probes = set.probes.len();
-
         // Everything is good: swap.
-        report_packages(&self.app, &config);
-        let _ = current.stop.send(true);
-        self.app.install(set);
-        let (stop, stop_rx) = watch::channel(false);
-        let _ = schedule::start(&self.app, &stop_rx);
+        let stop = swap(&self.app, &config, set, Some(&current.stop));
         *current = Current {
             config,
             fingerprint,

@@ -1,0 +1,193 @@
+//! The `wasmprobe` command: the only place errors become exit codes.
+//!
+//! Exit codes: 0 success; 1 the probe run by `wasmprobe probe` failed;
+//! 2 the config (or a plugin it names) is invalid; 3 the engine could not
+//! start (listener, runtime, cache).
+
+mod check;
+mod new;
+mod probe;
+mod run;
+mod setup;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use wasmprobe::shard::Shard;
+
+use crate::probe::TapeMode;
+
+/// A probe engine whose probes are sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "wasmprobe", version, about)]
+struct Cli {
+    /// Log filter, e.g. `info` or `wasmprobe=debug` (env: WASMPROBE_LOG).
+    /// Defaults to `info` for `run`, `warn` for the other commands.
+    #[arg(long, global = true, env = "WASMPROBE_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every scheduled probe and serve /metrics.
+    Run(RunArgs),
+    /// Validate a config and its plugins without running any probe.
+    Check {
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+    },
+    /// Run one probe once and print its metrics.
+    Probe {
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+        /// The probe to run.
+        #[arg(long)]
+        probe: String,
+        /// Target instead of the configured one (must be allowed).
+        #[arg(long)]
+        target: Option<String>,
+        /// Print OpenMetrics instead of the classic text format.
+        #[arg(long)]
+        openmetrics: bool,
+        /// Store the run's network calls (HTTP, ICMP) and their answers in
+        /// FILE (JSON; secrets the run read are written as `[redacted]`).
+        #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+        record: Option<PathBuf>,
+        /// Answer the run's network calls from FILE instead of the network;
+        /// fails when the plugin's calls differ from the recording.
+        #[arg(long, value_name = "FILE")]
+        replay: Option<PathBuf>,
+    },
+    /// Create something new from a template.
+    #[command(subcommand)]
+    New(NewCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NewCommand {
+    /// A plugin that builds to a .wasm with one command: a Rust crate
+    /// (`cargo build --release --target wasm32-wasip2`), or a Python or
+    /// JavaScript file with its `./build.sh`.
+    Plugin {
+        /// The plugin's name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value_t)]
+        lang: wasmprobe::scaffold::Lang,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The wasmprobe SDK (`plugins/sdk` of a wasmprobe checkout);
+        /// defaults to the one this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The probes file.
+    #[arg(long, short, default_value = "probes.toml")]
+    config: PathBuf,
+    /// Listen address, overriding `server.listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Longest wait for runs in flight at shutdown.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    drain: Duration,
+    /// Also start the demo simulators on loopback: a treaty partner on
+    /// 127.0.0.1:9471 and an anchoring ledger on 127.0.0.1:9472 (its
+    /// token: WASMPROBE_DEMO_LEDGER_TOKEN, default `demo-ledger-token`).
+    #[arg(long)]
+    demo: bool,
+    /// Web security: TLS, client certificates and basic auth for the
+    /// endpoint (TOML, like Prometheus exporter-toolkit's web config).
+    /// Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", env = "WASMPROBE_WEB_CONFIG")]
+    web_config: Option<PathBuf>,
+    /// Run only this replica's share of the scheduled probes: INDEX/COUNT
+    /// (0-based), or ordinal/COUNT to take INDEX from the host name's
+    /// trailing number (StatefulSet pods). Probes are assigned by
+    /// rendezvous hashing of their names.
+    #[arg(long, value_name = "INDEX/COUNT", env = "WASMPROBE_SHARD")]
+    shard: Option<Shard>,
+}
+
+/// How the process ends; scripts and CI rely on these numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Ok = 0,
+    /// `probe`: the probe failed, or a replay did not match its recording.
+    ProbeFailed = 1,
+    /// The input is wrong: config, plugin, arguments, recording.
+    BadInput = 2,
+    /// The environment is: a port, a thread, a cache directory.
+    Environment = 3,
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> ExitCode {
+        ExitCode::from(status as u8)
+    }
+}
+
+/// A failure with its exit status.
+struct Exit(Status, anyhow::Error);
+
+fn exit(status: Status) -> impl FnOnce(anyhow::Error) -> Exit {
+    move |e| Exit(status, e)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default))
+        .unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Check { config } => check::check(&config),
+        Command::Probe {
+            config,
+            probe,
+            target,
+            openmetrics,
+            record,
+            replay,
+        } => {
+            let tape = match (record, replay) {
+                (Some(path), _) => Some(TapeMode::Record(path)),
+                (None, Some(path)) => Some(TapeMode::Replay(path)),
+                (None, None) => None,
+            };
+            probe::probe_once(&config, &probe, target.as_deref(), openmetrics, tape)
+        }
+        Command::New(NewCommand::Plugin {
+            name,
+            lang,
+            dir,
+            sdk,
+        }) => new::new_plugin(&name, lang, dir, sdk),
+    };
+    match result {
+        Ok(code) => code,
+        Err(Exit(status, e)) => {
+            eprintln!("wasmprobe: {e:#}");
+            status.into()
+        }
+    }
+}

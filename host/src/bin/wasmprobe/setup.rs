@@ -1,0 +1,56 @@
+//! What every command that runs plugins sets up: the config, the engine,
+//! the process's services and the probe runtime.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use wasmprobe::app;
+use wasmprobe::config::{self, Config};
+use wasmprobe::exposition::Exposition;
+use wasmprobe::hostcalls::Services;
+use wasmprobe::hostcalls::icmp::IcmpService;
+use wasmprobe::runtime::WasmEngine;
+
+use crate::{Exit, Status, exit};
+
+pub(crate) fn load_config(path: &std::path::Path) -> Result<Config, Exit> {
+    config::load(path).map_err(|e| Exit(Status::BadInput, e.into()))
+}
+
+pub(crate) fn engine_for(config: &Config) -> Result<Arc<WasmEngine>, Exit> {
+    let cache = match &config.engine.cache_dir {
+        Some(d) => Some(
+            std::path::absolute(d)
+                .context("cannot resolve cache directory")
+                .map_err(exit(Status::Environment))?,
+        ),
+        None => None,
+    };
+    let engine = WasmEngine::new(app::pool_size(config), cache.as_deref())
+        .map_err(|e| Exit(Status::Environment, e.into()))?;
+    Ok(Arc::new(engine))
+}
+
+/// Finds the ICMP sockets this process may open, and says so.
+/// The process-wide services capability units build grants from.
+pub(crate) fn services(exposition: &Exposition) -> Services {
+    let icmp = IcmpService::detect();
+    tracing::info!(
+        ipv4 = icmp.v4.as_str(),
+        ipv6 = icmp.v6.as_str(),
+        "ICMP sockets"
+    );
+    exposition.global.set_icmp_modes(icmp.v4, icmp.v6);
+    Services::default().with(Arc::new(icmp))
+}
+
+pub(crate) fn probe_runtime(threads: usize) -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("wasmprobe-probe")
+        .enable_all()
+        .build()
+        .context("cannot start the probe runtime")
+        .map_err(exit(Status::Environment))
+}
