@@ -207,7 +207,7 @@ fn icmp_service(exposition: &Exposition) -> Arc<IcmpService> {
         ipv6 = icmp.v6.as_str(),
         "ICMP sockets"
     );
-    exposition.global.set_icmp_modes(icmp.v4, icmp.v6);
+    exposition.global.icmp_sockets_detected(icmp.v4, icmp.v6);
     Arc::new(icmp)
 }
 
@@ -290,7 +290,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
     let probe_rt = probe_runtime(config.engine.worker_threads)?;
     let exposition = Arc::new(Exposition::new());
     if let Some(shard) = shard {
-        exposition.global.set_shard(shard.to_string());
+        exposition.global.shard_assigned(shard.to_string());
     }
     let icmp = icmp_service(&exposition);
     // Listen for SIGTERM before compiling plugins: as PID 1 in a container
@@ -381,13 +381,7 @@ fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
         // runs drain, so load balancers and Prometheus see the shutdown.
         app.ready.store(false, Ordering::Relaxed);
         reloader.stop().await;
-        let in_flight = || {
-            app.exposition
-                .global
-                .in_flight
-                .load(Ordering::Relaxed)
-                .max(0)
-        };
+        let in_flight = || app.exposition.global.runs_in_flight();
         tracing::info!(
             in_flight = in_flight(),
             drain_ms = drain.as_millis() as u64,

@@ -19,7 +19,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -184,7 +184,7 @@ pub fn report_packages(app: &App, config: &Config) {
             tracing::warn!(package = %p.name, path = %p.path.display(), problems = %problems, "package refused; the other packages load");
         }
     }
-    app.exposition.global.set_packages(
+    app.exposition.global.packages_included(
         config
             .packages
             .iter()
@@ -206,7 +206,7 @@ impl Reloader {
     ) -> Arc<Reloader> {
         report_packages(&app, &config);
         app.install(set);
-        app.exposition.global.config_loaded(true);
+        app.exposition.global.reload_succeeded(SystemTime::now());
         let (stop, stop_rx) = watch::channel(false);
         let _ = schedule::start(&app, &stop_rx);
         let fingerprint = fingerprint(&config);
@@ -238,15 +238,15 @@ impl Reloader {
         let g = &self.app.exposition.global;
         match &outcome {
             Ok(Reloaded::Applied { probes }) => {
-                g.config_loaded(true);
+                g.reload_succeeded(SystemTime::now());
                 tracing::info!(trigger, probes, "config reloaded");
             }
             Ok(Reloaded::Unchanged) => {
-                g.config_loaded(true);
+                g.reload_succeeded(SystemTime::now());
                 tracing::debug!(trigger, "config unchanged");
             }
             Err(e) => {
-                g.config_loaded(false);
+                g.reload_failed();
                 tracing::warn!(trigger, error = %format!("{e:#}"), "reload refused; the running config stays");
             }
         }

@@ -124,3 +124,56 @@ fn removed_probes_disappear() {
     exp.remove_probe(&name("gone"));
     assert!(!exp.encode(Format::Classic).contains("probe=\"gone\""));
 }
+
+/// Sample lines of an exposition: (name, labels as written, value).
+fn samples(text: &str) -> Vec<(String, String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            Some((name.to_string(), labels.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn engine_events_show_in_the_scrape() {
+    let exp = Exposition::new();
+    let g = &exp.global;
+    g.probes_installed(3, 1, 2);
+    g.ondemand_refused_busy();
+    g.ondemand_run_finished(RunResult::Success);
+    g.plugin_load_failed("broken");
+    g.reload_succeeded(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    g.reload_failed();
+    let running = g.run_started();
+    assert_eq!(g.runs_in_flight(), 1);
+    let text = exp.encode(Format::Classic);
+    drop(running);
+    assert_eq!(g.runs_in_flight(), 0);
+    let got = samples(&text);
+    for (name, labels, value) in [
+        ("wasmprobe_probes", "scheduled=\"true\"", 3.0),
+        ("wasmprobe_probes", "scheduled=\"false\"", 1.0),
+        ("wasmprobe_plugins_loaded", "", 2.0),
+        ("wasmprobe_ondemand_rejected_total", "", 1.0),
+        ("wasmprobe_ondemand_runs_total", "result=\"success\"", 1.0),
+        ("wasmprobe_plugin_load_failures_total", "plugin=\"broken\"", 1.0),
+        ("wasmprobe_config_last_reload_successful", "", 0.0),
+        (
+            "wasmprobe_config_last_reload_success_timestamp_seconds",
+            "",
+            1_700_000_000.0,
+        ),
+        ("wasmprobe_runs_in_flight", "", 1.0),
+    ] {
+        assert!(
+            got.contains(&(name.to_string(), labels.to_string(), value)),
+            "{name}{{{labels}}} {value}\n{text}"
+        );
+    }
+}

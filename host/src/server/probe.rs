@@ -54,10 +54,7 @@ pub(super) async fn probe(
         return plain(StatusCode::FORBIDDEN, format!("probe {module:?}: {denied}"));
     }
     let Ok(permit) = app.ondemand_slots.clone().try_acquire_owned() else {
-        app.exposition
-            .global
-            .ondemand_busy
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        app.exposition.global.ondemand_refused_busy();
         let mut r = plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many /probe requests in flight; retry later".into(),
@@ -82,7 +79,7 @@ pub(super) async fn probe(
             "probe run was cancelled".into(),
         );
     };
-    app.exposition.global.ondemand_run(record.result);
+    app.exposition.global.ondemand_run_finished(record.result);
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let staged = record.staged.take();
