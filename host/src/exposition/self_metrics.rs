@@ -93,7 +93,7 @@ host_families! {
         "When the probe's last run finished, in Unix seconds.";
     Series: "wasmprobe_probe_series", Gauge,
         "Series the probe's plugin currently holds in the exposition.";
-    BuildInfo: "wasmprobe_build_info", Gauge, labels = ["version", "wasmtime"],
+    BuildInfo: "wasmprobe_build_info", Gauge, labels = ["version", "wasmtime", "revision"],
         "Build of the running engine; always 1.";
     StartTime: "wasmprobe_start_time_seconds", Gauge, unit = "seconds",
         "When the engine started, in Unix seconds.";
@@ -277,6 +277,9 @@ impl IpFamily {
         }
     }
 }
+
+/// The commit the binary was built from (see `host/build.rs`).
+const REVISION: &str = env!("WASMPROBE_REVISION");
 
 /// Engine-wide self-metrics. The scheduler, loader, reloader and server
 /// report events through the methods below; the fields stay private so
@@ -475,6 +478,7 @@ impl GlobalMetrics {
             &[
                 env!("CARGO_PKG_VERSION"),
                 crate::runtime::WASMTIME_VERSION,
+                REVISION,
             ],
             1.0,
         );

@@ -141,6 +141,24 @@ fn samples(text: &str) -> Vec<(String, String, f64)> {
 }
 
 #[test]
+fn build_info_names_the_revision() {
+    let exp = Exposition::new();
+    let text = exp.encode(Format::Classic);
+    let info: Vec<_> = samples(&text)
+        .into_iter()
+        .filter(|(n, _, _)| n == "wasmprobe_build_info")
+        .collect();
+    let labels = format!(
+        "version=\"{}\",wasmtime=\"{}\",revision=\"{}\"",
+        env!("CARGO_PKG_VERSION"),
+        crate::runtime::WASMTIME_VERSION,
+        env!("WASMPROBE_REVISION")
+    );
+    assert_eq!(info, vec![("wasmprobe_build_info".into(), labels, 1.0)], "{text}");
+    assert!(!env!("WASMPROBE_REVISION").is_empty());
+}
+
+#[test]
 fn engine_events_show_in_the_scrape() {
     let exp = Exposition::new();
     let g = &exp.global;
