@@ -14,6 +14,7 @@
 pub mod encode;
 pub mod family;
 pub mod names;
+mod process;
 mod self_metrics;
 pub mod series;
 

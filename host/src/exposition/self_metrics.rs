@@ -1,6 +1,7 @@
 //! The host's own families: per-probe outcome families that dashboards
 //! built for blackbox_exporter expect (`probe_success`,
-//! `probe_duration_seconds`) and the engine's `wasmprobe_*` self-metrics.
+//! `probe_duration_seconds`), the engine's `wasmprobe_*` self-metrics and
+//! the `process_*` families of the Go exporters.
 //!
 //! Every family is declared once, in [`host_families!`]: name, type, unit,
 //! HELP and label names. Rendering names a [`HostFamily`] and gives label
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use super::encode::{HistogramState, push_histogram, push_sample};
 use super::family::{FamilyDef, FamilyId, FamilyTable, Kind};
 use super::series::Rejection;
+use super::process::ProcessStats;
 use super::{LastRun, unix_seconds};
 use crate::hostcalls::icmp::SocketMode;
 use crate::runtime::outcome::{RunResult, TrapReason};
@@ -119,6 +121,20 @@ host_families! {
         "Probe packages the config includes: 1 when loaded, 0 when refused (the log says why).";
     IcmpMode: "wasmprobe_icmp_socket_mode", Gauge, labels = ["family", "mode"],
         "The kind of ICMP socket the engine got, per address family: 1 for the mode in use.";
+    // Names, types and HELP as Go's client_golang process collector
+    // writes them.
+    ProcessCpu: "process_cpu_seconds_total", Counter, unit = "seconds",
+        "Total user and system CPU time spent in seconds.";
+    ProcessResident: "process_resident_memory_bytes", Gauge, unit = "bytes",
+        "Resident memory size in bytes.";
+    ProcessVirtual: "process_virtual_memory_bytes", Gauge, unit = "bytes",
+        "Virtual memory size in bytes.";
+    ProcessOpenFds: "process_open_fds", Gauge,
+        "Number of open file descriptors.";
+    ProcessMaxFds: "process_max_fds", Gauge,
+        "Maximum number of open file descriptors.";
+    ProcessStart: "process_start_time_seconds", Gauge, unit = "seconds",
+        "Start time of the process since unix epoch in seconds.";
 }
 
 impl HostFamily {
@@ -482,6 +498,20 @@ impl GlobalMetrics {
             ],
             1.0,
         );
+        let p = ProcessStats::read();
+        for (family, value) in [
+            (F::ProcessCpu, p.cpu_seconds),
+            (F::ProcessResident, p.resident_bytes),
+            (F::ProcessVirtual, p.virtual_bytes),
+            (F::ProcessOpenFds, p.open_fds),
+            (F::ProcessMaxFds, p.max_fds),
+            (F::ProcessStart, p.start_time),
+        ] {
+            // A value /proc did not give is left out, never written as 0.
+            if let Some(v) = value {
+                put(family, &[], v);
+            }
+        }
         let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
         push_histogram(
             out.entry(host.id(F::Lag)).or_default(),

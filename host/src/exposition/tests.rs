@@ -140,6 +140,42 @@ fn samples(text: &str) -> Vec<(String, String, f64)> {
         .collect()
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn process_families_as_go_exporters_write_them() {
+    let exp = Exposition::new();
+    let text = exp.encode(Format::Classic);
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name}\n{text}"
+        );
+        let found: Vec<_> = samples(&text)
+            .into_iter()
+            .filter(|(n, _, _)| n == name)
+            .collect();
+        assert_eq!(found.len(), 1, "{name}\n{text}");
+        assert_eq!(found[0].1, "", "{name}\n{text}");
+        assert!(found[0].2 >= 0.0, "{name}\n{text}");
+    }
+    assert!(
+        text.contains("# HELP process_open_fds Number of open file descriptors.\n"),
+        "{text}"
+    );
+    let om = exp.encode(Format::OpenMetrics);
+    assert!(
+        om.contains("# TYPE process_cpu_seconds counter\n# UNIT process_cpu_seconds seconds\n"),
+        "{om}"
+    );
+}
+
 #[test]
 fn build_info_names_the_revision() {
     let exp = Exposition::new();
