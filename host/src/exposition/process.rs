@@ -145,7 +145,8 @@ mod tests {
 
     #[test]
     fn status_sizes_are_read_in_kib() {
-        let status = "Name:\twasmprobe\nVmPeak:\t  100 kB\nVmSize:\t   2048 kB\nVmRSS:\t    512 kB\n";
+        let status =
+            "Name:\twasmprobe\nVmPeak:\t  100 kB\nVmSize:\t   2048 kB\nVmRSS:\t    512 kB\n";
         assert_eq!(status_kib(status, "VmRSS:"), Some(512));
         assert_eq!(status_kib(status, "VmSize:"), Some(2048));
         assert_eq!(status_kib(status, "VmSwap:"), None);
@@ -158,7 +159,8 @@ mod tests {
                       Max processes             63560                63560                processes \n\
                       Max open files            1024                 524288               files     \n";
         assert_eq!(soft_open_files_limit(limits), Some(1024.0));
-        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
         assert_eq!(soft_open_files_limit(unlimited), Some(u64::MAX as f64));
         assert_eq!(soft_open_files_limit("Max processes 1 1\n"), None);
         assert_eq!(

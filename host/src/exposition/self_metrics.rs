@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use super::encode::{HistogramState, push_histogram, push_sample};
 use super::family::{FamilyDef, FamilyId, FamilyTable, Kind};
-use super::series::Rejection;
 use super::process::ProcessStats;
+use super::series::Rejection;
 use super::{LastRun, unix_seconds};
 use crate::hostcalls::icmp::SocketMode;
 use crate::runtime::outcome::{RunResult, TrapReason};
@@ -477,7 +477,11 @@ impl GlobalMetrics {
         {
             let packages = self.packages.lock().unwrap_or_else(|e| e.into_inner());
             for (name, loaded) in packages.iter() {
-                put(F::Package, &[name.as_str()], if *loaded { 1.0 } else { 0.0 });
+                put(
+                    F::Package,
+                    &[name.as_str()],
+                    if *loaded { 1.0 } else { 0.0 },
+                );
             }
         }
         let modes = *self.icmp_modes.lock().unwrap_or_else(|e| e.into_inner());

@@ -190,7 +190,11 @@ fn build_info_names_the_revision() {
         crate::runtime::WASMTIME_VERSION,
         env!("WASMPROBE_REVISION")
     );
-    assert_eq!(info, vec![("wasmprobe_build_info".into(), labels, 1.0)], "{text}");
+    assert_eq!(
+        info,
+        vec![("wasmprobe_build_info".into(), labels, 1.0)],
+        "{text}"
+    );
     assert!(!env!("WASMPROBE_REVISION").is_empty());
 }
 
@@ -216,7 +220,11 @@ fn engine_events_show_in_the_scrape() {
         ("wasmprobe_plugins_loaded", "", 2.0),
         ("wasmprobe_ondemand_rejected_total", "", 1.0),
         ("wasmprobe_ondemand_runs_total", "result=\"success\"", 1.0),
-        ("wasmprobe_plugin_load_failures_total", "plugin=\"broken\"", 1.0),
+        (
+            "wasmprobe_plugin_load_failures_total",
+            "plugin=\"broken\"",
+            1.0,
+        ),
         ("wasmprobe_config_last_reload_successful", "", 0.0),
         (
             "wasmprobe_config_last_reload_success_timestamp_seconds",
