@@ -436,12 +436,11 @@ impl App {
             .values()
             .filter(|p| p.config.schedule.is_some())
             .count() as u64;
-        let g = &self.exposition.global;
-        g.probes_scheduled.store(scheduled, Ordering::Relaxed);
-        g.probes_ondemand
-            .store(set.probes.len() as u64 - scheduled, Ordering::Relaxed);
-        g.plugins_loaded
-            .store(set.plugins.len() as u64, Ordering::Relaxed);
+        self.exposition.global.probes_installed(
+            scheduled,
+            set.probes.len() as u64 - scheduled,
+            set.plugins.len() as u64,
+        );
         self.set.store(Arc::new(set));
     }
 

@@ -13,6 +13,7 @@
 
 pub mod encode;
 pub mod family;
+mod process;
 mod self_metrics;
 pub mod series;
 
@@ -25,7 +26,7 @@ use arc_swap::ArcSwap;
 
 pub use encode::Format;
 pub use family::{FamilyDef, FamilyId, FamilyTable, Kind};
-pub use self_metrics::{GlobalMetrics, HostFamilies};
+pub use self_metrics::{GlobalMetrics, HostFamilies, RunInFlight};
 pub use series::{PluginFamilies, ProbeSeries, Staged};
 
 use crate::config::ProbeName;

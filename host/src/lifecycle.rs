@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
@@ -243,7 +243,7 @@ pub fn report_packages(app: &App, config: &Config) {
             tracing::warn!(package = %p.name, path = %p.path.display(), problems = %problems, "package refused; the other packages load");
         }
     }
-    app.exposition.global.set_packages(
+    app.exposition.global.packages_included(
         config
             .packages
             .iter()
@@ -282,7 +282,7 @@ impl Lifecycle {
     ) -> Result<Arc<Lifecycle>, ReloadError> {
         let set = app::prepare(&config, &app.engine, &services, &app.exposition, None).await?;
         let stop = swap(&app, &config, set, None);
-        app.exposition.global.config_loaded(true);
+        app.exposition.global.reload_succeeded(SystemTime::now());
         let fingerprint = fingerprint(&config);
         Ok(Arc::new(Lifecycle {
             app,
@@ -313,15 +313,15 @@ impl Lifecycle {
         let g = &self.app.exposition.global;
         match &outcome {
             Ok(Reloaded::Applied { probes }) => {
-                g.config_loaded(true);
+                g.reload_succeeded(SystemTime::now());
                 tracing::info!(trigger, probes, "config reloaded");
             }
             Ok(Reloaded::Unchanged) => {
-                g.config_loaded(true);
+                g.reload_succeeded(SystemTime::now());
                 tracing::debug!(trigger, "config unchanged");
             }
             Err(e) => {
-                g.config_loaded(false);
+                g.reload_failed();
                 tracing::warn!(trigger, error = %format!("{e:#}"), "reload refused; the running config stays");
             }
         }

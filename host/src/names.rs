@@ -11,6 +11,17 @@ pub const PACKAGE_LABELS: &[&str] = &["package", "team"];
 /// Families the host emits for every probe.
 pub const HOST_PROBE_FAMILIES: &[&str] = &["probe_success", "probe_duration_seconds"];
 
+/// The `process_*` families the host writes for its own process, as Go
+/// exporters do: a plugin declaring one would share or clash with them.
+pub const HOST_PROCESS_FAMILIES: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+];
+
 /// Prefix of the host's own metrics.
 pub const SELF_PREFIX: &str = "wasmprobe_";
 
@@ -35,7 +46,9 @@ pub fn is_valid_label_name(s: &str) -> bool {
 /// A name a plugin may not declare: the host's own families, or a name that
 /// would collide with a histogram's or counter's generated series.
 pub fn is_reserved_metric_name(s: &str) -> bool {
-    s.starts_with(SELF_PREFIX) || HOST_PROBE_FAMILIES.contains(&s)
+    s.starts_with(SELF_PREFIX)
+        || HOST_PROBE_FAMILIES.contains(&s)
+        || HOST_PROCESS_FAMILIES.contains(&s)
 }
 
 #[cfg(test)]
@@ -55,5 +68,7 @@ mod tests {
         assert!(is_reserved_metric_name("wasmprobe_runs_total"));
         assert!(is_reserved_metric_name("probe_success"));
         assert!(!is_reserved_metric_name("probe_http_status_code"));
+        assert!(is_reserved_metric_name("process_open_fds"));
+        assert!(!is_reserved_metric_name("process_count"));
     }
 }

@@ -8,7 +8,6 @@
 //! instant to the run's start, including the wait for a slot.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -103,16 +102,15 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
             _ = stop.changed() => return,
         };
         let lag = (Utc::now() - due).to_std().unwrap_or_default();
-        app.exposition.global.observe_lag(lag);
+        app.exposition.global.scheduled_run_started_late(lag);
         {
             // A run of the previous schedule generation may still be going.
             let _running = probe.slot.run_lock.lock().await;
-            let g = &app.exposition.global;
-            g.in_flight.fetch_add(1, Ordering::Relaxed);
+            let in_flight = app.exposition.global.run_started();
             // Boxed: the run's state lives on the heap only while it runs,
             // so an idle probe's task stays small (2.5 KiB saved each).
             let record = Box::pin(probe.run_once(&app.engine, &target, true)).await;
-            g.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(in_flight);
             drop(permit);
             report(&probe, &record);
             app.exposition

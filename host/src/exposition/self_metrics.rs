@@ -1,8 +1,16 @@
 //! The host's own families: per-probe outcome families that dashboards
 //! built for blackbox_exporter expect (`probe_success`,
-//! `probe_duration_seconds`) and the engine's `wasmprobe_*` self-metrics.
-//! All of them are registered in one place, first, so their ids are fixed.
-
+//! `probe_duration_seconds`), the engine's `wasmprobe_*` self-metrics and
+//! the `process_*` families of the Go exporters.
+//!
+//! Every family is declared once, in [`host_families!`]: name, type, unit,
+//! HELP and label names. Rendering names a [`HostFamily`] and gives label
+//! values in the declared order, so a sample cannot drift from its header.
+//! They are registered first, on an empty table, so their ids are fixed.
+//!
+//! [`GlobalMetrics`] holds the engine-wide state behind private fields;
+//! the scheduler, loader, reloader and server report what happened through
+//! its event methods, and only [`GlobalMetrics::render`] reads it.
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -10,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use super::encode::{HistogramState, push_histogram, push_sample};
 use super::family::{FamilyDef, FamilyId, FamilyTable, Kind};
+use super::process::ProcessStats;
 use super::series::Rejection;
 use super::{LastRun, unix_seconds};
 use crate::hostcalls::icmp::SocketMode;
@@ -20,195 +29,176 @@ pub(crate) const LAG_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Ids of the host's families.
-#[derive(Debug, Clone)]
-pub struct HostFamilies {
-    pub success: FamilyId,
-    pub duration: FamilyId,
-    pub runs: FamilyId,
-    pub traps: FamilyId,
-    pub rejected: FamilyId,
-    pub skipped: FamilyId,
-    pub last_run: FamilyId,
-    pub series: FamilyId,
-    pub build_info: FamilyId,
-    pub start_time: FamilyId,
-    pub lag: FamilyId,
-    pub in_flight: FamilyId,
-    pub probes: FamilyId,
-    pub plugins: FamilyId,
-    pub plugin_load_failures: FamilyId,
-    pub reload_ok: FamilyId,
-    pub reload_time: FamilyId,
-    pub ondemand: FamilyId,
-    pub ondemand_busy: FamilyId,
-    pub icmp_mode: FamilyId,
-    pub package: FamilyId,
-    lag_def: FamilyDef,
+/// A family's declaration, as written once in [`host_families!`].
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    name: &'static str,
+    kind: Kind,
+    unit: Option<&'static str>,
+    labels: &'static [&'static str],
+    buckets: &'static [f64],
+    help: &'static str,
 }
 
-fn def(name: &str, kind: Kind, help: &str, labels: &[&str]) -> FamilyDef {
-    FamilyDef {
-        name: name.to_string(),
-        help: help.to_string(),
-        kind,
-        unit: None,
-        labels: labels.iter().map(|s| s.to_string()).collect(),
-        buckets: Vec::new(),
+/// Declares every host family once and generates [`HostFamily`] with its
+/// [`Spec`]. The order is the order of the exposition.
+macro_rules! host_families {
+    (@unit) => { None };
+    (@unit $unit:literal) => { Some($unit) };
+    (@buckets) => { &[] };
+    (@buckets $buckets:expr) => { $buckets };
+    ($(
+        $variant:ident: $name:literal, $kind:ident
+        $(, unit = $unit:literal)?
+        $(, labels = [$($label:literal),*])?
+        $(, buckets = $buckets:expr)?
+        , $help:literal;
+    )*) => {
+        /// One of the host's families.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(crate) enum HostFamily { $($variant),* }
+
+        impl HostFamily {
+            /// Every host family, in registration order.
+            const ALL: &[HostFamily] = &[$(HostFamily::$variant),*];
+
+            fn spec(self) -> Spec {
+                match self {
+                    $(HostFamily::$variant => Spec {
+                        name: $name,
+                        kind: Kind::$kind,
+                        unit: host_families!(@unit $($unit)?),
+                        labels: &[$($($label),*)?],
+                        buckets: host_families!(@buckets $($buckets)?),
+                        help: $help,
+                    }),*
+                }
+            }
+        }
+    };
+}
+
+host_families! {
+    Success: "probe_success", Gauge,
+        "Whether the probe's last run succeeded.";
+    Duration: "probe_duration_seconds", Gauge, unit = "seconds",
+        "How long the probe's last run took, in seconds.";
+    Runs: "wasmprobe_probe_runs_total", Counter, labels = ["result"],
+        "Finished runs of the probe, by result.";
+    Traps: "wasmprobe_probe_traps_total", Counter, labels = ["reason"],
+        "Runs of the probe that trapped, by reason.";
+    Rejected: "wasmprobe_probe_samples_rejected_total", Counter, labels = ["reason"],
+        "Samples the probe's plugin returned that the host dropped, by reason.";
+    Skipped: "wasmprobe_probe_runs_skipped_total", Counter,
+        "Scheduled starts skipped because the previous run of the probe had not finished.";
+    LastRun: "wasmprobe_probe_last_run_timestamp_seconds", Gauge, unit = "seconds",
+        "When the probe's last run finished, in Unix seconds.";
+    Series: "wasmprobe_probe_series", Gauge,
+        "Series the probe's plugin currently holds in the exposition.";
+    BuildInfo: "wasmprobe_build_info", Gauge, labels = ["version", "wasmtime", "revision"],
+        "Build of the running engine; always 1.";
+    StartTime: "wasmprobe_start_time_seconds", Gauge, unit = "seconds",
+        "When the engine started, in Unix seconds.";
+    Lag: "wasmprobe_schedule_lag_seconds", Histogram, unit = "seconds", buckets = LAG_BUCKETS,
+        "Delay between a run's scheduled time (with jitter) and its start, including waiting for a free run slot.";
+    InFlight: "wasmprobe_runs_in_flight", Gauge,
+        "Probe runs executing now.";
+    Probes: "wasmprobe_probes", Gauge, labels = ["scheduled"],
+        "Probes configured, by whether they run on a schedule.";
+    Plugins: "wasmprobe_plugins_loaded", Gauge,
+        "Plugins compiled and loaded.";
+    PluginLoadFailures: "wasmprobe_plugin_load_failures_total", Counter, labels = ["plugin"],
+        "Plugins that failed to load, by plugin.";
+    ReloadOk: "wasmprobe_config_last_reload_successful", Gauge,
+        "Whether the last config load succeeded.";
+    ReloadTime: "wasmprobe_config_last_reload_success_timestamp_seconds", Gauge, unit = "seconds",
+        "When the config last loaded successfully, in Unix seconds.";
+    Ondemand: "wasmprobe_ondemand_runs_total", Counter, labels = ["result"],
+        "Runs requested through /probe, by result.";
+    OndemandBusy: "wasmprobe_ondemand_rejected_total", Counter,
+        "Requests to /probe refused because too many were in flight.";
+    Package: "wasmprobe_package_loaded", Gauge, labels = ["package"],
+        "Probe packages the config includes: 1 when loaded, 0 when refused (the log says why).";
+    IcmpMode: "wasmprobe_icmp_socket_mode", Gauge, labels = ["family", "mode"],
+        "The kind of ICMP socket the engine got, per address family: 1 for the mode in use.";
+    // Names, types and HELP as Go's client_golang process collector
+    // writes them.
+    ProcessCpu: "process_cpu_seconds_total", Counter, unit = "seconds",
+        "Total user and system CPU time spent in seconds.";
+    ProcessResident: "process_resident_memory_bytes", Gauge, unit = "bytes",
+        "Resident memory size in bytes.";
+    ProcessVirtual: "process_virtual_memory_bytes", Gauge, unit = "bytes",
+        "Virtual memory size in bytes.";
+    ProcessOpenFds: "process_open_fds", Gauge,
+        "Number of open file descriptors.";
+    ProcessMaxFds: "process_max_fds", Gauge,
+        "Maximum number of open file descriptors.";
+    ProcessStart: "process_start_time_seconds", Gauge, unit = "seconds",
+        "Start time of the process since unix epoch in seconds.";
+}
+
+impl HostFamily {
+    fn def(self) -> FamilyDef {
+        let s = self.spec();
+        FamilyDef {
+            name: s.name.to_string(),
+            help: s.help.to_string(),
+            kind: s.kind,
+            unit: s.unit.map(str::to_string),
+            labels: s.labels.iter().map(|l| l.to_string()).collect(),
+            buckets: s.buckets.to_vec(),
+        }
     }
+}
+
+/// Ids of the host's families in the exposition's table.
+#[derive(Debug, Clone)]
+pub struct HostFamilies {
+    ids: Vec<FamilyId>,
+    lag_def: FamilyDef,
 }
 
 impl HostFamilies {
     /// Registers every host family; must run on an empty table.
     pub fn register(table: &FamilyTable) -> HostFamilies {
-        let reg = |d: FamilyDef| table.register(d, "host").unwrap_or(FamilyId::MAX);
-        use Kind::*;
-        let lag_def = FamilyDef {
-            unit: Some("seconds".into()),
-            buckets: LAG_BUCKETS.to_vec(),
-            ..def(
-                "wasmprobe_schedule_lag_seconds",
-                Histogram,
-                "Delay between a run's scheduled time (with jitter) and its start, including waiting for a free run slot.",
-                &[],
-            )
-        };
+        let ids = HostFamily::ALL
+            .iter()
+            .map(|f| table.register(f.def(), "host").unwrap_or(FamilyId::MAX))
+            .collect();
         HostFamilies {
-            success: reg(def(
-                "probe_success",
-                Gauge,
-                "Whether the probe's last run succeeded.",
-                &[],
-            )),
-            duration: reg(FamilyDef {
-                unit: Some("seconds".into()),
-                ..def(
-                    "probe_duration_seconds",
-                    Gauge,
-                    "How long the probe's last run took, in seconds.",
-                    &[],
-                )
-            }),
-            runs: reg(def(
-                "wasmprobe_probe_runs_total",
-                Counter,
-                "Finished runs of the probe, by result.",
-                &["result"],
-            )),
-            traps: reg(def(
-                "wasmprobe_probe_traps_total",
-                Counter,
-                "Runs of the probe that trapped, by reason.",
-                &["reason"],
-            )),
-            rejected: reg(def(
-                "wasmprobe_probe_samples_rejected_total",
-                Counter,
-                "Samples the probe's plugin returned that the host dropped, by reason.",
-                &["reason"],
-            )),
-            skipped: reg(def(
-                "wasmprobe_probe_runs_skipped_total",
-                Counter,
-                "Scheduled starts skipped because the previous run of the probe had not finished.",
-                &[],
-            )),
-            last_run: reg(FamilyDef {
-                unit: Some("seconds".into()),
-                ..def(
-                    "wasmprobe_probe_last_run_timestamp_seconds",
-                    Gauge,
-                    "When the probe's last run finished, in Unix seconds.",
-                    &[],
-                )
-            }),
-            series: reg(def(
-                "wasmprobe_probe_series",
-                Gauge,
-                "Series the probe's plugin currently holds in the exposition.",
-                &[],
-            )),
-            build_info: reg(def(
-                "wasmprobe_build_info",
-                Gauge,
-                "Build of the running engine; always 1.",
-                &["version", "wasmtime"],
-            )),
-            start_time: reg(FamilyDef {
-                unit: Some("seconds".into()),
-                ..def(
-                    "wasmprobe_start_time_seconds",
-                    Gauge,
-                    "When the engine started, in Unix seconds.",
-                    &[],
-                )
-            }),
-            lag: reg(lag_def.clone()),
-            in_flight: reg(def(
-                "wasmprobe_runs_in_flight",
-                Gauge,
-                "Probe runs executing now.",
-                &[],
-            )),
-            probes: reg(def(
-                "wasmprobe_probes",
-                Gauge,
-                "Probes configured, by whether they run on a schedule.",
-                &["scheduled"],
-            )),
-            plugins: reg(def(
-                "wasmprobe_plugins_loaded",
-                Gauge,
-                "Plugins compiled and loaded.",
-                &[],
-            )),
-            plugin_load_failures: reg(def(
-                "wasmprobe_plugin_load_failures_total",
-                Counter,
-                "Plugins that failed to load, by plugin.",
-                &["plugin"],
-            )),
-            reload_ok: reg(def(
-                "wasmprobe_config_last_reload_successful",
-                Gauge,
-                "Whether the last config load succeeded.",
-                &[],
-            )),
-            reload_time: reg(FamilyDef {
-                unit: Some("seconds".into()),
-                ..def(
-                    "wasmprobe_config_last_reload_success_timestamp_seconds",
-                    Gauge,
-                    "When the config last loaded successfully, in Unix seconds.",
-                    &[],
-                )
-            }),
-            ondemand: reg(def(
-                "wasmprobe_ondemand_runs_total",
-                Counter,
-                "Runs requested through /probe, by result.",
-                &["result"],
-            )),
-            ondemand_busy: reg(def(
-                "wasmprobe_ondemand_rejected_total",
-                Counter,
-                "Requests to /probe refused because too many were in flight.",
-                &[],
-            )),
-            package: reg(def(
-                "wasmprobe_package_loaded",
-                Gauge,
-                "Probe packages the config includes: 1 when loaded, 0 when refused (the log says why).",
-                &["package"],
-            )),
-            icmp_mode: reg(def(
-                "wasmprobe_icmp_socket_mode",
-                Gauge,
-                "The kind of ICMP socket the engine got, per address family: 1 for the mode in use.",
-                &["family", "mode"],
-            )),
-            lag_def,
+            ids,
+            lag_def: HostFamily::Lag.def(),
         }
+    }
+
+    fn id(&self, family: HostFamily) -> FamilyId {
+        self.ids
+            .get(family as usize)
+            .copied()
+            .unwrap_or(FamilyId::MAX)
+    }
+
+    /// Writes one sample of `family`: `base` labels first, then `values`
+    /// for the family's declared labels, in declared order.
+    fn put<'a>(
+        &self,
+        out: &mut BTreeMap<FamilyId, String>,
+        family: HostFamily,
+        base: impl IntoIterator<Item = (&'a str, &'a str)>,
+        values: &[&'a str],
+        value: f64,
+    ) {
+        let spec = family.spec();
+        debug_assert_eq!(spec.labels.len(), values.len(), "{}", spec.name);
+        push_sample(
+            out.entry(self.id(family)).or_default(),
+            spec.name,
+            "",
+            base.into_iter()
+                .chain(spec.labels.iter().copied().zip(values.iter().copied())),
+            None,
+            value,
+        );
     }
 
     /// `probe_success` and `probe_duration_seconds` of one outcome.
@@ -220,22 +210,9 @@ impl HostFamilies {
         out: &mut BTreeMap<FamilyId, String>,
     ) {
         let l = || labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        push_sample(
-            out.entry(self.success).or_default(),
-            "probe_success",
-            "",
-            l(),
-            None,
-            if success { 1.0 } else { 0.0 },
-        );
-        push_sample(
-            out.entry(self.duration).or_default(),
-            "probe_duration_seconds",
-            "",
-            l(),
-            None,
-            duration.as_secs_f64(),
-        );
+        let success = if success { 1.0 } else { 0.0 };
+        self.put(out, HostFamily::Success, l(), &[], success);
+        self.put(out, HostFamily::Duration, l(), &[], duration.as_secs_f64());
     }
 
     /// Every host family of one probe.
@@ -254,92 +231,92 @@ impl HostFamilies {
         let l = || labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         if let Some(last) = last {
             self.render_outcome(labels, last.success, last.duration, out);
-            push_sample(
-                out.entry(self.last_run).or_default(),
-                "wasmprobe_probe_last_run_timestamp_seconds",
-                "",
-                l(),
-                None,
-                unix_seconds(last.finished_at),
-            );
+            let finished = unix_seconds(last.finished_at);
+            self.put(out, HostFamily::LastRun, l(), &[], finished);
         }
         for (r, n) in RunResult::ALL.iter().zip(runs) {
             // Success and failure always appear so `rate()` has a zero to
             // start from; rarer results appear once they happen.
             if *n > 0 || matches!(r, RunResult::Success | RunResult::Failure) {
-                push_sample(
-                    out.entry(self.runs).or_default(),
-                    "wasmprobe_probe_runs_total",
-                    "",
-                    l(),
-                    Some(("result", r.as_str())),
-                    *n as f64,
-                );
+                self.put(out, HostFamily::Runs, l(), &[r.as_str()], *n as f64);
             }
         }
         for (t, n) in TrapReason::ALL.iter().zip(traps) {
             if *n > 0 {
-                push_sample(
-                    out.entry(self.traps).or_default(),
-                    "wasmprobe_probe_traps_total",
-                    "",
-                    l(),
-                    Some(("reason", t.as_str())),
-                    *n as f64,
-                );
+                self.put(out, HostFamily::Traps, l(), &[t.as_str()], *n as f64);
             }
         }
         for (r, n) in Rejection::ALL.iter().zip(rejected) {
             if *n > 0 {
-                push_sample(
-                    out.entry(self.rejected).or_default(),
-                    "wasmprobe_probe_samples_rejected_total",
-                    "",
-                    l(),
-                    Some(("reason", r.as_str())),
-                    *n as f64,
-                );
+                self.put(out, HostFamily::Rejected, l(), &[r.as_str()], *n as f64);
             }
         }
         if skipped > 0 {
-            push_sample(
-                out.entry(self.skipped).or_default(),
-                "wasmprobe_probe_runs_skipped_total",
-                "",
-                l(),
-                None,
-                skipped as f64,
-            );
+            self.put(out, HostFamily::Skipped, l(), &[], skipped as f64);
         }
-        push_sample(
-            out.entry(self.series).or_default(),
-            "wasmprobe_probe_series",
-            "",
-            l(),
-            None,
-            held as f64,
-        );
+        self.put(out, HostFamily::Series, l(), &[], held as f64);
     }
 }
 
-/// Engine-wide self-metrics, updated by the scheduler, loader and server.
+/// Whether a probe runs on a schedule: the `scheduled` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheduling {
+    Scheduled,
+    OnDemand,
+}
+
+impl Scheduling {
+    const ALL: [Scheduling; 2] = [Scheduling::Scheduled, Scheduling::OnDemand];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheduling::Scheduled => "true",
+            Scheduling::OnDemand => "false",
+        }
+    }
+}
+
+/// An address family: the `family` label of the ICMP socket mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IpFamily {
+    V4,
+    V6,
+}
+
+impl IpFamily {
+    const ALL: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "ipv4",
+            IpFamily::V6 => "ipv6",
+        }
+    }
+}
+
+/// The commit the binary was built from (see `host/build.rs`).
+const REVISION: &str = env!("WASMPROBE_REVISION");
+
+/// Engine-wide self-metrics. The scheduler, loader, reloader and server
+/// report events through the methods below; the fields stay private so
+/// each value has one writer and one meaning.
 #[derive(Debug)]
 pub struct GlobalMetrics {
     started: SystemTime,
     lag: Mutex<HistogramState>,
-    pub in_flight: AtomicI64,
-    pub probes_scheduled: AtomicU64,
-    pub probes_ondemand: AtomicU64,
-    pub plugins_loaded: AtomicU64,
+    in_flight: AtomicI64,
+    /// Probes of the installed set, by [`Scheduling`].
+    probes: [AtomicU64; Scheduling::ALL.len()],
+    plugins_loaded: AtomicU64,
     load_failures: Mutex<BTreeMap<String, u64>>,
     /// 1 or 0; -1 before the first load.
-    pub reload_ok: AtomicI64,
+    reload_ok: AtomicI64,
     /// Unix milliseconds of the last successful load.
-    pub reload_time_ms: AtomicU64,
+    reload_time_ms: AtomicU64,
     ondemand: [AtomicU64; RunResult::ALL.len()],
-    pub ondemand_busy: AtomicU64,
-    /// ICMP socket modes for IPv4 and IPv6, once detected.
-    icmp_modes: Mutex<Option<[SocketMode; 2]>>,
+    ondemand_busy: AtomicU64,
+    /// ICMP socket modes by [`IpFamily`], once detected.
+    icmp_modes: Mutex<Option<[SocketMode; IpFamily::ALL.len()]>>,
     /// Packages of the running config: name, loaded.
     packages: Mutex<Vec<(String, bool)>>,
     /// `--shard INDEX/COUNT`, a label on every engine-wide series.
@@ -352,8 +329,7 @@ impl Default for GlobalMetrics {
             started: SystemTime::now(),
             lag: Mutex::new(HistogramState::new(LAG_BUCKETS.len())),
             in_flight: AtomicI64::new(0),
-            probes_scheduled: AtomicU64::new(0),
-            probes_ondemand: AtomicU64::new(0),
+            probes: Default::default(),
             plugins_loaded: AtomicU64::new(0),
             load_failures: Mutex::new(BTreeMap::new()),
             reload_ok: AtomicI64::new(-1),
@@ -367,173 +343,214 @@ impl Default for GlobalMetrics {
     }
 }
 
+/// A scheduled run counted in `wasmprobe_runs_in_flight` until dropped, so
+/// a run cancelled mid-way is uncounted too.
+#[must_use = "the run counts as in flight only while this lives"]
+#[derive(Debug)]
+pub struct RunInFlight<'a>(&'a AtomicI64);
+
+impl Drop for RunInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl GlobalMetrics {
-    pub fn observe_lag(&self, lag: Duration) {
+    /// A scheduled run got its run slot `lag` after its due time.
+    pub fn scheduled_run_started_late(&self, lag: Duration) {
         let mut h = self.lag.lock().unwrap_or_else(|e| e.into_inner());
         h.observe(LAG_BUCKETS, lag.as_secs_f64());
     }
 
+    /// A scheduled run starts executing; it is in flight until the guard
+    /// is dropped.
+    pub fn run_started(&self) -> RunInFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        RunInFlight(&self.in_flight)
+    }
+
+    /// Scheduled runs executing now, for the shutdown drain.
+    pub fn runs_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// A probe set was installed: its probe counts and plugins replace the
+    /// previous set's.
+    pub fn probes_installed(&self, scheduled: u64, ondemand: u64, plugins: u64) {
+        self.probes[Scheduling::Scheduled as usize].store(scheduled, Ordering::Relaxed);
+        self.probes[Scheduling::OnDemand as usize].store(ondemand, Ordering::Relaxed);
+        self.plugins_loaded.store(plugins, Ordering::Relaxed);
+    }
+
+    /// A plugin failed to compile or describe itself.
     pub fn plugin_load_failed(&self, plugin: &str) {
         let mut m = self.load_failures.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(plugin.to_string()).or_default() += 1;
     }
 
-    /// Labels the engine-wide series with this replica's shard.
-    pub fn set_shard(&self, shard: String) {
+    /// This replica owns one shard; every engine-wide series says which.
+    /// Only the first call counts.
+    pub fn shard_assigned(&self, shard: String) {
         let _ = self.shard.set(shard);
     }
 
-    pub fn set_packages(&self, packages: Vec<(String, bool)>) {
+    /// A config was read: its packages, each loaded or refused.
+    pub fn packages_included(&self, packages: Vec<(String, bool)>) {
         *self.packages.lock().unwrap_or_else(|e| e.into_inner()) = packages;
     }
 
-    pub fn set_icmp_modes(&self, v4: SocketMode, v6: SocketMode) {
+    /// The ICMP sockets the process may open were detected.
+    pub fn icmp_sockets_detected(&self, v4: SocketMode, v6: SocketMode) {
         *self.icmp_modes.lock().unwrap_or_else(|e| e.into_inner()) = Some([v4, v6]);
     }
 
-    pub fn ondemand_run(&self, result: RunResult) {
+    /// A `/probe` request was refused because too many were in flight.
+    pub fn ondemand_refused_busy(&self) {
+        self.ondemand_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A `/probe` run finished with `result`.
+    pub fn ondemand_run_finished(&self, result: RunResult) {
         self.ondemand[result.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records a config load's outcome.
-    pub fn config_loaded(&self, ok: bool) {
-        self.reload_ok.store(i64::from(ok), Ordering::Relaxed);
-        if ok {
-            let ms = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            self.reload_time_ms.store(ms, Ordering::Relaxed);
-        }
+    /// A config (the first, or a reload, changed or not) loaded at `at`.
+    pub fn reload_succeeded(&self, at: SystemTime) {
+        self.reload_ok.store(1, Ordering::Relaxed);
+        let ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.reload_time_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// A reload was refused; the running config stays and so does the
+    /// time of the last success.
+    pub fn reload_failed(&self) {
+        self.reload_ok.store(0, Ordering::Relaxed);
     }
 
     pub(super) fn render(&self, host: &HostFamilies, out: &mut BTreeMap<FamilyId, String>) {
+        use HostFamily as F;
         let shard: Vec<(&str, &str)> = self
             .shard
             .get()
             .map(|s| vec![("shard", s.as_str())])
             .unwrap_or_default();
         let base = || shard.iter().copied();
-        let mut put = |id: FamilyId, name: &str, extra: Option<(&str, &str)>, v: f64| {
-            push_sample(out.entry(id).or_default(), name, "", base(), extra, v);
+        let mut put = |family: HostFamily, values: &[&str], v: f64| {
+            host.put(out, family, base(), values, v);
         };
+        put(F::StartTime, &[], unix_seconds(self.started));
+        put(F::InFlight, &[], self.runs_in_flight() as f64);
+        for s in Scheduling::ALL {
+            let n = self.probes[s as usize].load(Ordering::Relaxed);
+            put(F::Probes, &[s.as_str()], n as f64);
+        }
         put(
-            host.start_time,
-            "wasmprobe_start_time_seconds",
-            None,
-            unix_seconds(self.started),
-        );
-        put(
-            host.in_flight,
-            "wasmprobe_runs_in_flight",
-            None,
-            self.in_flight.load(Ordering::Relaxed).max(0) as f64,
-        );
-        put(
-            host.probes,
-            "wasmprobe_probes",
-            Some(("scheduled", "true")),
-            self.probes_scheduled.load(Ordering::Relaxed) as f64,
-        );
-        put(
-            host.probes,
-            "wasmprobe_probes",
-            Some(("scheduled", "false")),
-            self.probes_ondemand.load(Ordering::Relaxed) as f64,
-        );
-        put(
-            host.plugins,
-            "wasmprobe_plugins_loaded",
-            None,
+            F::Plugins,
+            &[],
             self.plugins_loaded.load(Ordering::Relaxed) as f64,
         );
         let ok = self.reload_ok.load(Ordering::Relaxed);
         if ok >= 0 {
-            put(
-                host.reload_ok,
-                "wasmprobe_config_last_reload_successful",
-                None,
-                ok as f64,
-            );
-            put(
-                host.reload_time,
-                "wasmprobe_config_last_reload_success_timestamp_seconds",
-                None,
-                self.reload_time_ms.load(Ordering::Relaxed) as f64 / 1000.0,
-            );
+            put(F::ReloadOk, &[], ok as f64);
+            let ms = self.reload_time_ms.load(Ordering::Relaxed);
+            put(F::ReloadTime, &[], ms as f64 / 1000.0);
         }
         for (r, n) in RunResult::ALL.iter().zip(&self.ondemand) {
             let n = n.load(Ordering::Relaxed);
             if n > 0 {
-                put(
-                    host.ondemand,
-                    "wasmprobe_ondemand_runs_total",
-                    Some(("result", r.as_str())),
-                    n as f64,
-                );
+                put(F::Ondemand, &[r.as_str()], n as f64);
             }
         }
         put(
-            host.ondemand_busy,
-            "wasmprobe_ondemand_rejected_total",
-            None,
+            F::OndemandBusy,
+            &[],
             self.ondemand_busy.load(Ordering::Relaxed) as f64,
         );
         {
             let failures = self.load_failures.lock().unwrap_or_else(|e| e.into_inner());
             for (plugin, n) in failures.iter() {
-                put(
-                    host.plugin_load_failures,
-                    "wasmprobe_plugin_load_failures_total",
-                    Some(("plugin", plugin)),
-                    *n as f64,
-                );
+                put(F::PluginLoadFailures, &[plugin.as_str()], *n as f64);
             }
         }
         {
             let packages = self.packages.lock().unwrap_or_else(|e| e.into_inner());
             for (name, loaded) in packages.iter() {
-                push_sample(
-                    out.entry(host.package).or_default(),
-                    "wasmprobe_package_loaded",
-                    "",
-                    base().chain([("package", name.as_str())]),
-                    None,
+                put(
+                    F::Package,
+                    &[name.as_str()],
                     if *loaded { 1.0 } else { 0.0 },
                 );
             }
         }
         let modes = *self.icmp_modes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(modes) = modes {
-            for (family, got) in ["ipv4", "ipv6"].into_iter().zip(modes) {
+            for (family, got) in IpFamily::ALL.into_iter().zip(modes) {
                 for mode in SocketMode::ALL {
-                    push_sample(
-                        out.entry(host.icmp_mode).or_default(),
-                        "wasmprobe_icmp_socket_mode",
-                        "",
-                        base().chain([("family", family), ("mode", mode.as_str())]),
-                        None,
-                        if mode == got { 1.0 } else { 0.0 },
-                    );
+                    let v = if mode == got { 1.0 } else { 0.0 };
+                    put(F::IcmpMode, &[family.as_str(), mode.as_str()], v);
                 }
             }
         }
-        push_sample(
-            out.entry(host.build_info).or_default(),
-            "wasmprobe_build_info",
-            "",
-            base().chain([
-                ("version", env!("CARGO_PKG_VERSION")),
-                ("wasmtime", crate::runtime::WASMTIME_VERSION),
-            ]),
-            None,
+        put(
+            F::BuildInfo,
+            &[
+                env!("CARGO_PKG_VERSION"),
+                crate::runtime::WASMTIME_VERSION,
+                REVISION,
+            ],
             1.0,
         );
+        let p = ProcessStats::read();
+        for (family, value) in [
+            (F::ProcessCpu, p.cpu_seconds),
+            (F::ProcessResident, p.resident_bytes),
+            (F::ProcessVirtual, p.virtual_bytes),
+            (F::ProcessOpenFds, p.open_fds),
+            (F::ProcessMaxFds, p.max_fds),
+            (F::ProcessStart, p.start_time),
+        ] {
+            // A value /proc did not give is left out, never written as 0.
+            if let Some(v) = value {
+                put(family, &[], v);
+            }
+        }
         let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
         push_histogram(
-            out.entry(host.lag).or_default(),
+            out.entry(host.id(F::Lag)).or_default(),
             &host.lag_def,
             &shard,
             &lag,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_registered_in_declared_order() {
+        let table = FamilyTable::default();
+        let host = HostFamilies::register(&table);
+        for (i, f) in HostFamily::ALL.iter().enumerate() {
+            assert_eq!(host.id(*f) as usize, i, "{f:?}");
+            let def = table.get(host.id(*f));
+            assert_eq!(def.as_deref(), Some(&f.def()), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn declared_units_match_names() {
+        for f in HostFamily::ALL {
+            let def = f.def();
+            if let Some(unit) = &def.unit {
+                assert!(def.base_name().ends_with(&format!("_{unit}")), "{f:?}");
+            }
+            if def.kind == Kind::Counter {
+                assert!(def.name.ends_with("_total"), "{f:?}");
+            }
+        }
     }
 }

@@ -124,3 +124,118 @@ fn removed_probes_disappear() {
     exp.remove_probe(&name("gone"));
     assert!(!exp.encode(Format::Classic).contains("probe=\"gone\""));
 }
+
+/// Sample lines of an exposition: (name, labels as written, value).
+fn samples(text: &str) -> Vec<(String, String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            Some((name.to_string(), labels.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn process_families_as_go_exporters_write_them() {
+    let exp = Exposition::new();
+    let text = exp.encode(Format::Classic);
+    for (name, kind) in [
+        ("process_cpu_seconds_total", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_virtual_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name}\n{text}"
+        );
+        let found: Vec<_> = samples(&text)
+            .into_iter()
+            .filter(|(n, _, _)| n == name)
+            .collect();
+        assert_eq!(found.len(), 1, "{name}\n{text}");
+        assert_eq!(found[0].1, "", "{name}\n{text}");
+        assert!(found[0].2 >= 0.0, "{name}\n{text}");
+    }
+    assert!(
+        text.contains("# HELP process_open_fds Number of open file descriptors.\n"),
+        "{text}"
+    );
+    let om = exp.encode(Format::OpenMetrics);
+    assert!(
+        om.contains("# TYPE process_cpu_seconds counter\n# UNIT process_cpu_seconds seconds\n"),
+        "{om}"
+    );
+}
+
+#[test]
+fn build_info_names_the_revision() {
+    let exp = Exposition::new();
+    let text = exp.encode(Format::Classic);
+    let info: Vec<_> = samples(&text)
+        .into_iter()
+        .filter(|(n, _, _)| n == "wasmprobe_build_info")
+        .collect();
+    let labels = format!(
+        "version=\"{}\",wasmtime=\"{}\",revision=\"{}\"",
+        env!("CARGO_PKG_VERSION"),
+        crate::runtime::WASMTIME_VERSION,
+        env!("WASMPROBE_REVISION")
+    );
+    assert_eq!(
+        info,
+        vec![("wasmprobe_build_info".into(), labels, 1.0)],
+        "{text}"
+    );
+    assert!(!env!("WASMPROBE_REVISION").is_empty());
+}
+
+#[test]
+fn engine_events_show_in_the_scrape() {
+    let exp = Exposition::new();
+    let g = &exp.global;
+    g.probes_installed(3, 1, 2);
+    g.ondemand_refused_busy();
+    g.ondemand_run_finished(RunResult::Success);
+    g.plugin_load_failed("broken");
+    g.reload_succeeded(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    g.reload_failed();
+    let running = g.run_started();
+    assert_eq!(g.runs_in_flight(), 1);
+    let text = exp.encode(Format::Classic);
+    drop(running);
+    assert_eq!(g.runs_in_flight(), 0);
+    let got = samples(&text);
+    for (name, labels, value) in [
+        ("wasmprobe_probes", "scheduled=\"true\"", 3.0),
+        ("wasmprobe_probes", "scheduled=\"false\"", 1.0),
+        ("wasmprobe_plugins_loaded", "", 2.0),
+        ("wasmprobe_ondemand_rejected_total", "", 1.0),
+        ("wasmprobe_ondemand_runs_total", "result=\"success\"", 1.0),
+        (
+            "wasmprobe_plugin_load_failures_total",
+            "plugin=\"broken\"",
+            1.0,
+        ),
+        ("wasmprobe_config_last_reload_successful", "", 0.0),
+        (
+            "wasmprobe_config_last_reload_success_timestamp_seconds",
+            "",
+            1_700_000_000.0,
+        ),
+        ("wasmprobe_runs_in_flight", "", 1.0),
+    ] {
+        assert!(
+            got.contains(&(name.to_string(), labels.to_string(), value)),
+            "{name}{{{labels}}} {value}\n{text}"
+        );
+    }
+}

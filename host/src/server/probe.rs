@@ -57,10 +57,7 @@ pub(super) async fn probe(
         Err(e @ OnDemandError::Denied(..)) => return plain(StatusCode::FORBIDDEN, e.to_string()),
     };
     let Ok(permit) = app.ondemand_slots.clone().try_acquire_owned() else {
-        app.exposition
-            .global
-            .ondemand_busy
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        app.exposition.global.ondemand_refused_busy();
         let mut r = plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many /probe requests in flight; retry later".into(),
@@ -88,6 +85,8 @@ pub(super) async fn probe(
             "probe run was cancelled".into(),
         );
     };
-    app.exposition.global.ondemand_run(done.record.result);
+    app.exposition
+        .global
+        .ondemand_run_finished(done.record.result);
     ([(header::CONTENT_TYPE, format.content_type())], done.text).into_response()
 }

@@ -70,7 +70,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
     let probe_rt = probe_runtime(config.engine.worker_threads)?;
     let exposition = Arc::new(Exposition::new());
     if let Some(shard) = args.shard {
-        exposition.global.set_shard(shard.to_string());
+        exposition.global.shard_assigned(shard.to_string());
     }
     let services = services(&exposition);
     let app = App::new(&config, engine, exposition, probe_rt.handle().clone());
@@ -153,13 +153,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
         // runs drain, so load balancers and Prometheus see the shutdown.
         app.ready.store(false, Ordering::Relaxed);
         lifecycle.stop().await;
-        let in_flight = || {
-            app.exposition
-                .global
-                .in_flight
-                .load(Ordering::Relaxed)
-                .max(0)
-        };
+        let in_flight = || app.exposition.global.runs_in_flight();
         tracing::info!(
             in_flight = in_flight(),
             drain_ms = drain.as_millis() as u64,

@@ -41,7 +41,7 @@ pub(crate) fn services(exposition: &Exposition) -> Services {
         ipv6 = icmp.v6.as_str(),
         "ICMP sockets"
     );
-    exposition.global.set_icmp_modes(icmp.v4, icmp.v6);
+    exposition.global.icmp_sockets_detected(icmp.v4, icmp.v6);
     Services::default().with(Arc::new(icmp))
 }
 

@@ -1,0 +1,53 @@
+//! Sets `WASMPROBE_REVISION`, the commit `wasmprobe_build_info` reports.
+//!
+//! Taken from `WASMPROBE_REVISION` in the environment when set (a build
+//! from a source tarball or a container context without `.git`), else from
+//! `git rev-parse --short=12 HEAD`, else "unknown": a checkout without git
+//! still builds. Only git runs here, never cargo. The script reruns when
+//! HEAD or the branch it points to moves, not on every build.
+
+use std::path::Path;
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// A revision fit for a label value and a log line.
+fn plausible(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=WASMPROBE_REVISION");
+    let from_env = std::env::var("WASMPROBE_REVISION")
+        .ok()
+        .filter(|s| plausible(s));
+    let revision = from_env.unwrap_or_else(|| {
+        // HEAD, the branch it names and packed-refs; `--git-path` finds
+        // them in a worktree too. A path that does not exist is not
+        // watched: cargo would rerun the script on every build.
+        let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
+        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watched.push(git(&["rev-parse", "--git-path", &branch]));
+        }
+        watched.push(git(&["rev-parse", "--git-path", "packed-refs"]));
+        for path in watched.into_iter().flatten() {
+            if Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
+        git(&["rev-parse", "--short=12", "HEAD"])
+            .filter(|s| s.chars().all(|c| c.is_ascii_hexdigit()))
+            .unwrap_or_else(|| "unknown".to_string())
+    });
+    println!("cargo:rustc-env=WASMPROBE_REVISION={revision}");
+}
