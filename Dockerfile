@@ -2,7 +2,7 @@
 #
 # wasmprobe: the engine and its bundled plugins in one image.
 #
-#   docker build -t wasmprobe .
+#   docker build --build-arg WASMPROBE_REVISION=$(git rev-parse --short=12 HEAD) -t wasmprobe .
 #   docker run --rm -p 9464:9464 wasmprobe
 #
 # The image runs as uid/gid 10001, listens on 0.0.0.0:9464 and reads
@@ -18,6 +18,11 @@ RUN rustup target add wasm32-wasip2
 
 WORKDIR /src
 COPY . .
+
+# The context leaves out .git: the commit for wasmprobe_build_info's
+# `revision` label comes in as a build argument ("unknown" without it).
+ARG WASMPROBE_REVISION=unknown
+ENV WASMPROBE_REVISION=${WASMPROBE_REVISION}
 
 # `cargo fetch --locked` fails if Cargo.lock is not up to date, and fetches
 # every crate of the workspace (host and wasm targets); the builds then run

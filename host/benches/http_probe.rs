@@ -18,7 +18,7 @@ use wasmprobe::egress::{AllowList, AllowRule};
 use wasmprobe::hostcalls::http::tls::TlsClient;
 use wasmprobe::hostcalls::http::{HttpGrant, client};
 use wasmprobe::runtime::engine::PoolSize;
-use wasmprobe::runtime::outcome::RunResult;
+use wasmprobe::runtime::record::RunResult;
 use wasmprobe::runtime::run::{RunSpec, run};
 use wasmprobe::runtime::store::Grants;
 use wasmprobe::runtime::{Plugin, WasmEngine};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use wasmprobe::config::{Limits, PluginName};
 use wasmprobe::runtime::engine::PoolSize;
-use wasmprobe::runtime::outcome::RunResult;
+use wasmprobe::runtime::record::RunResult;
 use wasmprobe::runtime::run::{RunSpec, run};
 use wasmprobe::runtime::store::Grants;
 use wasmprobe::runtime::{Plugin, WasmEngine};

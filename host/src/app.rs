@@ -22,7 +22,7 @@ use crate::hostcalls::state::ProbeState;
 use crate::hostcalls::tape::Tape;
 use crate::hostcalls::{LoadScope, Services};
 use crate::runtime::engine::PoolSize;
-use crate::runtime::outcome::RunRecord;
+use crate::runtime::record::RunRecord;
 use crate::runtime::run::{self, RunSpec};
 use crate::runtime::store::Grants;
 use crate::runtime::{Plugin, PluginError, WasmEngine};
@@ -163,7 +163,7 @@ impl Probe {
 /// Why an on-demand run cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum OnDemandError {
-    #[error("probe {0:?} has no target: give one")]
+    #[error("probe {0:?} has no configured target: give one (`--target`, or `target=` on /probe)")]
     NoTarget(String),
     #[error("probe {0:?}: {1}")]
     Denied(String, crate::egress::Denied),
@@ -206,11 +206,59 @@ pub async fn prepare(
     exposition: &Exposition,
     previous: Option<&ProbeSet>,
 ) -> Result<ProbeSet, Diagnostics> {
+    let (plugins, failed) = load_plugins(config, engine, exposition, previous).await;
     let mut errors: Vec<Diagnostic> = Vec::new();
+    let mut probes = BTreeMap::new();
+    let mut load = LoadScope::new(services);
+    for probe in config.probes.values() {
+        if let Some(message) = failed.get(&probe.plugin) {
+            errors.push(Diagnostic {
+                location: probe.plugin_location.clone(),
+                message: message.clone(),
+            });
+            continue;
+        }
+        let Some(plugin) = plugins.get(&probe.plugin) else {
+            continue;
+        };
+        match prepare_probe(probe, plugin, &mut load, exposition, previous) {
+            Ok(ready) => {
+                probes.insert(probe.name.clone(), Arc::new(ready));
+            }
+            Err(problems) => errors.extend(problems),
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(ProbeSet { probes, plugins })
+    } else {
+        errors.sort_by(|a, b| {
+            (&a.location.file, a.location.line, a.location.column).cmp(&(
+                &b.location.file,
+                b.location.line,
+                b.location.column,
+            ))
+        });
+        errors.dedup();
+        Err(Diagnostics(errors))
+    }
+}
+
+/// Loads each plugin the config's probes use, once: compiled, described,
+/// its declared families validated and registered. Plugins that fail are
+/// returned with their error, for the probes that name them.
+async fn load_plugins(
+    config: &Config,
+    engine: &Arc<WasmEngine>,
+    exposition: &Exposition,
+    previous: Option<&ProbeSet>,
+) -> (
+    BTreeMap<PluginName, Arc<LoadedPlugin>>,
+    BTreeMap<PluginName, String>,
+) {
     let mut plugins: BTreeMap<PluginName, Arc<LoadedPlugin>> = BTreeMap::new();
     let mut failed: BTreeMap<PluginName, String> = BTreeMap::new();
     let mut groups: BTreeMap<String, Arc<SeriesBudget>> = BTreeMap::new();
-
     for probe in config.probes.values() {
         let name = &probe.plugin;
         if plugins.contains_key(name) || failed.contains_key(name) {
@@ -223,7 +271,7 @@ pub async fn prepare(
             .await
             .and_then(|plugin| {
                 let declared =
-                    FamilyDef::declared(plugin.info.metrics.clone()).map_err(|message| {
+                    FamilyDef::declared(plugin.info.families.clone()).map_err(|message| {
                         PluginError::Declaration {
                             plugin: name.to_string(),
                             message,
@@ -258,82 +306,83 @@ pub async fn prepare(
             }
         }
     }
+    (plugins, failed)
+}
 
-    let mut probes = BTreeMap::new();
-    let mut load = LoadScope::new(services);
-    for probe in config.probes.values() {
-        if let Some(message) = failed.get(&probe.plugin) {
-            errors.push(Diagnostic {
-                location: probe.plugin_location.clone(),
-                message: message.clone(),
-            });
-            continue;
-        }
-        let Some(plugin) = plugins.get(&probe.plugin) else {
-            continue;
-        };
-        let schema_errors = plugin.plugin.validate_config(&probe.config);
-        if !schema_errors.is_empty() {
-            for (pointer, e) in schema_errors {
-                errors.push(Diagnostic {
-                    location: probe.config_location_of(&pointer).clone(),
-                    message: format!("plugin {:?} refuses this value: {e}", probe.plugin.as_str()),
-                });
-            }
-            continue;
-        }
-        let grants = match Grants::build(probe, &mut load) {
-            Ok(g) => g,
-            Err(problems) => {
-                errors.extend(problems.into_iter().map(|message| Diagnostic {
-                    location: probe.location.clone(),
-                    message,
-                }));
-                continue;
-            }
-        };
-        let config_json = probe.config.to_string();
-        let host_labels = host_labels(probe);
-        let survivor = previous
-            .and_then(|p| p.probes.get(&probe.name))
-            .filter(|old| old.slot.reusable_for(&host_labels, &plugin.budget));
-        let (slot, state) = match survivor {
-            Some(old) => (old.slot.clone(), old.state.clone()),
-            None => (
-                Arc::new(exposition.detached_slot(
-                    probe.name.clone(),
-                    host_labels,
-                    plugin.budget.clone(),
-                )),
-                ProbeState::default(),
-            ),
-        };
-        probes.insert(
-            probe.name.clone(),
-            Arc::new(Probe {
-                config: probe.clone(),
-                plugin: plugin.clone(),
-                config_json,
-                grants,
-                state,
-                slot,
-            }),
-        );
+/// One probe ready to run, or every reason it cannot: its config refused
+/// by the plugin's schema, a label its plugin's families also declare, a
+/// grant a unit cannot build. A probe that survives a reload keeps its
+/// slot and state.
+fn prepare_probe(
+    probe: &ProbeConfig,
+    plugin: &Arc<LoadedPlugin>,
+    load: &mut LoadScope<'_>,
+    exposition: &Exposition,
+    previous: Option<&ProbeSet>,
+) -> Result<Probe, Vec<Diagnostic>> {
+    let schema_errors = plugin.plugin.validate_config(&probe.config);
+    if !schema_errors.is_empty() {
+        return Err(schema_errors
+            .into_iter()
+            .map(|(pointer, e)| Diagnostic {
+                location: probe.config_location_of(&pointer).clone(),
+                message: format!("plugin {:?} refuses this value: {e}", probe.plugin.as_str()),
+            })
+            .collect());
     }
-
-    if errors.is_empty() {
-        Ok(ProbeSet { probes, plugins })
-    } else {
-        errors.sort_by(|a, b| {
-            (&a.location.file, a.location.line, a.location.column).cmp(&(
-                &b.location.file,
-                b.location.line,
-                b.location.column,
-            ))
-        });
-        errors.dedup();
-        Err(Diagnostics(errors))
+    // A probe label also declared by one of its plugin's families would
+    // give that family's series two labels of one name: Prometheus drops
+    // such a scrape whole.
+    let clashes: Vec<Diagnostic> = probe
+        .labels
+        .iter()
+        .filter_map(|(label, _)| {
+            let family = plugin.families.declaring_label(label.as_str())?;
+            Some(Diagnostic {
+                location: probe.location.clone(),
+                message: format!(
+                    "label {:?} is also a label of family {family:?} of plugin {:?}: rename the probe's label",
+                    label.as_str(),
+                    probe.plugin.as_str()
+                ),
+            })
+        })
+        .collect();
+    if !clashes.is_empty() {
+        return Err(clashes);
     }
+    let grants = Grants::build(probe, load).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|message| Diagnostic {
+                location: probe.location.clone(),
+                message,
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let host_labels = host_labels(probe);
+    let survivor = previous
+        .and_then(|p| p.probes.get(&probe.name))
+        .filter(|old| old.slot.reusable_for(&host_labels, &plugin.budget));
+    let (slot, state) = match survivor {
+        Some(old) => (old.slot.clone(), old.state.clone()),
+        None => (
+            Arc::new(exposition.detached_slot(
+                probe.name.clone(),
+                host_labels,
+                plugin.budget.clone(),
+            )),
+            ProbeState::default(),
+        ),
+    };
+    Ok(Probe {
+        config: probe.clone(),
+        plugin: plugin.clone(),
+        config_json: probe.config.to_string(),
+        grants,
+        state,
+        slot,
+    })
 }
 
 /// `probe` first, then the config's labels.

@@ -30,7 +30,7 @@ pub use self_metrics::{GlobalMetrics, HostFamilies, RunInFlight};
 pub use series::{PluginFamilies, ProbeSeries, Staged};
 
 use crate::config::ProbeName;
-use crate::runtime::outcome::{RunRecord, RunResult, TrapReason};
+use crate::runtime::record::{RunRecord, RunResult, TrapReason};
 use series::Rejection;
 
 /// Series all probes of one plugin may hold together.
@@ -362,7 +362,7 @@ impl Exposition {
         let table = self.families.snapshot();
         let mut chunks = BTreeMap::new();
         self.host
-            .render_outcome(host_labels, record.success, record.duration, &mut chunks);
+            .render_probe_result(host_labels, record.success, record.duration, &mut chunks);
         if let Some(staged) = staged {
             ProbeSeries::default()
                 .with(staged, &table)

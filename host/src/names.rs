@@ -4,6 +4,31 @@
 /// Labels the host sets on every series; plugins and configs may not.
 pub const RESERVED_LABELS: &[&str] = &["probe", "le", "quantile"];
 
+/// Every label name the engine writes on a series: `probe`, the package's
+/// `package` and `team`, the labels of the host's per-probe families
+/// (`result`, `reason`), of its engine-wide families, and `shard`. A label
+/// of the same name from a config or a package would give a series two
+/// labels of one name, and Prometheus drops such a scrape whole, for every
+/// team: no config or package may set one. (A unit test in
+/// `exposition::self_metrics` keeps this list complete.)
+pub const ENGINE_LABELS: &[&str] = &[
+    "probe",
+    "le",
+    "quantile",
+    "package",
+    "team",
+    "shard",
+    "result",
+    "reason",
+    "scheduled",
+    "plugin",
+    "family",
+    "mode",
+    "version",
+    "wasmtime",
+    "revision",
+];
+
 /// Labels the host sets on a package's probes: a plugin may not declare
 /// them, so no plugin can wear a package's or team's name.
 pub const PACKAGE_LABELS: &[&str] = &["package", "team"];

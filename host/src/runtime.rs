@@ -10,8 +10,8 @@
 
 pub mod engine;
 mod limiter;
-pub mod outcome;
 pub mod plugin;
+pub mod record;
 pub mod run;
 pub mod store;
 

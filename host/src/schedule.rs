@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::app::{App, Probe};
-use crate::runtime::outcome::RunResult;
+use crate::runtime::record::RunResult;
 
 /// A stable offset in `[0, jitter)` for a probe, so probes that share a
 /// schedule start spread out, and each keeps its own rhythm across runs.
@@ -135,7 +135,7 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
 
 /// Logs a finished run: a failing probe is data (DEBUG), a misbehaving
 /// plugin is a WARN; neither is an error of the host.
-fn report(probe: &Probe, record: &crate::runtime::outcome::RunRecord) {
+fn report(probe: &Probe, record: &crate::runtime::record::RunRecord) {
     let name = probe.name();
     let ms = record.duration.as_secs_f64() * 1000.0;
     let message = record.message.as_deref().unwrap_or("");

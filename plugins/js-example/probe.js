@@ -17,7 +17,7 @@ export const plugin = {
   describe() {
     return {
       name: 'js-keyword', version: '0.1.0', configSchema: JSON.stringify(SCHEMA),
-      metrics: [
+      families: [
         gauge('jsprobe_http_status', 'HTTP status code of the response (0 when none came).'),
         gauge('jsprobe_keyword_found', '1 if the body contains the configured keyword.'),
         gauge('jsprobe_body_bytes', 'Body bytes received.', 'bytes'),

@@ -23,7 +23,7 @@ export const plugin = {
   describe() {
     return {
       name: '{{name}}', version: '0.1.0', configSchema: JSON.stringify(SCHEMA),
-      metrics: [
+      families: [
         gauge('{{prefix}}_up', 'Whether the target answered as expected.'),
         gauge('{{prefix}}_status_code', 'HTTP status of the answer (0: none).'),
         gauge('{{prefix}}_response_seconds', 'Time to the full answer.', 'seconds'),

@@ -266,3 +266,63 @@ fn a_package_can_ship_as_a_tar_gz() {
         1.0
     );
 }
+
+/// A hostile package names its labels (and a probe's) like the ones the
+/// engine appends (`result` on the runs counter, `reason` on traps,
+/// `shard`): were they accepted, those series would carry two labels of one
+/// name and Prometheus would drop the whole scrape, every team's series
+/// with it. The package is refused with file, line and key; the others,
+/// and the scrape, stay whole.
+#[test]
+fn a_package_cannot_wear_a_label_the_engine_writes() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let ok = "[probes.fine]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n";
+    package(root.path(), "good", "team = \"g\"", ok, None);
+    package(
+        root.path(),
+        "forger",
+        "[labels]\nresult = \"success\"\nshard = \"0\"",
+        "[probes.fine]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\nlabels = { reason = \"x\" }\n",
+        None,
+    );
+    let engine = Engine::new().raw(&format!(
+        "[packages]\ninclude = [\"{}/*/package.toml\"]\n[packages.cap]\nallow = [\"http://127.0.0.0/8:*\"]\n",
+        root.path().display()
+    ));
+    let config = engine.config_path();
+    let e = engine.start();
+    let s = e.wait_for("the good package's probe", WAIT, |s| {
+        s.get(
+            "probe_success",
+            &[("probe", "good:fine"), ("package", "good"), ("team", "g")],
+        ) == Some(1.0)
+    });
+    assert_eq!(
+        s.value("wasmprobe_package_loaded", &[("package", "forger")]),
+        0.0
+    );
+    assert!(
+        s.all("wasmprobe_probe_runs_total").iter().all(|x| x
+            .labels
+            .get("package")
+            .map(String::as_str)
+            != Some("forger"))
+    );
+    crate::harness::promtool_check(&s.text);
+    let _ = Scrape::parse(&s.text);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "forger/package.toml:3:1: labels.result: label \"result\" is set by the host",
+        "forger/package.toml:4:1: labels.shard: label \"shard\" is set by the host",
+        "probes.fine.labels.reason: label \"reason\" is set by the host",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+}

@@ -79,7 +79,7 @@ fn declared_names() -> BTreeSet<String> {
             .block_on(Plugin::load(&engine, &plugin_name, &wasm("plugins", name)))
             .unwrap_or_else(|e| panic!("{e}"));
         defs.extend(
-            FamilyDef::declared(plugin.info.metrics).unwrap_or_else(|e| panic!("{name}: {e}")),
+            FamilyDef::declared(plugin.info.families).unwrap_or_else(|e| panic!("{name}: {e}")),
         );
     }
     let mut names = BTreeSet::new();

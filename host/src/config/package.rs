@@ -188,38 +188,9 @@ pub(super) fn load(
     cap: &PackageCap,
     taken: &BTreeMap<String, PathBuf>,
 ) -> (PackageInfo, Loaded) {
-    let toml_path = if path.extension().is_some_and(|x| x == "gz") {
-        match unpack(path, unpack_dir) {
-            Ok(p) => p,
-            Err(e) => return (refuse(path, e), Loaded::default()),
-        }
-    } else {
-        path.to_path_buf()
-    };
-    let text = match std::fs::read_to_string(&toml_path) {
-        Ok(t) => t,
-        Err(e) => {
-            return (
-                refuse(path, format!("cannot read {}: {e}", toml_path.display())),
-                Loaded::default(),
-            );
-        }
-    };
-    let source = Source::new(&toml_path, text);
-    let raw: RawPackage = match toml::from_str(&source.text) {
-        Ok(r) => r,
-        Err(e) => {
-            let mut info = refuse(path, String::new());
-            // Name the package when its `name` at least can be read.
-            if let Some(name) = toml::from_str::<toml::Table>(&source.text)
-                .ok()
-                .and_then(|t| t.get("name")?.as_str().map(str::to_string))
-            {
-                info.name = name;
-            }
-            info.refused = Some(Diagnostics(vec![source.parse_error(&e)]));
-            return (info, Loaded::default());
-        }
+    let (toml_path, source, raw) = match read(path, unpack_dir) {
+        Ok(read) => read,
+        Err(refused) => return (*refused, Loaded::default()),
     };
     let name = raw.name.get_ref().to_string();
     let mut info = PackageInfo {
@@ -248,8 +219,100 @@ pub(super) fn load(
             ),
         );
     }
+    let package_allow = capabilities(&mut r, &raw, cap);
+    let limits = limits(&mut r, &raw, cap, engine, base);
+    let plugins = pinned_plugins(&mut r, &raw, &name, limits.series_budget);
+    let host_labels = labels(&mut r, &raw);
 
-    // Capabilities within the operator's cap.
+    // Probes, inside the package's scope.
+    let scope = Scope {
+        default_allow: Some(package_allow.clone()),
+        ceiling: Some(Arc::new(package_allow)),
+        max_memory: Some(limits.memory),
+        max_timeout: Some(limits.timeout),
+    };
+    let base = Limits {
+        memory: limits.memory,
+        timeout: limits.timeout,
+        ..base
+    };
+    let mut probes = BTreeMap::new();
+    for (pname, probe) in raw.probes {
+        let Some(mut p) = resolve_probe(&mut r, &pname, probe, base, engine, &plugins, &scope)
+        else {
+            continue;
+        };
+        let qualified = ProbeName::try_from(format!("{name}:{pname}"));
+        let Ok(qualified) = qualified else {
+            continue;
+        };
+        p.plugin = PluginName::qualified(&name, &p.plugin);
+        let mut labels = vec![(LabelName::host("package"), name.clone())];
+        if let Some(team) = &info.team {
+            labels.push((LabelName::host("team"), team.clone()));
+        }
+        labels.extend(host_labels.iter().cloned());
+        labels.append(&mut p.labels);
+        p.labels = labels;
+        p.name = qualified.clone();
+        probes.insert(qualified, p);
+    }
+
+    if !r.errors.is_empty() {
+        r.errors
+            .sort_by_key(|d| (d.location.line, d.location.column));
+        info.refused = Some(Diagnostics(r.errors));
+        return (info, Loaded::default());
+    }
+    let plugins = plugins
+        .into_iter()
+        .map(|(k, v)| (PluginName::qualified(&name, &k), v))
+        .collect();
+    (info, Loaded { plugins, probes })
+}
+
+/// The package's `package.toml` (unpacked first from an archive), its
+/// source for diagnostics and its raw content; or the refused package.
+fn read(path: &Path, unpack_dir: &Path) -> Result<(PathBuf, Source, RawPackage), Box<PackageInfo>> {
+    let toml_path = if path.extension().is_some_and(|x| x == "gz") {
+        match unpack(path, unpack_dir) {
+            Ok(p) => p,
+            Err(e) => return Err(Box::new(refuse(path, e))),
+        }
+    } else {
+        path.to_path_buf()
+    };
+    let text = match std::fs::read_to_string(&toml_path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(Box::new(refuse(
+                path,
+                format!("cannot read {}: {e}", toml_path.display()),
+            )));
+        }
+    };
+    let source = Source::new(&toml_path, text);
+    let raw: RawPackage = match toml::from_str(&source.text) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut info = refuse(path, String::new());
+            // Name the package when its `name` at least can be read.
+            if let Some(name) = toml::from_str::<toml::Table>(&source.text)
+                .ok()
+                .and_then(|t| t.get("name")?.as_str().map(str::to_string))
+            {
+                info.name = name;
+            }
+            info.refused = Some(Diagnostics(vec![source.parse_error(&e)]));
+            return Err(Box::new(info));
+        }
+    };
+    Ok((toml_path, source, raw))
+}
+
+/// The package's allow-list, each rule checked against the operator's cap
+/// (which also stays its ceiling at every host call).
+fn capabilities(r: &mut Resolver<'_>, raw: &RawPackage, cap: &PackageCap) -> AllowList {
     let allow_rules = raw
         .capabilities
         .allow
@@ -277,12 +340,27 @@ pub(super) fn load(
         }
     }
     let package_allow = AllowList::new(allow_rules);
-    let package_allow = match &cap.allow {
+    match &cap.allow {
         Some(c) => package_allow.with_ceiling(c.clone()),
         None => package_allow,
-    };
+    }
+}
 
-    // Limits within the cap.
+/// What the package's probes may spend: its own limits, each within the
+/// operator's cap.
+struct PackageLimits {
+    memory: u64,
+    timeout: std::time::Duration,
+    series_budget: usize,
+}
+
+fn limits(
+    r: &mut Resolver<'_>,
+    raw: &RawPackage,
+    cap: &PackageCap,
+    engine: &EngineConfig,
+    base: Limits,
+) -> PackageLimits {
     let max_memory = cap.memory.unwrap_or(engine.max_memory);
     let memory = match &raw.limits.memory {
         Some(m) if m.get_ref().0 > max_memory => {
@@ -327,7 +405,21 @@ pub(super) fn load(
         (None, None) => DEFAULT_PACKAGE_BUDGET,
     };
 
-    // Plugins, pinned.
+    PackageLimits {
+        memory,
+        timeout,
+        series_budget: budget,
+    }
+}
+
+/// The package's plugins, each checked against its SHA-256 pin and
+/// spending the package's one series budget.
+fn pinned_plugins(
+    r: &mut Resolver<'_>,
+    raw: &RawPackage,
+    name: &str,
+    budget: usize,
+) -> BTreeMap<PluginName, PluginSource> {
     let mut plugins = BTreeMap::new();
     for (pname, p) in &raw.plugins {
         let file = r.path(p.get_ref().path.get_ref());
@@ -354,68 +446,32 @@ pub(super) fn load(
                 path: file,
                 series_budget: budget,
                 location: Some(r.location(p.span(), key)),
-                budget_group: Some(name.clone()),
+                budget_group: Some(name.to_string()),
             },
         );
     }
 
-    // Probes, inside the package's scope.
+    plugins
+}
+
+/// The package's labels for every probe of it; none may be one the engine
+/// writes.
+fn labels(r: &mut Resolver<'_>, raw: &RawPackage) -> Vec<(LabelName, String)> {
     let mut host_labels: Vec<(LabelName, String)> = Vec::new();
     for (label, value) in &raw.labels {
         let l = label.get_ref().as_str();
-        if ["probe", "le", "quantile", "team", "package"].contains(&l) {
+        if crate::names::ENGINE_LABELS.contains(&l) {
             r.error(
                 label.span(),
                 format!("labels.{l}"),
-                format!("label {l:?} is set by the host"),
+                format!(
+                    "label {l:?} is set by the host (reserved: {})",
+                    crate::names::ENGINE_LABELS.join(", ")
+                ),
             );
         } else {
             host_labels.push((label.get_ref().clone(), value.clone()));
         }
     }
-    let scope = Scope {
-        default_allow: Some(package_allow.clone()),
-        ceiling: Some(Arc::new(package_allow)),
-        host_labels: vec!["team", "package"],
-        max_memory: Some(memory),
-        max_timeout: Some(timeout),
-    };
-    let base = Limits {
-        memory,
-        timeout,
-        ..base
-    };
-    let mut probes = BTreeMap::new();
-    for (pname, probe) in raw.probes {
-        let Some(mut p) = resolve_probe(&mut r, &pname, probe, base, engine, &plugins, &scope)
-        else {
-            continue;
-        };
-        let qualified = ProbeName::try_from(format!("{name}:{pname}"));
-        let Ok(qualified) = qualified else {
-            continue;
-        };
-        p.plugin = PluginName::qualified(&name, &p.plugin);
-        let mut labels = vec![(LabelName::host("package"), name.clone())];
-        if let Some(team) = &info.team {
-            labels.push((LabelName::host("team"), team.clone()));
-        }
-        labels.extend(host_labels.iter().cloned());
-        labels.append(&mut p.labels);
-        p.labels = labels;
-        p.name = qualified.clone();
-        probes.insert(qualified, p);
-    }
-
-    if !r.errors.is_empty() {
-        r.errors
-            .sort_by_key(|d| (d.location.line, d.location.column));
-        info.refused = Some(Diagnostics(r.errors));
-        return (info, Loaded::default());
-    }
-    let plugins = plugins
-        .into_iter()
-        .map(|(k, v)| (PluginName::qualified(&name, &k), v))
-        .collect();
-    (info, Loaded { plugins, probes })
+    host_labels
 }

@@ -15,11 +15,11 @@ use super::diagnostic::{Diagnostic, Location, Source};
 use super::package::{self, PackageCap, PackageInfo};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
 use super::{
-    ClientCert, Config, DEFAULT_LISTEN, EngineConfig, Limits, PluginName, PluginSource,
+    ClientCert, Config, DEFAULT_LISTEN, EngineConfig, LabelName, Limits, PluginName, PluginSource,
     ProbeConfig, ProbeName, SecretSource, ServerConfig, TlsMinVersion, TlsSettings,
 };
 use crate::egress::AllowList;
-use crate::names::RESERVED_LABELS;
+use crate::names::{ENGINE_LABELS, PACKAGE_LABELS};
 use crate::tls_files::{self, PairFile};
 
 /// Default series budget of one plugin across its probes.
@@ -41,8 +41,6 @@ pub(super) struct Scope {
     /// Every probe of a package is limited by its package's capabilities
     /// (themselves limited by the operator's cap).
     pub(super) ceiling: Option<Arc<AllowList>>,
-    /// Labels the host sets for this scope (`team`, `package`).
-    pub(super) host_labels: Vec<&'static str>,
     /// Largest memory and timeout a probe of this scope may ask for.
     pub(super) max_memory: Option<u64>,
     pub(super) max_timeout: Option<std::time::Duration>,
@@ -412,6 +410,67 @@ pub(super) fn resolve_probe(
         );
     }
 
+    let limits = probe_limits(r, &key, &span, &p, base, engine, scope);
+
+    // A scheduled probe without a target is for plugins that need none (a
+    // batch job); the plugin reports a missing target itself.
+    let target = p.target.as_ref().map(|t| t.get_ref().clone());
+
+    let allow = probe_allow(r, &key, &p, scope);
+
+    let labels = probe_labels(r, &key, &p, scope);
+    let tls = resolve_tls(r, &key, p.tls.as_ref());
+
+    let secrets = probe_secrets(r, &key, &p);
+
+    let mut config_pointers = Vec::new();
+    let (config, config_location) = match &p.config {
+        Some(c) => {
+            let json = serde_json::to_value(c.get_ref()).unwrap_or(serde_json::Value::Null);
+            config_pointers = r
+                .source
+                .pointer_locations(&["probes", name.as_str(), "config"]);
+            (json, r.location(c.span(), format!("{key}.config")))
+        }
+        None => (
+            serde_json::Value::Object(Default::default()),
+            r.location(span.clone(), key.clone()),
+        ),
+    };
+
+    if r.errors.len() != before {
+        return None;
+    }
+    Some(ProbeConfig {
+        name: name.clone(),
+        plugin,
+        schedule: p.schedule,
+        target,
+        jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
+        allow,
+        labels,
+        config,
+        tls,
+        limits,
+        secrets,
+        location: r.location(span, key),
+        plugin_location,
+        config_location,
+        config_pointers,
+    })
+}
+
+/// The probe's limits: the defaults, its `limits` table and `timeout`, each
+/// within the engine's ceiling and its package's limits.
+fn probe_limits(
+    r: &mut Resolver<'_>,
+    key: &str,
+    span: &Range<usize>,
+    p: &RawProbe,
+    base: Limits,
+    engine: &EngineConfig,
+    scope: &Scope,
+) -> Limits {
     let mut limits = match &p.limits {
         Some(l) => merge_limits(r, base, l, &format!("{key}.limits"), engine),
         None => base,
@@ -448,10 +507,12 @@ pub(super) fn resolve_probe(
         );
     }
 
-    // A scheduled probe without a target is for plugins that need none (a
-    // batch job); the plugin reports a missing target itself.
-    let target = p.target.as_ref().map(|t| t.get_ref().clone());
+    limits
+}
 
+/// The probe's allow-list: its own, its package's, or its target's origin;
+/// a package probe's also stays under the package's capabilities.
+fn probe_allow(r: &mut Resolver<'_>, key: &str, p: &RawProbe, scope: &Scope) -> AllowList {
     let allow = match (&p.allow, &scope.default_allow, &p.target) {
         (Some(a), _, _) => AllowList::new(a.get_ref().clone()),
         (None, Some(package), _) => package.clone(),
@@ -492,15 +553,28 @@ pub(super) fn resolve_probe(
         );
     }
 
+    allow
+}
+
+/// The probe's labels; none may be one the engine writes. The operator's
+/// own probes may say which `team` or `package` they belong to; a
+/// package's may not (the host sets those).
+fn probe_labels(
+    r: &mut Resolver<'_>,
+    key: &str,
+    p: &RawProbe,
+    scope: &Scope,
+) -> Vec<(LabelName, String)> {
+    let in_package = scope.ceiling.is_some();
+    let reserved: Vec<&str> = ENGINE_LABELS
+        .iter()
+        .copied()
+        .filter(|l| in_package || !PACKAGE_LABELS.contains(l))
+        .collect();
     let mut labels = Vec::new();
     for (label, value) in &p.labels {
         let l = label.get_ref().as_str();
-        if RESERVED_LABELS.contains(&l) || scope.host_labels.contains(&l) {
-            let reserved: Vec<&str> = RESERVED_LABELS
-                .iter()
-                .chain(&scope.host_labels)
-                .copied()
-                .collect();
+        if reserved.contains(&l) {
             r.error(
                 label.span(),
                 format!("{key}.labels.{l}"),
@@ -512,9 +586,11 @@ pub(super) fn resolve_probe(
         }
         labels.push((label.get_ref().clone(), value.clone()));
     }
+    labels
+}
 
-    let tls = resolve_tls(r, &key, p.tls.as_ref());
-
+/// The secrets the probe's plugin may ask for, by name.
+fn probe_secrets(r: &mut Resolver<'_>, key: &str, p: &RawProbe) -> BTreeMap<String, SecretSource> {
     let mut secrets = BTreeMap::new();
     for (name, raw) in &p.secrets {
         let skey = format!("{key}.secrets.{name}");
@@ -545,41 +621,7 @@ pub(super) fn resolve_probe(
         }
     }
 
-    let mut config_pointers = Vec::new();
-    let (config, config_location) = match &p.config {
-        Some(c) => {
-            let json = serde_json::to_value(c.get_ref()).unwrap_or(serde_json::Value::Null);
-            config_pointers = r
-                .source
-                .pointer_locations(&["probes", name.as_str(), "config"]);
-            (json, r.location(c.span(), format!("{key}.config")))
-        }
-        None => (
-            serde_json::Value::Object(Default::default()),
-            r.location(span.clone(), key.clone()),
-        ),
-    };
-
-    if r.errors.len() != before {
-        return None;
-    }
-    Some(ProbeConfig {
-        name: name.clone(),
-        plugin,
-        schedule: p.schedule,
-        target,
-        jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
-        allow,
-        labels,
-        config,
-        tls,
-        limits,
-        secrets,
-        location: r.location(span, key),
-        plugin_location,
-        config_location,
-        config_pointers,
-    })
+    secrets
 }
 
 fn resolve_tls(r: &mut Resolver<'_>, key: &str, raw: Option<&RawTls>) -> TlsSettings {

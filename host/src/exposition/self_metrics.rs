@@ -1,4 +1,4 @@
-//! The host's own families: per-probe outcome families that dashboards
+//! The host's own families: the per-probe result families that dashboards
 //! built for blackbox_exporter expect (`probe_success`,
 //! `probe_duration_seconds`), the engine's `wasmprobe_*` self-metrics and
 //! the `process_*` families of the Go exporters.
@@ -22,7 +22,7 @@ use super::process::ProcessStats;
 use super::series::Rejection;
 use super::{LastRun, unix_seconds};
 use crate::hostcalls::icmp::SocketMode;
-use crate::runtime::outcome::{RunResult, TrapReason};
+use crate::runtime::record::{RunResult, TrapReason};
 
 /// Buckets of the schedule-lag histogram, in seconds.
 pub(crate) const LAG_BUCKETS: &[f64] = &[
@@ -202,7 +202,7 @@ impl HostFamilies {
     }
 
     /// `probe_success` and `probe_duration_seconds` of one outcome.
-    pub fn render_outcome(
+    pub fn render_probe_result(
         &self,
         labels: &[(String, String)],
         success: bool,
@@ -230,7 +230,7 @@ impl HostFamilies {
     ) {
         let l = || labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         if let Some(last) = last {
-            self.render_outcome(labels, last.success, last.duration, out);
+            self.render_probe_result(labels, last.success, last.duration, out);
             let finished = unix_seconds(last.finished_at);
             self.put(out, HostFamily::LastRun, l(), &[], finished);
         }
@@ -552,5 +552,18 @@ mod tests {
                 assert!(def.name.ends_with("_total"), "{f:?}");
             }
         }
+    }
+
+    #[test]
+    fn every_label_the_engine_writes_is_reserved_for_configs_and_packages() {
+        for f in HostFamily::ALL {
+            for label in f.spec().labels {
+                assert!(
+                    crate::names::ENGINE_LABELS.contains(label),
+                    "{f:?} writes {label:?}, which names::ENGINE_LABELS does not reserve"
+                );
+            }
+        }
+        assert!(crate::names::ENGINE_LABELS.contains(&"shard"));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::encode::{HistogramState, push_histogram, push_sample};
 use super::family::{FamilyDef, FamilyId, Kind};
-use crate::runtime::outcome::Sample;
+use crate::runtime::record::Sample;
 
 /// Longest label value kept, in bytes.
 pub const MAX_LABEL_VALUE: usize = 1024;
@@ -66,6 +66,18 @@ impl PluginFamilies {
 
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
+    }
+
+    /// The first family (by name) that declares a label called `label`.
+    pub fn declaring_label(&self, label: &str) -> Option<&str> {
+        let mut names: Vec<&str> = self
+            .by_name
+            .values()
+            .filter(|(_, def)| def.labels.iter().any(|l| l == label))
+            .map(|(_, def)| def.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.first().copied()
     }
 }
 

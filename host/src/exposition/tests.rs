@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::runtime::outcome::{RunRecord, RunResult, Sample};
+use crate::runtime::record::{RunRecord, RunResult, Sample};
 
 fn setup() -> (Exposition, PluginFamilies) {
     let exp = Exposition::new();

@@ -72,7 +72,7 @@ pub struct PluginInfo {
     pub name: String,
     pub version: String,
     /// The metric families as declared; the exposition validates them.
-    pub metrics: Vec<MetricFamily>,
+    pub families: Vec<MetricFamily>,
     /// `None` when the plugin declares no schema (any config is accepted).
     pub schema: Option<serde_json::Value>,
 }
@@ -268,7 +268,7 @@ async fn describe(
     Ok(PluginInfo {
         name: raw.name,
         version: raw.version,
-        metrics: raw.metrics,
+        families: raw.families,
         schema,
     })
 }

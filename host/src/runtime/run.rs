@@ -12,8 +12,8 @@ use std::time::{Instant, SystemTime};
 use wasmtime::{Store, Trap};
 
 use super::engine::WasmEngine;
-use super::outcome::{RunRecord, RunResult, Sample, TrapReason};
 use super::plugin::Plugin;
+use super::record::{RunRecord, RunResult, Sample, TrapReason};
 use super::store::{Grants, RunState};
 use crate::bindings::wasmprobe::plugin::types::{ProbeContext, ProbeError, Report};
 use crate::config::Limits;

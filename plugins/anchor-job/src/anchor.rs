@@ -75,7 +75,7 @@ impl Default for Config {
     }
 }
 
-pub fn metrics() -> Vec<MetricFamily> {
+pub fn families() -> Vec<MetricFamily> {
     vec![
         counter(
             "anchor_attempts_total",

@@ -20,8 +20,8 @@ impl Plugin for AnchorJob {
     const NAME: &'static str = "anchor-job";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    fn metrics() -> Vec<MetricFamily> {
-        anchor::metrics()
+    fn families() -> Vec<MetricFamily> {
+        anchor::families()
     }
 
     fn run(ctx: &Context, config: anchor::Config) -> Result<Report, ProbeError> {

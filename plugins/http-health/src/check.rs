@@ -10,7 +10,7 @@ use wasmprobe_sdk::{MetricFamily, Outcome, Report};
 use crate::config::{self, Compression, Config};
 
 /// Every family this plugin emits, with blackbox_exporter's names.
-pub fn metrics() -> Vec<MetricFamily> {
+pub fn families() -> Vec<MetricFamily> {
     vec![
         gauge(
             "probe_http_duration_seconds",

@@ -15,8 +15,8 @@ impl Plugin for HttpHealth {
     const NAME: &'static str = "http-health";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    fn metrics() -> Vec<MetricFamily> {
-        check::metrics()
+    fn families() -> Vec<MetricFamily> {
+        check::families()
     }
 
     fn run(ctx: &Context, config: config::Config) -> Result<Report, ProbeError> {

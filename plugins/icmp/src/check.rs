@@ -62,7 +62,7 @@ impl Default for Config {
 
 /// Every family this plugin emits; blackbox_exporter's names where the
 /// concept is the same.
-pub fn metrics() -> Vec<MetricFamily> {
+pub fn families() -> Vec<MetricFamily> {
     vec![
         gauge(
             "probe_icmp_duration_seconds",

@@ -13,8 +13,8 @@ impl Plugin for Icmp {
     const NAME: &'static str = "icmp";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    fn metrics() -> Vec<MetricFamily> {
-        check::metrics()
+    fn families() -> Vec<MetricFamily> {
+        check::families()
     }
 
     fn run(ctx: &Context, config: check::Config) -> Result<Report, ProbeError> {

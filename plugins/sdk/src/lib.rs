@@ -18,7 +18,7 @@
 //!     type Config = Config;
 //!     const NAME: &'static str = "ping";
 //!     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-//!     fn metrics() -> Vec<family::Family> {
+//!     fn families() -> Vec<family::Family> {
 //!         vec![family::gauge("ping_status", "Status code seen.")]
 //!     }
 //!     fn run(ctx: &Context, config: Config) -> Result<wasmprobe_sdk::Report, ProbeError> {
@@ -68,7 +68,7 @@ pub trait Plugin {
     const NAME: &'static str;
     const VERSION: &'static str;
     /// Every family `run` may emit; anything else is dropped by the host.
-    fn metrics() -> Vec<MetricFamily>;
+    fn families() -> Vec<MetricFamily>;
     fn run(ctx: &Context, config: Self::Config) -> Result<Report, ProbeError>;
 }
 
@@ -78,7 +78,7 @@ pub fn describe<P: Plugin>() -> PluginInfo {
     PluginInfo {
         name: P::NAME.to_string(),
         version: P::VERSION.to_string(),
-        metrics: P::metrics(),
+        families: P::families(),
         config_schema: serde_json::to_string(&schema).unwrap_or_default(),
     }
 }

@@ -90,7 +90,7 @@ impl Default for Config {
     }
 }
 
-pub fn metrics() -> Vec<MetricFamily> {
+pub fn families() -> Vec<MetricFamily> {
     vec![
         counter("treaty_requests_total", "Requests sent to the partner."),
         counter("treaty_filled_total", "Requests the partner filled."),

@@ -13,8 +13,8 @@ impl Plugin for TreatyKpis {
     const NAME: &'static str = "treaty-kpis";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    fn metrics() -> Vec<MetricFamily> {
-        kpi::metrics()
+    fn families() -> Vec<MetricFamily> {
+        kpi::families()
     }
 
     fn run(ctx: &Context, config: kpi::Config) -> Result<Report, ProbeError> {

@@ -34,7 +34,7 @@ impl Plugin for Probe {
     const NAME: &'static str = "{{name}}";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
-    fn metrics() -> Vec<MetricFamily> {
+    fn families() -> Vec<MetricFamily> {
         vec![
             gauge("{{prefix}}_up", "Whether the target answered as expected."),
             gauge("{{prefix}}_status_code", "HTTP status of the answer (0: none)."),

@@ -164,7 +164,7 @@ fn reports() {
 
 #[test]
 fn every_sample_is_declared() {
-    let declared: Vec<String> = metrics().into_iter().map(|f| f.name).collect();
+    let declared: Vec<String> = families().into_iter().map(|f| f.name).collect();
     let r = report(
         &Ended::Failed {
             batch: Some(1),

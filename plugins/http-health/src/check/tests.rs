@@ -207,7 +207,7 @@ fn bad_config_is_refused() {
 
 #[test]
 fn every_sample_is_declared() {
-    let declared: Vec<String> = metrics().into_iter().map(|f| f.name).collect();
+    let declared: Vec<String> = families().into_iter().map(|f| f.name).collect();
     let mut r = check(Config::default()).evaluate(Ok(response(
         200,
         "",

@@ -112,7 +112,7 @@ fn errors_fail_with_their_kind() {
 
 #[test]
 fn every_sample_is_declared() {
-    let declared: Vec<String> = metrics().into_iter().map(|f| f.name).collect();
+    let declared: Vec<String> = families().into_iter().map(|f| f.name).collect();
     let r = Config::default().evaluate(Ok(result(3, &[0.001])));
     for s in &r.samples {
         assert!(declared.contains(&s.name), "{}", s.name);

@@ -195,7 +195,7 @@ fn bad_provenance_config_is_refused() {
 
 #[test]
 fn every_sample_is_declared() {
-    let declared: Vec<String> = metrics().into_iter().map(|f| f.name).collect();
+    let declared: Vec<String> = families().into_iter().map(|f| f.name).collect();
     let r = check(true).evaluate(&[signed(r#"{"filled": true}"#, true)]);
     for s in &r.samples {
         assert!(declared.contains(&s.name), "{}", s.name);

@@ -1,4 +1,5 @@
-//! How a run ended, as bounded label values, and what the plugin said.
+//! A finished run as the runtime hands it on (`RunRecord`): how it ended,
+//! as bounded label values, and what the plugin said.
 
 use std::time::{Duration, SystemTime};
 
