@@ -235,7 +235,7 @@ fn main() -> anyhow::Result<()> {
         max_body: 10 << 20,
     });
     let name = PluginName::try_from("http-health".to_string()).map_err(anyhow::Error::msg)?;
-    let plugin = rt.block_on(Plugin::load(&engine, &name, &path))?;
+    let plugin = rt.block_on(Plugin::load(&engine, &name, &path, None))?;
     let grants = Grants {
         http: Some(grant.clone()),
         ..Grants::default()

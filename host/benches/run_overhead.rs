@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
         None,
     )?);
     let name = PluginName::try_from("misbehave".to_string()).map_err(anyhow::Error::msg)?;
-    let plugin = rt.block_on(Plugin::load(&engine, &name, &path))?;
+    let plugin = rt.block_on(Plugin::load(&engine, &name, &path, None))?;
     let grants = Grants::default();
     let spec = || RunSpec {
         probe: "bench",

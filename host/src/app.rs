@@ -267,7 +267,7 @@ async fn load_plugins(
         let Some(source) = config.plugins.get(name) else {
             continue;
         };
-        let loaded = Plugin::load(engine, name, &source.path)
+        let loaded = Plugin::load(engine, name, &source.path, source.sha256.as_deref())
             .await
             .and_then(|plugin| {
                 let declared =

@@ -96,6 +96,8 @@ pub struct PluginSource {
     pub location: Option<Location>,
     /// Plugins of one package share one budget, named by the package.
     pub budget_group: Option<String>,
+    /// The SHA-256 (hex) a package pins: the bytes compiled must have it.
+    pub sha256: Option<String>,
 }
 
 /// Per-run sandbox limits.

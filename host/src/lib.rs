@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod egress;
 pub mod exposition;
+pub mod files;
 pub mod hostcalls;
 pub mod lifecycle;
 pub mod names;
@@ -31,6 +32,7 @@ const LAYERS: &[&str] = &[
     "names",
     "bindings",
     "shard",
+    "files",
     "tls_files",
     "egress",
     "config",

@@ -132,6 +132,8 @@ pub struct Lifecycle {
     services: Services,
     path: PathBuf,
     overrides: Overrides,
+    /// The endpoint listens on a loopback address (fixed until restart).
+    loopback: bool,
     current: tokio::sync::Mutex<Current>,
 }
 
@@ -289,6 +291,7 @@ impl Lifecycle {
             services,
             path,
             overrides,
+            loopback: config.server.listen.ip().is_loopback(),
             current: tokio::sync::Mutex::new(Current {
                 // Moved, not cloned: with 100,000 probes every copy of the
                 // config costs hundreds of MiB.
@@ -364,6 +367,13 @@ impl Lifecycle {
             removed,
         };
         Ok(Reloaded::Applied { probes })
+    }
+
+    /// Whether the endpoint listens on loopback only, where a request that
+    /// names the host by anything but an address or `localhost` came
+    /// through someone else's DNS.
+    pub fn listens_on_loopback(&self) -> bool {
+        self.loopback
     }
 
     /// Stops the schedule (at shutdown); runs in flight finish.

@@ -23,6 +23,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use listener::{ServeError, bind, serve};
+pub use reload::reload_all;
 pub use web::{WebConfig, WebConfigError, WebState};
 
 use crate::app::App;
@@ -45,10 +46,13 @@ pub fn router(
         .route("/probe", get(probe::probe))
         .with_state(app);
     let routes = match reloader {
-        Some(r) => routes.merge(
+        Some(lifecycle) => routes.merge(
             Router::new()
                 .route("/-/reload", post(reload::reload))
-                .with_state(r),
+                .with_state(reload::ReloadState {
+                    lifecycle,
+                    web: web.clone(),
+                }),
         ),
         None => routes,
     };

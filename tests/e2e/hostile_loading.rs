@@ -151,3 +151,47 @@ fn a_package_cannot_ship_a_precompiled_artifact() {
         "{stderr}"
     );
 }
+
+/// A hostile package puts FIFOs where the host reads files: its plugin and,
+/// in another package, its `package.toml`. Reading either would block
+/// `check`, start-up or a reload for ever; both are refused at once, named,
+/// and a good package beside them still loads.
+#[test]
+fn fifos_in_a_package_are_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mode = nix::sys::stat::Mode::S_IRWXU;
+    let plugin_fifo = dir.path().join("fifo-plugin");
+    std::fs::create_dir_all(&plugin_fifo).unwrap_or_else(|e| panic!("{e}"));
+    nix::unistd::mkfifo(&plugin_fifo.join("probe.wasm"), mode).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        plugin_fifo.join("package.toml"),
+        format!(
+            "name = \"fifo-plugin\"\n[plugins.probe]\npath = \"probe.wasm\"\nsha256 = \"{}\"\n\n[probes.p]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let toml_fifo = dir.path().join("fifo-toml");
+    std::fs::create_dir_all(&toml_fifo).unwrap_or_else(|e| panic!("{e}"));
+    nix::unistd::mkfifo(&toml_fifo.join("package.toml"), mode).unwrap_or_else(|e| panic!("{e}"));
+
+    let started = std::time::Instant::now();
+    let (code, stderr) = check_config(
+        dir.path(),
+        &format!(
+            "[packages]\ninclude = [\"{}/*/package.toml\"]\n",
+            dir.path().display()
+        ),
+    );
+    println!("refused in {:?}", started.elapsed());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("fifo-plugin/package.toml:3:8: plugins.probe.path:")
+            && stderr.contains("probe.wasm is not a regular file"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fifo-toml/package.toml is not a regular file"),
+        "{stderr}"
+    );
+}

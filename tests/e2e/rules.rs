@@ -76,7 +76,12 @@ fn declared_names() -> BTreeSet<String> {
     for name in ["http-health", "icmp", "treaty-kpis", "anchor-job"] {
         let plugin_name = PluginName::try_from(name.to_string()).unwrap_or_else(|e| panic!("{e}"));
         let plugin = rt
-            .block_on(Plugin::load(&engine, &plugin_name, &wasm("plugins", name)))
+            .block_on(Plugin::load(
+                &engine,
+                &plugin_name,
+                &wasm("plugins", name),
+                None,
+            ))
             .unwrap_or_else(|e| panic!("{e}"));
         defs.extend(
             FamilyDef::declared(plugin.info.families).unwrap_or_else(|e| panic!("{name}: {e}")),

@@ -13,11 +13,12 @@
 //! problem listed, and the other packages and the main config still load.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+
+use crate::files;
 
 use super::diagnostic::{Diagnostic, Diagnostics, Location, Source};
 use super::raw::{RawCap, RawPackage};
@@ -29,6 +30,8 @@ use crate::egress::AllowList;
 const MAX_UNPACKED: u64 = 256 << 20;
 /// Default series budget of a package.
 const DEFAULT_PACKAGE_BUDGET: usize = 5_000;
+/// Largest `package.toml` read.
+const MAX_PACKAGE_TOML: u64 = 1 << 20;
 
 /// What the main config says about packages.
 #[derive(Debug, Clone, Default)]
@@ -144,20 +147,8 @@ fn unpack(archive: &Path, into: &Path) -> Result<PathBuf, String> {
 }
 
 fn sha256_of(path: &Path) -> Result<String, String> {
-    let mut f =
-        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    let bytes = files::read_regular(path, files::MAX_WASM_SIZE).map_err(|e| e.to_string())?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
 fn refuse(path: &Path, message: String) -> PackageInfo {
@@ -282,13 +273,10 @@ fn read(path: &Path, unpack_dir: &Path) -> Result<(PathBuf, Source, RawPackage),
     } else {
         path.to_path_buf()
     };
-    let text = match std::fs::read_to_string(&toml_path) {
+    let text = match files::read_regular_text(&toml_path, MAX_PACKAGE_TOML) {
         Ok(t) => t,
         Err(e) => {
-            return Err(Box::new(refuse(
-                path,
-                format!("cannot read {}: {e}", toml_path.display()),
-            )));
+            return Err(Box::new(refuse(path, e.to_string())));
         }
     };
     let source = Source::new(&toml_path, text);
@@ -424,10 +412,10 @@ fn pinned_plugins(
     for (pname, p) in &raw.plugins {
         let file = r.path(p.get_ref().path.get_ref());
         let key = format!("plugins.{pname}");
+        let pinned = p.get_ref().sha256.get_ref().trim().to_ascii_lowercase();
         match sha256_of(&file) {
             Err(e) => r.error(p.get_ref().path.span(), format!("{key}.path"), e),
             Ok(actual) => {
-                let pinned = p.get_ref().sha256.get_ref().trim().to_ascii_lowercase();
                 if actual != pinned {
                     r.error(
                         p.get_ref().sha256.span(),
@@ -447,6 +435,9 @@ fn pinned_plugins(
                 series_budget: budget,
                 location: Some(r.location(p.span(), key)),
                 budget_group: Some(name.to_string()),
+                // Checked here for a located error, and again by the
+                // loader on the very bytes it compiles.
+                sha256: Some(pinned),
             },
         );
     }

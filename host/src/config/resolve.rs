@@ -354,6 +354,7 @@ fn resolve_plugins(
                     series_budget: DEFAULT_SERIES_BUDGET,
                     location: None,
                     budget_group: None,
+                    sha256: None,
                 },
             );
         }
@@ -375,6 +376,7 @@ fn resolve_plugins(
                 series_budget: p.get_ref().series_budget.unwrap_or(DEFAULT_SERIES_BUDGET),
                 location: Some(location),
                 budget_group: None,
+                sha256: None,
             },
         );
     }

@@ -437,4 +437,91 @@ mod tests {
             "the replay opened no connection"
         );
     }
+
+    /// A loopback server that answers every request with `response` and
+    /// hands over the request heads it read.
+    async fn recording_server(
+        answer: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        let answer = Arc::new(answer);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (tx, answer) = (tx.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 8192];
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                    let response = answer(&head);
+                    let _ = tx.send(head);
+                    let _ = conn.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn credentials_never_follow_a_redirect_to_another_origin() {
+        let (other, mut other_saw) = recording_server(|_| OK.into()).await;
+        let redirect = format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://{other}/next\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (first, mut first_saw) = recording_server(move |_| redirect.clone()).await;
+        let mut ctx = context(
+            Some(grant(&[
+                format!("http://{first}"),
+                format!("http://{other}"),
+            ])),
+            None,
+        );
+        let mut req = request(&format!("http://{first}/"));
+        req.headers = vec![
+            ("Authorization".into(), "Bearer s3cret-token".into()),
+            ("Cookie".into(), "session=abc123".into()),
+            ("X-Probe".into(), "kept".into()),
+        ];
+        let result = ctx.send(req).await;
+        assert!(
+            matches!(&result, Ok(Ok(r)) if r.status == 200),
+            "{result:?}"
+        );
+        let first_head = first_saw.recv().await.unwrap_or_default();
+        assert!(first_head.contains("bearer s3cret-token"), "{first_head}");
+        let next_head = other_saw.recv().await.unwrap_or_default();
+        assert!(!next_head.contains("s3cret-token"), "{next_head}");
+        assert!(!next_head.contains("session=abc123"), "{next_head}");
+        assert!(next_head.contains("x-probe: kept"), "{next_head}");
+    }
+
+    #[tokio::test]
+    async fn credentials_follow_a_redirect_within_the_origin() {
+        let (addr, mut saw) = recording_server(|head| {
+            if head.starts_with("get /start ") {
+                "HTTP/1.1 302 Found\r\nLocation: /next\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+            } else {
+                OK.into()
+            }
+        })
+        .await;
+        let mut ctx = context(Some(grant(&[format!("http://{addr}")])), None);
+        let mut req = request(&format!("http://{addr}/start"));
+        req.headers = vec![("Authorization".into(), "Bearer s3cret-token".into())];
+        let result = ctx.send(req).await;
+        assert!(
+            matches!(&result, Ok(Ok(r)) if r.status == 200 && r.redirects == 1),
+            "{result:?}"
+        );
+        let _start = saw.recv().await.unwrap_or_default();
+        let next = saw.recv().await.unwrap_or_default();
+        assert!(next.starts_with("get /next "), "{next}");
+        assert!(next.contains("bearer s3cret-token"), "{next}");
+    }
 }

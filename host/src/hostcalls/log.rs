@@ -46,10 +46,15 @@ impl LogSink {
 }
 
 fn cut(message: &str) -> &str {
-    if message.len() <= MAX_LINE {
+    cut_to(message, MAX_LINE)
+}
+
+/// `message` cut to at most `max` bytes, on a character boundary.
+fn cut_to(message: &str, max: usize) -> &str {
+    if message.len() <= max {
         return message;
     }
-    let mut end = MAX_LINE;
+    let mut end = max;
     while !message.is_char_boundary(end) {
         end -= 1;
     }
@@ -98,8 +103,12 @@ impl Host for LogContext {
             return Ok(());
         }
         let probe = &*self.probe;
-        let message = self.revealed.redact(cut(&message));
-        let message = message.as_str();
+        // Redacted before it is cut, so a secret across the cut cannot
+        // leave its first bytes in the log; only the part that can reach
+        // the kept line is searched.
+        let window = cut_to(&message, MAX_LINE.saturating_add(self.revealed.longest()));
+        let redacted = self.revealed.redact(window);
+        let message = cut(&redacted);
         match level {
             Level::Trace => tracing::trace!(probe, plugin_log = message),
             Level::Debug => tracing::debug!(probe, plugin_log = message),
@@ -144,5 +153,17 @@ mod tests {
         assert!(ctx.log(Level::Info, "token hunter22".into()).is_ok());
         assert!(ctx.log(Level::Info, "second".into()).is_ok());
         assert_eq!(ctx.sink.dropped, 1);
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_leaves_none_of_itself() {
+        let revealed = Revealed::default();
+        revealed.add("hunter22-token");
+        let window = format!("{}hunter22-token tail", "x".repeat(MAX_LINE - 5));
+        let cut_window = cut_to(&window, MAX_LINE.saturating_add(revealed.longest()));
+        let redacted = revealed.redact(cut_window);
+        let kept = cut(&redacted);
+        assert!(!kept.contains("hunte"), "{}", &kept[kept.len() - 20..]);
+        assert!(kept.ends_with("[reda"), "{}", &kept[kept.len() - 20..]);
     }
 }

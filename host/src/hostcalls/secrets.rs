@@ -10,7 +10,6 @@
 //! unconfigured instead of failing the engine.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, Linker};
@@ -30,15 +29,8 @@ pub const REDACTED: &str = "[redacted]";
 pub fn read(source: &SecretSource) -> Option<String> {
     let value = match source {
         SecretSource::Env(var) => std::env::var(var).ok()?,
-        SecretSource::File(path) => {
-            let mut s = String::new();
-            std::fs::File::open(path)
-                .ok()?
-                .take(MAX_SECRET)
-                .read_to_string(&mut s)
-                .ok()?;
-            s
-        }
+        // A regular file only: a FIFO would pin the probe worker.
+        SecretSource::File(path) => crate::files::read_regular_text(path, MAX_SECRET).ok()?,
     };
     let value = value.trim_end_matches(['\n', '\r']).to_string();
     (!value.is_empty()).then_some(value)
@@ -72,6 +64,11 @@ impl Revealed {
         if !list.iter().any(|v| v == value) {
             list.push(value.to_string());
         }
+    }
+
+    /// Bytes of the longest value read so far.
+    pub fn longest(&self) -> usize {
+        self.lock().iter().map(String::len).max().unwrap_or(0)
     }
 
     /// The values read so far.

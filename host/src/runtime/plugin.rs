@@ -20,8 +20,8 @@ use crate::bindings::wasmprobe::plugin::types::MetricFamily;
 use crate::config::{Limits, PluginName};
 use crate::hostcalls::RunScope;
 
-/// Largest `.wasm` accepted.
-pub const MAX_WASM_SIZE: u64 = 64 << 20;
+pub use crate::files::MAX_WASM_SIZE;
+use crate::files::{self, FileError};
 /// Limits of the `describe()` call.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 const DESCRIBE_MEMORY: u64 = 64 << 20;
@@ -41,6 +41,17 @@ pub enum PluginError {
         plugin: String,
         path: PathBuf,
         size: u64,
+    },
+    #[error("plugin {plugin:?}: {path} is not a regular file")]
+    NotRegular { plugin: String, path: PathBuf },
+    #[error(
+        "plugin {plugin:?}: {path} has sha256 {actual}, but its package pins {pinned} (changed after the config was checked?)"
+    )]
+    PinMismatch {
+        plugin: String,
+        path: PathBuf,
+        pinned: String,
+        actual: String,
     },
     #[error(
         "plugin {plugin:?}: {path} is a core WebAssembly module, not a component; build it for wasm32-wasip2"
@@ -115,22 +126,45 @@ impl Plugin {
         engine: &Arc<WasmEngine>,
         name: &PluginName,
         path: &Path,
+        pinned: Option<&str>,
     ) -> Result<Plugin, PluginError> {
         let plugin = name.to_string();
-        let read = |source| PluginError::Read {
-            plugin: plugin.clone(),
-            path: path.to_path_buf(),
-            source,
+        // Opened once: a FIFO or a device is refused without blocking, and
+        // the bytes hashed below are the bytes compiled.
+        let read = {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || files::read_regular(&path, MAX_WASM_SIZE)).await
         };
-        let size = tokio::fs::metadata(path).await.map_err(read)?.len();
-        if size > MAX_WASM_SIZE {
-            return Err(PluginError::TooLarge {
-                plugin,
-                path: path.to_path_buf(),
-                size,
-            });
-        }
-        let bytes = tokio::fs::read(path).await.map_err(read)?;
+        let bytes = match read {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(FileError::TooLarge { .. })) => {
+                return Err(PluginError::TooLarge {
+                    plugin,
+                    path: path.to_path_buf(),
+                    size: std::fs::metadata(path).map_or(MAX_WASM_SIZE + 1, |m| m.len()),
+                });
+            }
+            Ok(Err(FileError::NotRegular { .. })) => {
+                return Err(PluginError::NotRegular {
+                    plugin,
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(Err(FileError::Io { source, .. })) => {
+                return Err(PluginError::Read {
+                    plugin,
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+            Err(e) => {
+                return Err(PluginError::Read {
+                    plugin,
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                });
+            }
+        };
         match wasm_kind(&bytes) {
             None => {
                 return Err(PluginError::NotWasm {
@@ -147,6 +181,16 @@ impl Plugin {
             Some(true) => {}
         }
         let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(pinned) = pinned
+            && pinned != sha256
+        {
+            return Err(PluginError::PinMismatch {
+                plugin,
+                path: path.to_path_buf(),
+                pinned: pinned.to_string(),
+                actual: sha256,
+            });
+        }
 
         let started = Instant::now();
         let compiled = {

@@ -201,3 +201,52 @@ async fn basic_auth_guards_every_route_but_the_unauthenticated_ones() {
         "an unauthenticated path needs no credentials"
     );
 }
+
+#[tokio::test]
+async fn reload_refuses_cross_site_and_rebound_requests_and_serves_tools() {
+    use crate::hostcalls::Services;
+    use crate::lifecycle::{self, Lifecycle, Overrides};
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("probes.toml");
+    std::fs::write(&path, "").unwrap_or_else(|e| panic!("{e}"));
+    let config = lifecycle::load(&path, &Overrides::default()).unwrap_or_else(|e| panic!("{e}"));
+    let app = app();
+    let lifecycle = Lifecycle::start(
+        app.clone(),
+        Services::default(),
+        path,
+        Overrides::default(),
+        config,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let post = |pairs: &[(&'static str, &str)]| {
+        let mut req = Request::post("/-/reload");
+        for (k, v) in pairs {
+            req = req.header(*k, *v);
+        }
+        req.body(Body::empty()).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let route = || router(app.clone(), Some(lifecycle.clone()), None);
+
+    let (status, _, body) = call(route(), post(&[("host", "127.0.0.1:9464")])).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "unchanged\n"));
+    let (status, _, body) = call(
+        route(),
+        post(&[
+            ("host", "127.0.0.1:9464"),
+            ("origin", "https://evil.example"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, body) = call(route(), post(&[("host", "rebind.example:9464")])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, _) = call(
+        route(),
+        post(&[("host", "localhost:9464"), ("sec-fetch-site", "cross-site")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

@@ -126,10 +126,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
             {
                 tokio::spawn(async move {
                     while hup.recv().await.is_some() {
-                        let _ = lifecycle.reload("sighup").await;
-                        if let Some(web) = &web {
-                            reload_web_config(web.clone()).await;
-                        }
+                        let _ = server::reload_all(&lifecycle, web.as_ref(), "sighup").await;
                     }
                 });
             }
@@ -196,21 +193,6 @@ fn load_web_config(path: &std::path::Path) -> Result<server::WebState, Exit> {
         "web config loaded"
     );
     Ok(web)
-}
-
-/// Reloads the web config off the server's thread (it reads files and
-/// computes a bcrypt hash); on any error the running one stays.
-async fn reload_web_config(web: Arc<server::WebState>) {
-    let path = web.path().display().to_string();
-    match tokio::task::spawn_blocking(move || web.reload()).await {
-        Ok(Ok(())) => tracing::info!(path, "web config reloaded"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "web config reload refused; the running one stays")
-        }
-        Err(e) => {
-            tracing::warn!(path, error = %e, "web config reload failed; the running one stays")
-        }
-    }
 }
 
 /// SIGTERM or Ctrl-C, registered once at start.

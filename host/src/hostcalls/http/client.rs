@@ -174,7 +174,7 @@ pub(crate) fn invalid(message: String) -> HttpError {
 /// timeout), following redirects when asked.
 pub async fn send(
     grant: &HttpGrant,
-    req: Request,
+    mut req: Request,
     deadline: Instant,
 ) -> Result<Response, HttpError> {
     let deadline = match req.timeout_ms {
@@ -248,7 +248,7 @@ pub async fn send(
                 ));
             }
             trace.redirects += 1;
-            url = match url.join(&location) {
+            let next = match url.join(&location) {
                 Ok(u) => u,
                 Err(e) => {
                     return Err(trace.fail(
@@ -257,6 +257,12 @@ pub async fn send(
                     ));
                 }
             };
+            // Credentials the plugin sent to one origin never follow a
+            // redirect to another, as browsers and curl do.
+            if next.origin() != url.origin() {
+                req.headers.retain(|(name, _)| !is_origin_bound(name));
+            }
+            url = next;
             if status == StatusCode::SEE_OTHER
                 || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
                     && method == Method::POST)
@@ -270,6 +276,14 @@ pub async fn send(
         }
         return finish(response, driver, &req, &url, cap, deadline, trace).await;
     }
+}
+
+/// Headers that belong to the origin they were sent to: credentials, and
+/// a `Host` the plugin chose for it.
+fn is_origin_bound(name: &str) -> bool {
+    ["authorization", "proxy-authorization", "cookie", "host"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 async fn finish(
