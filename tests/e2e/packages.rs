@@ -326,3 +326,108 @@ fn a_package_cannot_wear_a_label_the_engine_writes() {
         assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
     }
 }
+
+/// Hostile packages reach for what is not theirs: another team's token in
+/// the environment, the process's own environment file, a key file to
+/// present as a client certificate, TLS verification turned off, and a
+/// granted package's name claimed from another directory. Each is refused
+/// with file, line and key (no file is opened for it); the granted package
+/// reads exactly the secret it was granted.
+#[test]
+fn a_package_reads_only_the_secrets_and_files_the_operator_granted() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let leak = |secret: &str| {
+        format!(
+            "[probes.leaky]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\nsecrets = {{ token = {secret} }}\n[probes.leaky.config]\nbehaviour = \"leak_secret\"\n"
+        )
+    };
+    let granted = package(
+        root.path(),
+        "payments",
+        "team = \"p\"",
+        &leak("{ env = \"WASMPROBE_TEST_PAYMENTS_TOKEN\" }"),
+        None,
+    );
+    package(
+        root.path(),
+        "thief",
+        "",
+        &leak("{ env = \"WASMPROBE_TEST_OTHER_TOKEN\" }"),
+        None,
+    );
+    package(
+        root.path(),
+        "snoop",
+        "",
+        &leak("{ file = \"/proc/self/environ\" }"),
+        None,
+    );
+    let key = root.path().join("server.key");
+    std::fs::write(&key, "not a key").unwrap_or_else(|e| panic!("{e}"));
+    package(
+        root.path(),
+        "mtls",
+        "",
+        &format!(
+            "[probes.t]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n[probes.t.tls]\ncert_file = {key:?}\nkey_file = {key:?}\ninsecure_skip_verify = true\n"
+        ),
+        None,
+    );
+    let squatter_root = root.path().join("elsewhere");
+    package(
+        &squatter_root,
+        "payments",
+        "",
+        &leak("{ env = \"WASMPROBE_TEST_PAYMENTS_TOKEN\" }"),
+        None,
+    );
+
+    let engine = Engine::new()
+        .env("WASMPROBE_TEST_PAYMENTS_TOKEN", "payments-granted-token")
+        .env("WASMPROBE_TEST_OTHER_TOKEN", "other-team-token")
+        .raw(&format!(
+            "[packages]\ninclude = [\"{root}/*/package.toml\", \"{root}/elsewhere/*/package.toml\"]\n[packages.grants.payments]\npath = {granted:?}\nenv = [\"WASMPROBE_TEST_PAYMENTS_TOKEN\"]\n",
+            root = root.path().display()
+        ));
+    let config = engine.config_path();
+    let e = engine.start();
+    let s = e.wait_for("the granted package's run", WAIT, |s| {
+        s.get(
+            "misbehave_value",
+            &[
+                ("probe", "payments:leaky"),
+                ("package", "payments"),
+                ("team", "p"),
+                ("v", "token=[redacted]"),
+            ],
+        ) == Some(1.0)
+    });
+    for pkg in ["thief", "snoop", "mtls"] {
+        assert_eq!(
+            s.value("wasmprobe_package_loaded", &[("package", pkg)]),
+            0.0,
+            "{pkg}"
+        );
+    }
+    assert!(!s.text.contains("other-team-token") && !s.text.contains("payments-granted-token"));
+    crate::harness::promtool_check(&s.text);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("WASMPROBE_TEST_PAYMENTS_TOKEN", "x")
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "thief/package.toml:10:21: probes.leaky.secrets.token: environment variable \"WASMPROBE_TEST_OTHER_TOKEN\" is not granted to package \"thief\"",
+        "snoop/package.toml:10:21: probes.leaky.secrets.token: file /proc/self/environ is not granted to package \"snoop\"",
+        "mtls/package.toml:11:13: probes.t.tls.cert_file: file",
+        "probes.t.tls.key_file: file",
+        "probes.t.tls.insecure_skip_verify: turning TLS verification off is not granted to package \"mtls\"",
+        "elsewhere/payments/package.toml:1:8: name: package name \"payments\" is bound by the operator to",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+}

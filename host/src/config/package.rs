@@ -53,6 +53,48 @@ impl PackageCap {
     }
 }
 
+/// What the operator grants one package: where it must come from, and
+/// the only credentials and files its probes may name. A package without
+/// a grant may name none.
+#[derive(Debug, Clone, Default)]
+pub struct PackageGrant {
+    /// The package's name, for messages.
+    pub name: String,
+    /// The package must be this directory, `package.toml` or archive.
+    pub path: Option<PathBuf>,
+    pub env: std::collections::BTreeSet<String>,
+    pub files: std::collections::BTreeSet<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+impl PackageGrant {
+    /// Whether `file` (a path resolved against `package.toml`) was granted.
+    pub(super) fn has_file(&self, file: &Path) -> bool {
+        self.files.contains(&canonical(file))
+    }
+
+    /// Whether a package found at `found` is the one the grant is for.
+    fn binds(&self, found: &Path) -> bool {
+        let Some(path) = &self.path else {
+            return true;
+        };
+        let found = canonical(found);
+        let path = canonical(path);
+        found == path || found.parent() == Some(path.as_path())
+    }
+
+    /// Where to grant something, for messages.
+    pub(super) fn hint(&self) -> String {
+        format!("grant it in [packages.grants.{}]", self.name)
+    }
+}
+
+/// `path` without `..`, `.` and symbolic links where it exists, so two
+/// spellings of one file compare equal.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// A package as loaded (or refused).
 #[derive(Debug, Clone)]
 pub struct PackageInfo {
@@ -177,6 +219,7 @@ pub(super) fn load(
     base: Limits,
     engine: &EngineConfig,
     cap: &PackageCap,
+    grants: &BTreeMap<String, PackageGrant>,
     taken: &BTreeMap<String, PathBuf>,
 ) -> (PackageInfo, Loaded) {
     let (toml_path, source, raw) = match read(path, unpack_dir) {
@@ -210,6 +253,23 @@ pub(super) fn load(
             ),
         );
     }
+    // The operator binds a name to a path: a package cannot claim a name
+    // (and with it another team's grants) by writing it.
+    let grant = grants.get(&name).cloned().unwrap_or_else(|| PackageGrant {
+        name: name.clone(),
+        ..PackageGrant::default()
+    });
+    if !grant.binds(path) {
+        r.error(
+            raw.name.span(),
+            "name",
+            format!(
+                "package name {name:?} is bound by the operator to {} ([packages.grants.{name}] path); this package is {}",
+                grant.path.as_deref().unwrap_or(Path::new("?")).display(),
+                path.display()
+            ),
+        );
+    }
     let package_allow = capabilities(&mut r, &raw, cap);
     let limits = limits(&mut r, &raw, cap, engine, base);
     let plugins = pinned_plugins(&mut r, &raw, &name, limits.series_budget);
@@ -221,6 +281,7 @@ pub(super) fn load(
         ceiling: Some(Arc::new(package_allow)),
         max_memory: Some(limits.memory),
         max_timeout: Some(limits.timeout),
+        grant: Some(Arc::new(grant)),
     };
     let base = Limits {
         memory: limits.memory,

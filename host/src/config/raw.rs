@@ -38,6 +38,28 @@ pub(crate) struct RawPackages {
     pub(crate) include: Vec<Spanned<String>>,
     #[serde(default)]
     pub(crate) cap: RawCap,
+    /// What the operator grants each package, by the package's name.
+    #[serde(default)]
+    pub(crate) grants: BTreeMap<String, Spanned<RawGrant>>,
+}
+
+/// `[packages.grants.NAME]`: where the package of that name must come
+/// from, and the credentials and files its probes may name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGrant {
+    /// The package's directory, its `package.toml` or its archive.
+    pub(crate) path: Spanned<PathBuf>,
+    /// Environment variables its probes may read as secrets.
+    #[serde(default)]
+    pub(crate) env: Vec<String>,
+    /// Files its probes may name: secret files, `tls.ca_file`,
+    /// `tls.cert_file`, `tls.key_file`.
+    #[serde(default)]
+    pub(crate) files: Vec<PathBuf>,
+    /// Whether its probes may set `tls.insecure_skip_verify`.
+    #[serde(default)]
+    pub(crate) insecure_skip_verify: bool,
 }
 
 /// The operator's cap on every package.
@@ -185,8 +207,7 @@ impl TryFrom<toml::Value> for RawSecret {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTls {
     pub(crate) ca_file: Option<Spanned<PathBuf>>,
-    #[serde(default)]
-    pub(crate) insecure_skip_verify: bool,
+    pub(crate) insecure_skip_verify: Option<Spanned<bool>>,
     pub(crate) server_name: Option<String>,
     pub(crate) min_version: Option<Spanned<String>>,
     pub(crate) cert_file: Option<Spanned<PathBuf>>,

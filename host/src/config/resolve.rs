@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use toml::Spanned;
 
 use super::diagnostic::{Diagnostic, Location, Source};
-use super::package::{self, PackageCap, PackageInfo};
+use super::package::{self, PackageCap, PackageGrant, PackageInfo};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
 use super::{
     ClientCert, Config, DEFAULT_LISTEN, EngineConfig, LabelName, Limits, PluginName, PluginSource,
@@ -44,6 +44,9 @@ pub(super) struct Scope {
     /// Largest memory and timeout a probe of this scope may ask for.
     pub(super) max_memory: Option<u64>,
     pub(super) max_timeout: Option<std::time::Duration>,
+    /// A package's grant: the only credentials and files its probes may
+    /// name. `None` for the operator's own probes.
+    pub(super) grant: Option<Arc<PackageGrant>>,
 }
 
 impl Resolver<'_> {
@@ -138,6 +141,26 @@ fn resolve_packages(
     probes: &mut BTreeMap<ProbeName, ProbeConfig>,
 ) -> Vec<PackageInfo> {
     let cap = PackageCap::from_raw(&raw.packages.cap);
+    let grants: BTreeMap<String, PackageGrant> = raw
+        .packages
+        .grants
+        .iter()
+        .map(|(name, g)| {
+            let g = g.get_ref();
+            let grant = PackageGrant {
+                name: name.clone(),
+                path: Some(r.path(g.path.get_ref())),
+                env: g.env.iter().cloned().collect(),
+                files: g
+                    .files
+                    .iter()
+                    .map(|f| std::fs::canonicalize(r.path(f)).unwrap_or_else(|_| r.path(f)))
+                    .collect(),
+                insecure_skip_verify: g.insecure_skip_verify,
+            };
+            (name.clone(), grant)
+        })
+        .collect();
     let unpack_dir = engine
         .cache_dir
         .clone()
@@ -154,7 +177,8 @@ fn resolve_packages(
             }
         };
         for file in files {
-            let (info, loaded) = package::load(&file, &unpack_dir, base, engine, &cap, &taken);
+            let (info, loaded) =
+                package::load(&file, &unpack_dir, base, engine, &cap, &grants, &taken);
             if info.refused.is_none() {
                 taken.insert(info.name.clone(), file.clone());
                 plugins.extend(loaded.plugins);
@@ -421,9 +445,9 @@ pub(super) fn resolve_probe(
     let allow = probe_allow(r, &key, &p, scope);
 
     let labels = probe_labels(r, &key, &p, scope);
-    let tls = resolve_tls(r, &key, p.tls.as_ref());
+    let tls = resolve_tls(r, &key, p.tls.as_ref(), scope.grant.as_deref());
 
-    let secrets = probe_secrets(r, &key, &p);
+    let secrets = probe_secrets(r, &key, &p, scope);
 
     let mut config_pointers = Vec::new();
     let (config, config_location) = match &p.config {
@@ -591,8 +615,14 @@ fn probe_labels(
     labels
 }
 
-/// The secrets the probe's plugin may ask for, by name.
-fn probe_secrets(r: &mut Resolver<'_>, key: &str, p: &RawProbe) -> BTreeMap<String, SecretSource> {
+/// The secrets the probe's plugin may ask for, by name; a package's only
+/// from what the operator granted it.
+fn probe_secrets(
+    r: &mut Resolver<'_>,
+    key: &str,
+    p: &RawProbe,
+    scope: &Scope,
+) -> BTreeMap<String, SecretSource> {
     let mut secrets = BTreeMap::new();
     for (name, raw) in &p.secrets {
         let skey = format!("{key}.secrets.{name}");
@@ -610,10 +640,40 @@ fn probe_secrets(r: &mut Resolver<'_>, key: &str, p: &RawProbe) -> BTreeMap<Stri
         }
         match (&raw.get_ref().env, &raw.get_ref().file) {
             (Some(var), None) if !var.is_empty() => {
+                if let Some(g) = &scope.grant
+                    && !g.env.contains(var)
+                {
+                    r.error(
+                        raw.span(),
+                        skey,
+                        format!(
+                            "environment variable {var:?} is not granted to package {:?}: {} env",
+                            g.name,
+                            g.hint()
+                        ),
+                    );
+                    continue;
+                }
                 secrets.insert(name.clone(), SecretSource::Env(var.clone()));
             }
             (None, Some(file)) => {
-                secrets.insert(name.clone(), SecretSource::File(r.path(file)));
+                let file = r.path(file);
+                if let Some(g) = &scope.grant
+                    && !g.has_file(&file)
+                {
+                    r.error(
+                        raw.span(),
+                        skey,
+                        format!(
+                            "file {} is not granted to package {:?}: {} files",
+                            file.display(),
+                            g.name,
+                            g.hint()
+                        ),
+                    );
+                    continue;
+                }
+                secrets.insert(name.clone(), SecretSource::File(file));
             }
             _ => r.error(
                 raw.span(),
@@ -626,12 +686,63 @@ fn probe_secrets(r: &mut Resolver<'_>, key: &str, p: &RawProbe) -> BTreeMap<Stri
     secrets
 }
 
-fn resolve_tls(r: &mut Resolver<'_>, key: &str, raw: Option<&RawTls>) -> TlsSettings {
+fn resolve_tls(
+    r: &mut Resolver<'_>,
+    key: &str,
+    raw: Option<&RawTls>,
+    grant: Option<&PackageGrant>,
+) -> TlsSettings {
     let Some(raw) = raw else {
         return TlsSettings::default();
     };
+    // A package's TLS settings may weaken verification or read files only
+    // as far as the operator granted; an ungranted file is never opened.
+    if let Some(g) = grant {
+        let mut refused = false;
+        if let Some(skip) = raw.insecure_skip_verify.as_ref().filter(|s| *s.get_ref())
+            && !g.insecure_skip_verify
+        {
+            r.error(
+                skip.span(),
+                format!("{key}.tls.insecure_skip_verify"),
+                format!(
+                    "turning TLS verification off is not granted to package {:?}: {} insecure_skip_verify",
+                    g.name,
+                    g.hint()
+                ),
+            );
+            refused = true;
+        }
+        for (field, file) in [
+            ("ca_file", &raw.ca_file),
+            ("cert_file", &raw.cert_file),
+            ("key_file", &raw.key_file),
+        ] {
+            if let Some(f) = file
+                && !g.has_file(&r.path(f.get_ref()))
+            {
+                r.error(
+                    f.span(),
+                    format!("{key}.tls.{field}"),
+                    format!(
+                        "file {} is not granted to package {:?}: {} files",
+                        r.path(f.get_ref()).display(),
+                        g.name,
+                        g.hint()
+                    ),
+                );
+                refused = true;
+            }
+        }
+        if refused {
+            return TlsSettings::default();
+        }
+    }
     let mut tls = TlsSettings {
-        insecure_skip_verify: raw.insecure_skip_verify,
+        insecure_skip_verify: raw
+            .insecure_skip_verify
+            .as_ref()
+            .is_some_and(|s| *s.get_ref()),
         server_name: raw.server_name.clone(),
         ..TlsSettings::default()
     };
