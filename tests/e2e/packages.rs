@@ -431,3 +431,39 @@ fn a_package_reads_only_the_secrets_and_files_the_operator_granted() {
         assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
     }
 }
+
+/// A package raises the per-run limits the operator's cap bounds: a body
+/// cap to hold a gigabyte per response, ten million samples, a huge state
+/// store, a log flood. Each is refused with file, line and key.
+#[test]
+fn a_package_cannot_raise_a_limit_above_the_cap() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    package(
+        root.path(),
+        "greedy",
+        "",
+        "[probes.p]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n[probes.p.limits]\nmax_body = \"1GiB\"\nmax_output = \"512MiB\"\nmax_series = 10000000\nstate_bytes = \"1GiB\"\nlog_lines = 1000000\n",
+        None,
+    );
+    let engine = Engine::new().raw(&format!(
+        "[packages]\ninclude = [\"{}/*/package.toml\"]\n[packages.cap]\nmax_body = \"1MiB\"\nlog_lines = 50\n",
+        root.path().display()
+    ));
+    let config = engine.file("probes.toml", &engine.text());
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for needle in [
+        "greedy/package.toml:7:1: probes.p.limits.max_body: 1.0 GiB is above the operator's cap 1.0 MiB ([packages.cap] max_body)",
+        "probes.p.limits.max_output:",
+        "probes.p.limits.max_series: 10000000 is above the operator's cap",
+        "probes.p.limits.state_bytes:",
+        "probes.p.limits.log_lines: 1000000 is above the operator's cap 50 ([packages.cap] log_lines)",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+}

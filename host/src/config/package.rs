@@ -40,15 +40,27 @@ pub struct PackageCap {
     pub memory: Option<u64>,
     pub timeout: Option<std::time::Duration>,
     pub series_budget: Option<usize>,
+    /// The most a package's probe may set for the per-run limits the cap
+    /// has no key of its own for; each left out is the main config's
+    /// `[limits]` value.
+    pub run_limits: Limits,
 }
 
 impl PackageCap {
-    pub(super) fn from_raw(raw: &RawCap) -> PackageCap {
+    pub(super) fn from_raw(raw: &RawCap, base: Limits) -> PackageCap {
         PackageCap {
             allow: raw.allow.clone().map(|a| Arc::new(AllowList::new(a))),
             memory: raw.memory.map(|m| m.0),
             timeout: raw.timeout.map(|t| t.0),
             series_budget: raw.series_budget,
+            run_limits: Limits {
+                max_body: raw.max_body.map_or(base.max_body, |b| b.0),
+                max_output: raw.max_output.map_or(base.max_output, |b| b.0),
+                max_series: raw.max_series.unwrap_or(base.max_series),
+                state_bytes: raw.state_bytes.map_or(base.state_bytes, |b| b.0),
+                log_lines: raw.log_lines.unwrap_or(base.log_lines),
+                ..base
+            },
         }
     }
 }
@@ -282,11 +294,19 @@ pub(super) fn load(
         max_memory: Some(limits.memory),
         max_timeout: Some(limits.timeout),
         grant: Some(Arc::new(grant)),
+        run_limits: Some(cap.run_limits),
     };
+    // What a probe of the package gets without asking: the main config's
+    // limits, lowered to the cap.
+    let cap_run = &cap.run_limits;
     let base = Limits {
         memory: limits.memory,
         timeout: limits.timeout,
-        ..base
+        max_body: base.max_body.min(cap_run.max_body),
+        max_output: base.max_output.min(cap_run.max_output),
+        max_series: base.max_series.min(cap_run.max_series),
+        state_bytes: base.state_bytes.min(cap_run.state_bytes),
+        log_lines: base.log_lines.min(cap_run.log_lines),
     };
     let mut probes = BTreeMap::new();
     for (pname, probe) in raw.probes {

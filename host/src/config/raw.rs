@@ -70,6 +70,11 @@ pub(crate) struct RawCap {
     pub(crate) memory: Option<ByteSize>,
     pub(crate) timeout: Option<HumanDuration>,
     pub(crate) series_budget: Option<usize>,
+    pub(crate) max_body: Option<ByteSize>,
+    pub(crate) max_output: Option<ByteSize>,
+    pub(crate) max_series: Option<usize>,
+    pub(crate) state_bytes: Option<ByteSize>,
+    pub(crate) log_lines: Option<u32>,
 }
 
 /// A `package.toml`.

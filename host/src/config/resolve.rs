@@ -47,6 +47,8 @@ pub(super) struct Scope {
     /// A package's grant: the only credentials and files its probes may
     /// name. `None` for the operator's own probes.
     pub(super) grant: Option<Arc<PackageGrant>>,
+    /// The operator's cap on a package probe's other per-run limits.
+    pub(super) run_limits: Option<Limits>,
 }
 
 impl Resolver<'_> {
@@ -140,7 +142,7 @@ fn resolve_packages(
     plugins: &mut BTreeMap<PluginName, PluginSource>,
     probes: &mut BTreeMap<ProbeName, ProbeConfig>,
 ) -> Vec<PackageInfo> {
-    let cap = PackageCap::from_raw(&raw.packages.cap);
+    let cap = PackageCap::from_raw(&raw.packages.cap, base);
     let grants: BTreeMap<String, PackageGrant> = raw
         .packages
         .grants
@@ -532,7 +534,47 @@ fn probe_limits(
             ),
         );
     }
-
+    if let Some(cap) = &scope.run_limits {
+        let sizes = [
+            ("max_body", limits.max_body, cap.max_body),
+            ("max_output", limits.max_output, cap.max_output),
+            ("state_bytes", limits.state_bytes, cap.state_bytes),
+        ];
+        for (name, asked, max) in sizes {
+            if asked > max {
+                r.error(
+                    span.clone(),
+                    format!("{key}.limits.{name}"),
+                    format!(
+                        "{} is above the operator's cap {} ([packages.cap] {name})",
+                        super::ByteSize(asked),
+                        super::ByteSize(max)
+                    ),
+                );
+            }
+        }
+        let counts = [
+            (
+                "max_series",
+                limits.max_series as u64,
+                cap.max_series as u64,
+            ),
+            (
+                "log_lines",
+                u64::from(limits.log_lines),
+                u64::from(cap.log_lines),
+            ),
+        ];
+        for (name, asked, max) in counts {
+            if asked > max {
+                r.error(
+                    span.clone(),
+                    format!("{key}.limits.{name}"),
+                    format!("{asked} is above the operator's cap {max} ([packages.cap] {name})"),
+                );
+            }
+        }
+    }
     limits
 }
 
