@@ -152,7 +152,7 @@ fn a_name_that_rebinds_never_reaches_the_forbidden_address() {
     let e = Engine::new()
         .wrap(&["unshare", "--mount", "--propagation", "private", "sh", "-c", &script, "sh"])
         .raw(&format!(
-            "[probes.rebind]\nplugin = \"misbehave\"\nschedule = \"* * * * * *\"\nallow = [\"http://127.0.0.1/32:{port}\"]\n[probes.rebind.config]\nbehaviour = \"http\"\nurl = \"http://rebind.test:{port}/\"\n"
+            "[probes.rebind]\nplugin = \"misbehave\"\nschedule = \"* * * * * *\"\nallow = [\"http://rebind.test:{port}\", \"http://127.0.0.1/32:{port}\"]\n[probes.rebind.config]\nbehaviour = \"http\"\nurl = \"http://rebind.test:{port}/\"\n"
         ))
         .start();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

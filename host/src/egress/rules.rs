@@ -35,6 +35,8 @@ pub struct AllowRule {
 enum HostPattern {
     /// Lowercase, without a trailing dot.
     Name(String),
+    /// `*.example.org`: any name under `example.org` (not the name itself).
+    Suffix(String),
     Net(IpNet),
 }
 
@@ -132,7 +134,11 @@ fn parse_host(text: &str) -> Result<HostPattern, String> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(HostPattern::Net(IpNet::from(ip.to_canonical())));
     }
-    let name = text.trim_end_matches('.').to_ascii_lowercase();
+    let (wild, name) = match text.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
     let valid = !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {
@@ -145,7 +151,11 @@ fn parse_host(text: &str) -> Result<HostPattern, String> {
     if !valid || name.parse::<IpAddr>().is_ok() {
         return Err(format!("has an invalid host {text:?}"));
     }
-    Ok(HostPattern::Name(name))
+    Ok(if wild {
+        HostPattern::Suffix(name)
+    } else {
+        HostPattern::Name(name)
+    })
 }
 
 fn canonical_net(net: IpNet) -> IpNet {
@@ -174,25 +184,38 @@ impl AllowRule {
             };
             let host = match (&c.host, &self.host) {
                 (HostPattern::Name(a), HostPattern::Name(b)) => a == b,
+                (HostPattern::Suffix(a), HostPattern::Name(b)) => under(b, a),
+                (HostPattern::Suffix(a), HostPattern::Suffix(b)) => b == a || under(b, a),
                 (HostPattern::Net(a), HostPattern::Net(b)) => a.contains(b),
-                (HostPattern::Net(_), HostPattern::Name(_)) => true,
-                (HostPattern::Name(_), HostPattern::Net(_)) => false,
+                (HostPattern::Net(_), HostPattern::Name(_) | HostPattern::Suffix(_)) => true,
+                (HostPattern::Name(_) | HostPattern::Suffix(_), _) => false,
             };
             c.scheme == self.scheme && port && host
         })
     }
 
-    /// Before resolution: a named host passes when the rule names it or the
-    /// rule is a network (decided per address after resolution); an address
-    /// must be in the rule's network.
-    fn may_admit(&self, host: &DestHost) -> bool {
+    /// Before resolution: a named host passes only when the rule names it
+    /// (or a `*.` rule covers it), so no name is ever looked up that the
+    /// list does not name: the lookup itself would carry data out. An
+    /// address must be in the rule's network. `networks_admit_names` is
+    /// for an operator's ceiling, whose networks bound the addresses a
+    /// name (already admitted by the probe's own list) resolves to.
+    fn may_admit(&self, host: &DestHost, networks_admit_names: bool) -> bool {
         match (&self.host, host) {
             (HostPattern::Name(n), DestHost::Name(d)) => n == d,
-            (HostPattern::Net(_), DestHost::Name(_)) => true,
+            (HostPattern::Suffix(s), DestHost::Name(d)) => under(d, s),
+            (HostPattern::Net(_), DestHost::Name(_)) => networks_admit_names,
             (HostPattern::Net(net), DestHost::Ip(ip)) => net.contains(ip),
-            (HostPattern::Name(_), DestHost::Ip(_)) => false,
+            (HostPattern::Name(_) | HostPattern::Suffix(_), DestHost::Ip(_)) => false,
         }
     }
+}
+
+/// Whether `name` is a name under `domain` (`a.b.example` under `example`).
+fn under(name: &str, domain: &str) -> bool {
+    name.len() > domain.len() + 1
+        && name.ends_with(domain)
+        && name.as_bytes()[name.len() - domain.len() - 1] == b'.'
 }
 
 impl fmt::Display for AllowRule {
@@ -281,10 +304,12 @@ pub struct AllowList {
 
 /// Why the allow-list refused a destination; shown to the plugin and in logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} is not allowed (allow = [{rules}])")]
+#[error("{what} is not allowed (allow = [{rules}]){note}")]
 pub struct Denied {
     what: String,
     rules: String,
+    /// Why, when the rules alone do not say it.
+    note: &'static str,
 }
 
 impl AllowList {
@@ -316,7 +341,11 @@ impl AllowList {
             .map(|r| format!("{:?}", r.text))
             .collect::<Vec<_>>()
             .join(", ");
-        Denied { what, rules }
+        Denied {
+            what,
+            rules,
+            note: "",
+        }
     }
 
     fn scheme_and_port(&self, dest: &Destination) -> impl Iterator<Item = &AllowRule> {
@@ -331,30 +360,65 @@ impl AllowList {
     }
 
     /// Before resolution: could any rule admit this destination? A named
-    /// host passes when a rule names it or some rule is a network (decided
-    /// per address after resolution); an address must be in a rule's network.
+    /// host passes only when a rule names it (exactly or by `*.`): a
+    /// network rule admits addresses, and names only through what they
+    /// resolve to once a name rule let them be resolved. An address must
+    /// be in a rule's network.
     pub fn check(&self, dest: &Destination) -> Result<(), Denied> {
-        if !self.scheme_and_port(dest).any(|r| r.may_admit(&dest.host)) {
-            return Err(self.denied(format!("target {:?}", dest.to_string())));
+        self.check_as(dest, false)
+    }
+
+    fn check_as(&self, dest: &Destination, ceiling: bool) -> Result<(), Denied> {
+        if !self
+            .scheme_and_port(dest)
+            .any(|r| r.may_admit(&dest.host, ceiling))
+        {
+            let mut denied = self.denied(format!("target {:?}", dest.to_string()));
+            if matches!(dest.host, DestHost::Name(_)) && !ceiling {
+                denied.note =
+                    "; a name is looked up only when a rule names it, exactly or as *.domain";
+            }
+            return Err(denied);
         }
         match &self.ceiling {
-            Some(c) => c.check(dest),
+            Some(c) => c.check_as(dest, true),
             None => Ok(()),
         }
     }
 
     /// After resolution: is a connection to `addr` for this destination
-    /// admitted?
+    /// admitted? An address destination must be inside a network rule. A
+    /// name must be named by a rule (it was, or it would not have been
+    /// looked up); when the list also has network rules for the scheme and
+    /// port, they bound the addresses the name may lead to, so a name that
+    /// rebinds elsewhere is refused.
     pub fn admits(&self, dest: &Destination, addr: IpAddr) -> bool {
-        let addr = addr.to_canonical();
-        let ours = self
-            .scheme_and_port(dest)
-            .any(|r| match (&r.host, &dest.host) {
-                (HostPattern::Name(n), DestHost::Name(d)) => n == d,
-                (HostPattern::Net(net), _) => net.contains(&addr),
-                (HostPattern::Name(_), DestHost::Ip(_)) => false,
-            });
-        ours && self.ceiling.as_ref().is_none_or(|c| c.admits(dest, addr))
+        self.admits_as(dest, addr.to_canonical(), false)
+    }
+
+    fn admits_as(&self, dest: &Destination, addr: IpAddr, ceiling: bool) -> bool {
+        let in_net =
+            |r: &&AllowRule| matches!(&r.host, HostPattern::Net(net) if net.contains(&addr));
+        let has_net = |r: &&AllowRule| matches!(&r.host, HostPattern::Net(_));
+        let ours = match &dest.host {
+            DestHost::Ip(_) => self.scheme_and_port(dest).any(|r| in_net(&r)),
+            DestHost::Name(d) => {
+                let named = self.scheme_and_port(dest).any(|r| match &r.host {
+                    HostPattern::Name(n) => n == d,
+                    HostPattern::Suffix(s) => under(d, s),
+                    HostPattern::Net(_) => false,
+                });
+                let bounded = !self.scheme_and_port(dest).any(|r| has_net(&r))
+                    || self.scheme_and_port(dest).any(|r| in_net(&r));
+                // An operator's ceiling of networks bounds names its
+                // packages were allowed to name.
+                (named && bounded) || (ceiling && self.scheme_and_port(dest).any(|r| in_net(&r)))
+            }
+        };
+        ours && self
+            .ceiling
+            .as_ref()
+            .is_none_or(|c| c.admits_as(dest, addr, true))
     }
 
     /// Keeps the resolved addresses this destination may connect to, or
@@ -400,7 +464,7 @@ impl AllowList {
         if !self
             .rules
             .iter()
-            .any(|r| portless(&r.scheme) && r.may_admit(&host))
+            .any(|r| portless(&r.scheme) && r.may_admit(&host, false))
         {
             return Err(self.denied(format!("target {target:?}")));
         }
@@ -515,12 +579,17 @@ mod tests {
 
     #[test]
     fn networks_admit_resolved_addresses_only_inside() {
-        let l = list(&["http://127.0.0.0/8:*"]);
         let dest = Destination {
             scheme: "http".into(),
             host: DestHost::Name("localhost".into()),
             port: Some(9),
         };
+        // A network rule alone does not let a name be looked up: the query
+        // itself would carry the name out.
+        assert!(list(&["http://127.0.0.0/8:*"]).check(&dest).is_err());
+        // A name rule does; the ceiling's network then bounds its addresses.
+        let l = list(&["http://localhost:*"])
+            .with_ceiling(std::sync::Arc::new(list(&["http://127.0.0.0/8:*"])));
         assert!(l.check(&dest).is_ok());
         let kept = l.filter_resolved(
             &dest,
@@ -535,6 +604,27 @@ mod tests {
     }
 
     #[test]
+    fn wildcard_rules_admit_names_under_a_domain_only() {
+        let l = list(&["https://*.probes.example:443"]);
+        let dest = |host: &str| Destination {
+            scheme: "https".into(),
+            host: DestHost::parse(host),
+            port: Some(443),
+        };
+        assert!(l.check(&dest("api.probes.example")).is_ok());
+        assert!(l.check(&dest("a.b.probes.example")).is_ok());
+        assert!(l.check(&dest("probes.example")).is_err());
+        assert!(l.check(&dest("evilprobes.example")).is_err());
+        assert!(l.check(&dest("probes.example.evil")).is_err());
+        assert!(l.check(&dest("127.0.0.1")).is_err());
+        let rule =
+            |r: &str| AllowRule::try_from(r.to_string()).unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(rule("https://api.probes.example:443").within(&l));
+        assert!(rule("https://*.x.probes.example:443").within(&l));
+        assert!(!rule("https://probes.example:443").within(&l));
+    }
+
+    #[test]
     fn denial_names_the_target_and_the_rules() {
         let l = list(&["https://127.0.0.1:8443"]);
         let url = url::Url::parse("https://db:5432/").ok();
@@ -544,7 +634,9 @@ mod tests {
             .map(|e| e.to_string());
         assert_eq!(
             err.as_deref(),
-            Some(r#"target "https://db:5432" is not allowed (allow = ["https://127.0.0.1:8443"])"#)
+            Some(
+                r#"target "https://db:5432" is not allowed (allow = ["https://127.0.0.1:8443"]); a name is looked up only when a rule names it, exactly or as *.domain"#
+            )
         );
     }
 
@@ -558,9 +650,9 @@ mod tests {
         assert!(!rule("https://127.0.0.2:443").within(&cap));
         assert!(!rule("http://10.0.0.0/8:*").within(&cap));
         assert!(rule("icmp://127.0.0.1").within(&cap));
-        let ceiled = list(&["http://localhost:80", "http://10.0.0.1:80"])
+        let ceiled = list(&["http://localhost:80", "https://10.0.0.1:443"])
             .with_ceiling(std::sync::Arc::new(cap));
-        assert!(!check(&ceiled, "http://10.0.0.1/"), "outside the ceiling");
+        assert!(!check(&ceiled, "https://10.0.0.1/"), "outside the ceiling");
         let dest = Destination {
             scheme: "http".into(),
             host: DestHost::Name("localhost".into()),
@@ -571,6 +663,22 @@ mod tests {
             !ceiled.admits(&dest, [10, 0, 0, 1].into()),
             "a name that resolves outside the ceiling"
         );
+    }
+
+    #[test]
+    fn networks_beside_a_name_bound_where_it_may_lead() {
+        let l = list(&["http://rebind.test:80", "http://127.0.0.1/32:80"]);
+        let dest = Destination {
+            scheme: "http".into(),
+            host: DestHost::Name("rebind.test".into()),
+            port: Some(80),
+        };
+        assert!(l.check(&dest).is_ok());
+        assert!(l.admits(&dest, [127, 0, 0, 1].into()));
+        assert!(!l.admits(&dest, [127, 0, 0, 2].into()), "rebound elsewhere");
+        // A name alone may lead anywhere it resolves to.
+        let alone = list(&["http://rebind.test:80"]);
+        assert!(alone.admits(&dest, [127, 0, 0, 2].into()));
     }
 
     #[test]
