@@ -98,6 +98,15 @@ impl Probe {
         self.run_taped(engine, target, persist_state, None).await
     }
 
+    /// The target of a `/probe` run: as [`Probe::on_demand_target`], for a
+    /// probe open to `/probe` only.
+    pub fn endpoint_target(&self, requested: Option<&str>) -> Result<String, OnDemandError> {
+        if !self.config.on_demand {
+            return Err(OnDemandError::NotOnDemand(self.config.name.to_string()));
+        }
+        self.on_demand_target(requested)
+    }
+
     /// The target of an on-demand run: the one asked for, else the
     /// configured one, and only inside the probe's allow-list.
     pub fn on_demand_target(&self, requested: Option<&str>) -> Result<String, OnDemandError> {
@@ -167,6 +176,10 @@ pub enum OnDemandError {
     NoTarget(String),
     #[error("probe {0:?}: {1}")]
     Denied(String, crate::egress::Denied),
+    #[error(
+        "probe {0:?} belongs to a package whose probes are not open to /probe (the operator grants `on_demand` in [packages.grants])"
+    )]
+    NotOnDemand(String),
 }
 
 /// One on-demand run and its own exposition.

@@ -215,6 +215,10 @@ pub struct ProbeConfig {
     pub limits: Limits,
     /// Secrets the plugin may read, by name.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Whether `/probe` may run it: always for the operator's own probes;
+    /// a package's only when the operator grants `on_demand`, since the
+    /// caller picks the target its credentials are sent to.
+    pub on_demand: bool,
     /// The probe's table, for errors found after loading plugins.
     pub location: Location,
     /// The probe's `plugin` key, for plugin load errors.

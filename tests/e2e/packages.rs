@@ -467,3 +467,51 @@ fn a_package_cannot_raise_a_limit_above_the_cap() {
         assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
     }
 }
+
+/// `/probe` lets its caller choose the target: a package probe holding a
+/// credential would send it wherever the caller says within the package's
+/// range. A package's probes answer `/probe` only when the operator grants
+/// `on_demand`; the operator's own probes always do.
+#[test]
+fn probe_reaches_a_package_probe_only_when_the_operator_opens_it() {
+    let target = targets::counting();
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let probe = |name: &str| {
+        format!(
+            "[probes.{name}]\nplugin = \"probe\"\ntarget = \"{}\"\nsecrets = {{ token = {{ env = \"WASMPROBE_TEST_TOKEN\" }} }}\n[probes.{name}.config]\nbehaviour = \"http\"\n",
+            target.url("/ok")
+        )
+    };
+    let reach = "[capabilities]\nallow = [\"http://127.0.0.0/8:*\"]";
+    let closed = package(root.path(), "closed", reach, &probe("p"), None);
+    let open = package(root.path(), "open", reach, &probe("p"), None);
+    let e = Engine::new()
+        .env("WASMPROBE_TEST_TOKEN", "t0ken")
+        .raw(&format!(
+            "[packages]\ninclude = [\"{}/*/package.toml\"]\n[packages.cap]\nallow = [\"http://127.0.0.0/8:*\"]\n[packages.grants.closed]\npath = {closed:?}\nenv = [\"WASMPROBE_TEST_TOKEN\"]\n[packages.grants.open]\npath = {open:?}\nenv = [\"WASMPROBE_TEST_TOKEN\"]\non_demand = true\n",
+            root.path().display()
+        ))
+        .probe("mine", &format!("plugin = \"http-health\"\ntarget = \"{}\"", target.url("/ok")))
+        .start();
+    let refused = crate::harness::get(&e.url("/probe?module=closed:p"), None);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("not open to /probe"),
+        "{}",
+        refused.body
+    );
+    let before = target.accepted();
+    let opened = crate::harness::get(&e.url("/probe?module=open:p"), None);
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    let mine = crate::harness::get(&e.url("/probe?module=mine"), None);
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    assert!(
+        mine.body.contains("probe_success{probe=\"mine\"} 1"),
+        "{}",
+        mine.body
+    );
+    assert!(
+        target.accepted() >= before + 2,
+        "the open probes reached their target"
+    );
+}

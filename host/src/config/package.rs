@@ -77,6 +77,8 @@ pub struct PackageGrant {
     pub env: std::collections::BTreeSet<String>,
     pub files: std::collections::BTreeSet<PathBuf>,
     pub insecure_skip_verify: bool,
+    /// Whether `/probe` may run the package's probes.
+    pub on_demand: bool,
 }
 
 impl PackageGrant {

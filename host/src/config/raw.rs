@@ -60,6 +60,9 @@ pub(crate) struct RawGrant {
     /// Whether its probes may set `tls.insecure_skip_verify`.
     #[serde(default)]
     pub(crate) insecure_skip_verify: bool,
+    /// Whether `/probe` may run its probes.
+    #[serde(default)]
+    pub(crate) on_demand: bool,
 }
 
 /// The operator's cap on every package.

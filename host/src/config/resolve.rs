@@ -159,6 +159,7 @@ fn resolve_packages(
                     .map(|f| std::fs::canonicalize(r.path(f)).unwrap_or_else(|_| r.path(f)))
                     .collect(),
                 insecure_skip_verify: g.insecure_skip_verify,
+                on_demand: g.on_demand,
             };
             (name.clone(), grant)
         })
@@ -481,6 +482,7 @@ pub(super) fn resolve_probe(
         tls,
         limits,
         secrets,
+        on_demand: scope.grant.as_ref().is_none_or(|g| g.on_demand),
         location: r.location(span, key),
         plugin_location,
         config_location,

@@ -2,7 +2,10 @@
 //! against T and return only that run's metrics, as blackbox_exporter does.
 //!
 //! The target must be inside the probe's allow-list (403 otherwise), so
-//! this endpoint cannot be turned into a proxy to arbitrary hosts. Runs in
+//! this endpoint cannot be turned into a proxy to arbitrary hosts; a
+//! package's probes answer only when the operator opened them
+//! (`on_demand` in the package's grant), since the caller would choose
+//! where their credentials go. Runs in
 //! flight are bounded; past the bound the answer is an immediate 503. The
 //! run executes on the probe runtime and does not touch the scheduled
 //! probe's state or series.
@@ -46,7 +49,7 @@ pub(super) async fn probe(
             format!("unknown module {module:?} (known: {})", known.join(", ")),
         );
     };
-    let target = match probe.on_demand_target(params.get("target").map(String::as_str)) {
+    let target = match probe.endpoint_target(params.get("target").map(String::as_str)) {
         Ok(t) => t,
         Err(e @ OnDemandError::NoTarget(_)) => {
             return plain(
@@ -54,7 +57,9 @@ pub(super) async fn probe(
                 format!("missing `target` parameter: {e}"),
             );
         }
-        Err(e @ OnDemandError::Denied(..)) => return plain(StatusCode::FORBIDDEN, e.to_string()),
+        Err(e @ (OnDemandError::Denied(..) | OnDemandError::NotOnDemand(_))) => {
+            return plain(StatusCode::FORBIDDEN, e.to_string());
+        }
     };
     let Ok(permit) = app.ondemand_slots.clone().try_acquire_owned() else {
         app.exposition.global.ondemand_refused_busy();
