@@ -272,7 +272,18 @@ async fn load_plugins(
     let mut plugins: BTreeMap<PluginName, Arc<LoadedPlugin>> = BTreeMap::new();
     let mut failed: BTreeMap<PluginName, String> = BTreeMap::new();
     let mut groups: BTreeMap<String, Arc<SeriesBudget>> = BTreeMap::new();
-    for probe in config.probes.values() {
+    // The operator's plugins declare their families first: a package
+    // cannot squat a family name (a bundled plugin's, say) by loading
+    // earlier; its conflicting declaration is the one left out.
+    let is_package = |p: &&ProbeConfig| {
+        config
+            .plugins
+            .get(&p.plugin)
+            .is_some_and(|s| s.budget_group.is_some())
+    };
+    let (operators, packages): (Vec<&ProbeConfig>, Vec<&ProbeConfig>) =
+        config.probes.values().partition(|p| !is_package(p));
+    for probe in operators.into_iter().chain(packages) {
         let name = &probe.plugin;
         if plugins.contains_key(name) || failed.contains_key(name) {
             continue;

@@ -515,3 +515,58 @@ fn probe_reaches_a_package_probe_only_when_the_operator_opens_it() {
         "the open probes reached their target"
     );
 }
+
+/// A package ships a plugin declaring a family the operator's plugin owns
+/// (`misbehave_observed_seconds`, with another type), under a probe name
+/// that sorts first. The operator's plugin keeps the family; the package's
+/// declaration is the one left out and its samples are refused.
+#[test]
+fn a_package_cannot_squat_a_family_of_the_operators_plugins() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = root.path().join("aaa");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = std::fs::read(wasm("fixtures", "impostor")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("impostor.wasm"), &bytes).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.join("package.toml"),
+        format!(
+            "name = \"aaa\"\n[plugins.impostor]\npath = \"impostor.wasm\"\nsha256 = \"{}\"\n\n[probes.first]\nplugin = \"impostor\"\nschedule = \"* * * * * *\"\n",
+            hex::encode(Sha256::digest(&bytes))
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let e = Engine::new()
+        .raw(&format!(
+            "[packages]\ninclude = [\"{}/*/package.toml\"]\n",
+            root.path().display()
+        ))
+        .probe(
+            "zzz",
+            "plugin = \"misbehave\"\nschedule = \"* * * * * *\"\ntarget = \"http://127.0.0.1:9/\"",
+        )
+        .start();
+    let s = e.wait_for("both probes' runs", WAIT, |s| {
+        s.get("misbehave_observed_seconds_count", &[("probe", "zzz")])
+            .unwrap_or(0.0)
+            >= 1.0
+            && s.get(
+                "wasmprobe_probe_samples_rejected_total",
+                &[
+                    ("probe", "aaa:first"),
+                    ("package", "aaa"),
+                    ("reason", "unknown_family"),
+                ],
+            )
+            .unwrap_or(0.0)
+                >= 1.0
+    });
+    assert_eq!(
+        s.families
+            .get("misbehave_observed_seconds")
+            .map(|f| f.0.as_str()),
+        Some("histogram"),
+        "{}",
+        s.text
+    );
+    crate::harness::promtool_check(&s.text);
+}
