@@ -161,10 +161,12 @@ fn fingerprint(config: &Config) -> String {
     hex::encode(h.finalize())
 }
 
-/// A cheap stamp of the files a config depends on (sizes and mtimes), for
-/// the watcher to notice a change without reading them.
+/// A cheap stamp of the files a config depends on (size, mtime, inode and
+/// change time), for the watcher to notice a change without reading them.
+/// A change it notices is then judged by content ([`fingerprint`]).
 fn stamp(path: &Path, config: &Config) -> u64 {
     fn meta(h: &mut impl Hasher, p: &Path) {
+        use std::os::unix::fs::MetadataExt;
         match std::fs::metadata(p) {
             Ok(m) => {
                 m.len().hash(h);
@@ -172,6 +174,11 @@ fn stamp(path: &Path, config: &Config) -> u64 {
                     .ok()
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .hash(h);
+                // The inode and its change time: a write that keeps the
+                // size and sets the old mtime back (`touch -r`) still moves
+                // the change time, which no user can set, and a file
+                // swapped in by rename has another inode.
+                (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()).hash(h);
             }
             Err(_) => 0u8.hash(h),
         }
@@ -409,5 +416,34 @@ impl Lifecycle {
                 last = Some(now);
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_same_size_rewrite_with_its_old_mtime_still_changes_the_stamp() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("probes.toml");
+        std::fs::write(&path, "# one\n").unwrap_or_else(|e| panic!("{e}"));
+        let config = config::parse(&path, String::new()).unwrap_or_else(|e| panic!("{e}"));
+        let mtime = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = stamp(&path, &config);
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, "# two\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(mtime))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            std::fs::metadata(&path).and_then(|m| m.modified()).ok(),
+            Some(mtime)
+        );
+        assert_ne!(stamp(&path, &config), before);
     }
 }
