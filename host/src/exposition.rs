@@ -101,6 +101,7 @@ struct SlotState {
     rejected: [u64; Rejection::ALL.len()],
     skipped: u64,
     last: Option<LastRun>,
+    usage: self_metrics::ProbeUsage,
 }
 
 /// One configured probe's place in the exposition.
@@ -248,6 +249,7 @@ impl Exposition {
                 self.drop_gauges(slot, &mut st, &table);
             }
         }
+        st.usage.add(&record.usage);
         st.runs[record.result.index()] += 1;
         if let Some(t) = record.trap {
             st.traps[t.index()] += 1;
@@ -302,6 +304,7 @@ impl Exposition {
             &st.rejected,
             st.skipped,
             st.held,
+            &st.usage,
             &mut chunks,
         );
         st.series.render(table, &slot.host_labels, &mut chunks);

@@ -27,6 +27,8 @@ pub const ENGINE_LABELS: &[&str] = &[
     "version",
     "wasmtime",
     "revision",
+    "capability",
+    "direction",
 ];
 
 /// Labels the host sets on a package's probes: a plugin may not declare

@@ -570,3 +570,81 @@ fn a_package_cannot_squat_a_family_of_the_operators_plugins() {
     );
     crate::harness::promtool_check(&s.text);
 }
+
+/// Each probe's runs show what they cost, so an operator sees which team's
+/// plugin spends what: host calls by capability, bytes on the network and
+/// the peak linear memory of the last run.
+#[test]
+fn each_probe_shows_what_its_runs_use() {
+    let target = targets::counting();
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    package(
+        root.path(),
+        "busy",
+        "team = \"b\"\n[capabilities]\nallow = [\"http://127.0.0.0/8:*\"]",
+        &http_probe("fetch", &target.url("/ok")),
+        None,
+    );
+    package(
+        root.path(),
+        "quiet",
+        "team = \"q\"",
+        "[probes.idle]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n",
+        None,
+    );
+    let e = Engine::new()
+        .raw(&format!(
+            "[packages]\ninclude = [\"{}/*/package.toml\"]\n",
+            root.path().display()
+        ))
+        .start();
+    let busy = [("probe", "busy:fetch"), ("package", "busy"), ("team", "b")];
+    let quiet = [("probe", "quiet:idle"), ("package", "quiet"), ("team", "q")];
+    let with = |base: &[(&'static str, &'static str)], extra: (&'static str, &'static str)| {
+        let mut l = base.to_vec();
+        l.push(extra);
+        l
+    };
+    let s = e.wait_for("two runs of each", WAIT, |s| {
+        s.get(
+            "wasmprobe_probe_host_calls_total",
+            &with(&busy, ("capability", "http")),
+        )
+        .unwrap_or(0.0)
+            >= 2.0
+            && s.get(
+                "wasmprobe_probe_runs_total",
+                &with(&quiet, ("result", "success")),
+            )
+            .unwrap_or(0.0)
+                >= 2.0
+    });
+    let received = s.value(
+        "wasmprobe_probe_network_bytes_total",
+        &with(&busy, ("direction", "received")),
+    );
+    let sent = s.value(
+        "wasmprobe_probe_network_bytes_total",
+        &with(&busy, ("direction", "sent")),
+    );
+    println!("busy:fetch sent {sent} B, received {received} B");
+    assert!(received > 0.0 && sent > 0.0, "{}", s.text);
+    assert_eq!(
+        s.value(
+            "wasmprobe_probe_network_bytes_total",
+            &with(&quiet, ("direction", "sent"))
+        ),
+        0.0
+    );
+    assert!(
+        s.get(
+            "wasmprobe_probe_host_calls_total",
+            &with(&quiet, ("capability", "http"))
+        )
+        .is_none()
+    );
+    assert!(s.value("wasmprobe_probe_memory_peak_bytes", &busy) > 0.0);
+    assert!(s.value("wasmprobe_probe_memory_peak_bytes", &quiet) > 0.0);
+    crate::harness::promtool_check(&s.text);
+    let _ = Scrape::parse(&s.text);
+}

@@ -21,6 +21,7 @@ use super::family::{FamilyDef, FamilyId, FamilyTable, Kind};
 use super::process::ProcessStats;
 use super::series::Rejection;
 use super::{LastRun, unix_seconds};
+use crate::hostcalls::UsageCounts;
 use crate::hostcalls::icmp::SocketMode;
 use crate::runtime::record::{RunResult, TrapReason};
 
@@ -95,6 +96,14 @@ host_families! {
         "When the probe's last run finished, in Unix seconds.";
     Series: "wasmprobe_probe_series", Gauge,
         "Series the probe's plugin currently holds in the exposition.";
+    HostCalls: "wasmprobe_probe_host_calls_total", Counter, labels = ["capability"],
+        "Host calls the probe's runs made, by capability.";
+    NetworkBytes: "wasmprobe_probe_network_bytes_total", Counter, unit = "bytes", labels = ["direction"],
+        "Bytes the probe's runs sent and received through host calls (HTTP URL, headers and body as received; ICMP payloads).";
+    IcmpPackets: "wasmprobe_probe_icmp_packets_total", Counter, labels = ["direction"],
+        "ICMP echo packets the probe's runs sent and received.";
+    MemoryPeak: "wasmprobe_probe_memory_peak_bytes", Gauge, unit = "bytes",
+        "Largest linear memory the probe's last run reached, in bytes.";
     BuildInfo: "wasmprobe_build_info", Gauge, labels = ["version", "wasmtime", "revision"],
         "Build of the running engine; always 1.";
     StartTime: "wasmprobe_start_time_seconds", Gauge, unit = "seconds",
@@ -226,6 +235,7 @@ impl HostFamilies {
         rejected: &[u64],
         skipped: u64,
         held: usize,
+        usage: &ProbeUsage,
         out: &mut BTreeMap<FamilyId, String>,
     ) {
         let l = || labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
@@ -255,6 +265,50 @@ impl HostFamilies {
             self.put(out, HostFamily::Skipped, l(), &[], skipped as f64);
         }
         self.put(out, HostFamily::Series, l(), &[], held as f64);
+        for (capability, n) in &usage.calls {
+            self.put(out, HostFamily::HostCalls, l(), &[capability], *n as f64);
+        }
+        if last.is_some() {
+            for (direction, n) in [("sent", usage.bytes[0]), ("received", usage.bytes[1])] {
+                self.put(out, HostFamily::NetworkBytes, l(), &[direction], n as f64);
+            }
+            self.put(
+                out,
+                HostFamily::MemoryPeak,
+                l(),
+                &[],
+                usage.memory_peak as f64,
+            );
+        }
+        if usage.packets.iter().any(|n| *n > 0) {
+            for (direction, n) in [("sent", usage.packets[0]), ("received", usage.packets[1])] {
+                self.put(out, HostFamily::IcmpPackets, l(), &[direction], n as f64);
+            }
+        }
+    }
+}
+
+/// What a probe's runs have used, summed over its life (the memory peak
+/// is its last run's).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ProbeUsage {
+    calls: BTreeMap<&'static str, u64>,
+    /// Sent, received.
+    bytes: [u64; 2],
+    packets: [u64; 2],
+    memory_peak: u64,
+}
+
+impl ProbeUsage {
+    pub(crate) fn add(&mut self, run: &UsageCounts) {
+        for (capability, n) in &run.calls {
+            *self.calls.entry(capability).or_default() += n;
+        }
+        self.bytes[0] += run.bytes_sent;
+        self.bytes[1] += run.bytes_received;
+        self.packets[0] += run.packets_sent;
+        self.packets[1] += run.packets_received;
+        self.memory_peak = run.memory_peak;
     }
 }
 

@@ -37,6 +37,7 @@ fn record(samples: Vec<Sample>, success: bool) -> RunRecord {
         finished_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         message: None,
         samples,
+        usage: Default::default(),
     }
 }
 

@@ -21,7 +21,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::secrets::Revealed;
 use super::tape::{Tape, TapedCall};
-use super::{Capability, LoadScope, RunScope};
+use super::{Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::http::{self as wit, Host, HttpError, Request, Response};
 use crate::config::{ProbeConfig, TlsMinVersion, TlsSettings};
 use crate::egress::AllowList;
@@ -93,9 +93,11 @@ pub struct HttpContext {
     deadline: Instant,
     revealed: Revealed,
     tape: Option<Arc<Tape>>,
+    usage: Arc<Usage>,
 }
 
 impl Capability for Http {
+    const NAME: &'static str = "http";
     type Grant = HttpGrant;
     type Context = HttpContext;
 
@@ -113,6 +115,7 @@ impl Capability for Http {
             deadline: run.deadline,
             revealed: run.revealed.clone(),
             tape: run.tape.clone(),
+            usage: run.usage.clone(),
         }
     }
 
@@ -161,12 +164,18 @@ impl TapedCall for SendBatchCall {
 
 impl Host for HttpContext {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        let (grant, deadline) = (self.grant.clone(), self.deadline);
+        self.usage.call(Http::NAME);
+        let (grant, deadline, usage) = (self.grant.clone(), self.deadline, self.usage.clone());
         let call = SendCall { request: req };
         Ok(
             Tape::around(self.tape.as_deref(), &self.revealed, call, |c| async move {
                 match grant {
-                    Some(grant) => client::send(&grant, c.request, deadline).await,
+                    Some(grant) => {
+                        let sent = request_bytes(&c.request);
+                        let result = client::send(&grant, c.request, deadline).await;
+                        usage.bytes(sent, response_bytes(&result));
+                        result
+                    }
                     None => Err(client::denied_without_grant(&c.request.url)),
                 }
             })
@@ -179,17 +188,39 @@ impl Host for HttpContext {
         reqs: Vec<Request>,
         concurrency: u32,
     ) -> wasmtime::Result<Vec<Result<Response, HttpError>>> {
-        let (grant, deadline) = (self.grant.clone(), self.deadline);
+        self.usage.call(Http::NAME);
+        let (grant, deadline, usage) = (self.grant.clone(), self.deadline, self.usage.clone());
         let call = SendBatchCall {
             requests: reqs,
             concurrency,
         };
         Ok(
-            Tape::around(self.tape.as_deref(), &self.revealed, call, |c| {
-                send_batch(grant, c.requests, c.concurrency, deadline)
+            Tape::around(self.tape.as_deref(), &self.revealed, call, |c| async move {
+                let sent: u64 = c.requests.iter().map(request_bytes).sum();
+                let results = send_batch(grant, c.requests, c.concurrency, deadline).await;
+                usage.bytes(sent, results.iter().map(response_bytes).sum());
+                results
             })
             .await,
         )
+    }
+}
+
+/// Bytes a request puts on the wire, near enough: its URL, headers and
+/// body.
+fn request_bytes(req: &Request) -> u64 {
+    let headers: usize = req.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    (req.url.len() + headers + req.body.as_ref().map_or(0, Vec::len)) as u64
+}
+
+/// Bytes a response brought in: its headers and its body as received.
+fn response_bytes(result: &Result<Response, HttpError>) -> u64 {
+    match result {
+        Ok(r) => {
+            let headers: usize = r.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+            headers as u64 + r.wire_body_length
+        }
+        Err(_) => 0,
     }
 }
 
@@ -313,6 +344,7 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(5),
             revealed: Revealed::default(),
             tape,
+            usage: Arc::default(),
         }
     }
 

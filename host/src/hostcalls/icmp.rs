@@ -25,7 +25,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::secrets::Revealed;
 use super::tape::{Tape, TapedCall};
-use super::{Capability, LoadScope, RunScope};
+use super::{Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::icmp::{
     self as wit, EchoReply, EchoRequest, EchoResult, ErrorKind, Host, IcmpError,
     SocketMode as WitMode,
@@ -255,9 +255,11 @@ pub struct IcmpContext {
     deadline: Instant,
     revealed: Revealed,
     tape: Option<Arc<Tape>>,
+    usage: Arc<Usage>,
 }
 
 impl Capability for Icmp {
+    const NAME: &'static str = "icmp";
     type Grant = IcmpGrant;
     type Context = IcmpContext;
 
@@ -277,6 +279,7 @@ impl Capability for Icmp {
             deadline: run.deadline,
             revealed: run.revealed.clone(),
             tape: run.tape.clone(),
+            usage: run.usage.clone(),
         }
     }
 
@@ -305,12 +308,22 @@ impl TapedCall for EchoCall {
 
 impl Host for IcmpContext {
     async fn echo(&mut self, req: EchoRequest) -> wasmtime::Result<Result<EchoResult, IcmpError>> {
-        let (grant, deadline) = (self.grant.clone(), self.deadline);
+        self.usage.call(Icmp::NAME);
+        let (grant, deadline, usage) = (self.grant.clone(), self.deadline, self.usage.clone());
         let call = EchoCall { request: req };
         Ok(
             Tape::around(self.tape.as_deref(), &self.revealed, call, |c| async move {
                 match grant {
-                    Some(grant) => grant.echo(c.request, deadline).await,
+                    Some(grant) => {
+                        let size = u64::from(c.request.payload_size);
+                        let result = grant.echo(c.request, deadline).await;
+                        if let Ok(r) = &result {
+                            let (sent, received) = (u64::from(r.sent), r.replies.len() as u64);
+                            usage.packets(sent, received);
+                            usage.bytes(sent * size, received * size);
+                        }
+                        result
+                    }
                     None => Err(fail(
                         ErrorKind::Denied,
                         format!(
@@ -351,6 +364,7 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(2),
             revealed: Revealed::default(),
             tape: None,
+            usage: Arc::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::secrets::Revealed;
-use super::{Capability, LoadScope, RunScope};
+use super::{Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::log::{self as wit, Host, Level};
 use crate::config::ProbeConfig;
 
@@ -71,9 +71,11 @@ pub struct LogContext {
     probe: Arc<str>,
     pub(crate) sink: LogSink,
     revealed: Revealed,
+    usage: Arc<Usage>,
 }
 
 impl Capability for Log {
+    const NAME: &'static str = "log";
     type Grant = ();
     type Context = LogContext;
 
@@ -86,6 +88,7 @@ impl Capability for Log {
             probe: run.probe.clone(),
             sink: LogSink::new(run.limits.log_lines),
             revealed: run.revealed.clone(),
+            usage: run.usage.clone(),
         }
     }
 
@@ -99,6 +102,7 @@ impl Capability for Log {
 
 impl Host for LogContext {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.usage.call(Log::NAME);
         if !self.sink.take() {
             return Ok(());
         }
@@ -149,6 +153,7 @@ mod tests {
             probe: "p".into(),
             sink: LogSink::new(1),
             revealed,
+            usage: Arc::default(),
         };
         assert!(ctx.log(Level::Info, "token hunter22".into()).is_ok());
         assert!(ctx.log(Level::Info, "second".into()).is_ok());

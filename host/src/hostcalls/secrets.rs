@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::{Capability, LoadScope, RunScope};
+use super::{Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::secrets::{self as wit, Host};
 use crate::config::{ProbeConfig, SecretSource};
 
@@ -101,9 +101,11 @@ pub struct Secrets;
 pub struct SecretsContext {
     grant: Option<Arc<SecretsGrant>>,
     revealed: Revealed,
+    usage: Arc<Usage>,
 }
 
 impl Capability for Secrets {
+    const NAME: &'static str = "secrets";
     type Grant = SecretsGrant;
     type Context = SecretsContext;
 
@@ -117,6 +119,7 @@ impl Capability for Secrets {
         SecretsContext {
             grant: grant.cloned(),
             revealed: run.revealed.clone(),
+            usage: run.usage.clone(),
         }
     }
 
@@ -140,12 +143,14 @@ impl SecretsContext {
                 sources: [("s".to_string(), SecretSource::File(path))].into(),
             })),
             revealed,
+            usage: Arc::default(),
         }
     }
 }
 
 impl Host for SecretsContext {
     fn get(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        self.usage.call(Secrets::NAME);
         let value = self
             .grant
             .as_ref()
@@ -201,6 +206,7 @@ mod tests {
         let mut denied = SecretsContext {
             grant: None,
             revealed: Revealed::default(),
+            usage: Arc::default(),
         };
         assert_eq!(denied.get("s".into()).ok().flatten(), None);
     }

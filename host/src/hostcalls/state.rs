@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::{Capability, LoadScope, RunScope};
+use super::{Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::state::{self as wit, Host, StateError};
 use crate::config::ProbeConfig;
 
@@ -34,9 +34,11 @@ pub struct StateView {
     map: BTreeMap<String, Vec<u8>>,
     quota: u64,
     dirty: bool,
+    usage: Arc<Usage>,
 }
 
 impl Capability for State {
+    const NAME: &'static str = "state";
     type Grant = ();
     type Context = StateView;
 
@@ -45,9 +47,13 @@ impl Capability for State {
     }
 
     fn context(_: Option<&Arc<()>>, run: &RunScope) -> StateView {
-        match &run.state {
+        let view = match &run.state {
             Some(store) => StateView::load(store, run.limits.state_bytes),
             None => StateView::default(),
+        };
+        StateView {
+            usage: run.usage.clone(),
+            ..view
         }
     }
 
@@ -67,6 +73,7 @@ impl StateView {
             map,
             quota,
             dirty: false,
+            usage: Arc::default(),
         }
     }
 
@@ -115,14 +122,17 @@ impl StateView {
 
 impl Host for StateView {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.usage.call(State::NAME);
         Ok(StateView::get(self, &key))
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
+        self.usage.call(State::NAME);
         Ok(StateView::set(self, key, value))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.usage.call(State::NAME);
         StateView::delete(self, &key);
         Ok(())
     }

@@ -16,6 +16,8 @@ pub(crate) const MAX_MEMORIES: usize = 4;
 pub(crate) struct RunLimiter {
     memory: usize,
     pub(crate) hit: bool,
+    /// The largest linear memory granted, for the probe's usage metrics.
+    pub(crate) peak: usize,
 }
 
 impl RunLimiter {
@@ -23,6 +25,7 @@ impl RunLimiter {
         RunLimiter {
             memory: usize::try_from(memory).unwrap_or(usize::MAX),
             hit: false,
+            peak: 0,
         }
     }
 }
@@ -36,6 +39,9 @@ impl ResourceLimiter for RunLimiter {
     ) -> wasmtime::Result<bool> {
         let ok = desired <= self.memory;
         self.hit |= !ok;
+        if ok {
+            self.peak = self.peak.max(desired);
+        }
         Ok(ok)
     }
 

@@ -280,6 +280,7 @@ async fn describe(
         revealed: Default::default(),
         tape: None,
         state: None,
+        usage: Default::default(),
     };
     // No grants: a plugin reaches nothing while describing itself.
     let data = RunState::new(scope, &Grants::default());

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::hostcalls::UsageCounts;
+
 /// One sample as a plugin returned it (label values redacted), not yet
 /// checked against the plugin's families.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,4 +136,6 @@ pub struct RunRecord {
     /// The samples of a run that reported (empty otherwise), within the
     /// run's output limits; the exposition validates them.
     pub samples: Vec<Sample>,
+    /// What the run's host calls and memory used.
+    pub usage: UsageCounts,
 }

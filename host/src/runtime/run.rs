@@ -56,7 +56,9 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
         revealed: Revealed::default(),
         tape: spec.tape.clone(),
         state: spec.state.cloned(),
+        usage: Arc::default(),
     };
+    let usage = scope.usage.clone();
     let data = RunState::new(scope, spec.grants);
     let mut store = Store::new(&engine.engine, data);
     store.limiter(|s| &mut s.limiter);
@@ -86,6 +88,7 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
     };
     let outcome = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), call).await;
     let duration = started.elapsed();
+    let usage = usage.counts(store.data().limiter.peak as u64);
     let record = |result, trap, success, message: Option<String>, samples| RunRecord {
         result,
         trap,
@@ -94,6 +97,7 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
         finished_at: SystemTime::now(),
         message,
         samples,
+        usage: usage.clone(),
     };
 
     let outcome = match outcome {
