@@ -208,7 +208,10 @@ impl Tape {
         let Mode::Replay(queue) = &mut *mode else {
             return Err("not replaying".to_string());
         };
-        let live = redact_json(&json(args), &revealed.values());
+        let values = revealed.values();
+        let mut args = Value::Object(args.clone());
+        redact_bytes(&mut args, &values);
+        let live = redact_json(&json(&args), &values);
         let why = match queue.front() {
             None => format!(
                 "{} was called, but the recording has no more calls",
@@ -261,6 +264,18 @@ impl Tape {
             Mode::Replay(_) => Vec::new(),
         };
         let n = exchanges.len();
+        // Bodies are byte arrays, not strings: a secret inside one (an echo
+        // of the Authorization header, a token in a POST) is redacted too.
+        let revealed = lock(&self.revealed).clone();
+        let exchanges: Vec<Exchange> = exchanges
+            .into_iter()
+            .map(|mut e| {
+                for value in e.fields.values_mut() {
+                    redact_bytes(value, &revealed);
+                }
+                e
+            })
+            .collect();
         let recording = Recording {
             version: FORMAT_VERSION,
             probe: probe.to_string(),
@@ -283,6 +298,55 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Replaces each secret inside every byte array of `value` (a JSON array
+/// of integers 0..=255, as serde writes a `list<u8>`) with the redaction
+/// marker's bytes.
+fn redact_bytes(value: &mut Value, revealed: &[String]) {
+    match value {
+        Value::Array(items) => {
+            let bytes: Option<Vec<u8>> = items
+                .iter()
+                .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
+                .collect();
+            match bytes {
+                Some(bytes) if !bytes.is_empty() => {
+                    let redacted = redact_in_bytes(&bytes, revealed);
+                    if redacted != bytes {
+                        *items = redacted.into_iter().map(Value::from).collect();
+                    }
+                }
+                _ => items.iter_mut().for_each(|v| redact_bytes(v, revealed)),
+            }
+        }
+        Value::Object(map) => map.values_mut().for_each(|v| redact_bytes(v, revealed)),
+        _ => {}
+    }
+}
+
+/// `bytes` with every occurrence of a secret (of the redactable length)
+/// replaced by the redaction marker.
+fn redact_in_bytes(bytes: &[u8], revealed: &[String]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for secret in revealed.iter().map(String::as_bytes) {
+        if secret.len() < 4 {
+            continue;
+        }
+        let mut next = Vec::with_capacity(out.len());
+        let mut i = 0;
+        while i < out.len() {
+            if out[i..].starts_with(secret) {
+                next.extend_from_slice(super::secrets::REDACTED.as_bytes());
+                i += secret.len();
+            } else {
+                next.push(out[i]);
+                i += 1;
+            }
+        }
+        out = next;
+    }
+    out
 }
 
 /// A call's arguments as the fields of its exchange.
@@ -415,5 +479,40 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("x.json") && err.contains("version 9"), "{err}");
+    }
+
+    #[test]
+    fn secrets_inside_bodies_are_redacted_as_bytes() {
+        let mut value = serde_json::json!({
+            "request": {"body": b"token=hunter22-token&x=1".to_vec(), "url": "http://x/"},
+            "result": {"Ok": {"body": b"echo: hunter22-token".to_vec(), "status": 200}},
+        });
+        redact_bytes(&mut value, &["hunter22-token".to_string()]);
+        let text = value.to_string();
+        let body = |v: &Value| -> String {
+            let bytes: Vec<u8> = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|n| n.as_u64().map(|n| n as u8))
+                        .collect()
+                })
+                .unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        assert_eq!(
+            body(&value["request"]["body"]),
+            "token=[redacted]&x=1",
+            "{text}"
+        );
+        assert_eq!(
+            body(&value["result"]["Ok"]["body"]),
+            "echo: [redacted]",
+            "{text}"
+        );
+        assert_eq!(
+            value["result"]["Ok"]["status"], 200,
+            "numbers elsewhere are kept"
+        );
     }
 }
