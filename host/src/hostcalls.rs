@@ -118,6 +118,35 @@ fn unreachable_cache() -> ! {
     panic!("cache entry of another type")
 }
 
+/// What a unit that makes calls on the plugin's behalf takes from the run:
+/// when to give up, what to redact, the tape and the usage counters.
+#[derive(Debug, Clone, Default)]
+pub struct CallScope {
+    pub deadline: Option<Instant>,
+    pub revealed: secrets::Revealed,
+    pub tape: Option<Arc<tape::Tape>>,
+    pub usage: Arc<Usage>,
+}
+
+impl CallScope {
+    /// The deadline, or now for a scope without one (nothing may wait).
+    pub fn deadline(&self) -> Instant {
+        self.deadline.unwrap_or_else(Instant::now)
+    }
+}
+
+impl RunScope {
+    /// The part of the run a calling unit keeps.
+    pub fn calls(&self) -> CallScope {
+        CallScope {
+            deadline: Some(self.deadline),
+            revealed: self.revealed.clone(),
+            tape: self.tape.clone(),
+            usage: self.usage.clone(),
+        }
+    }
+}
+
 /// What every unit may know of the run it serves.
 #[derive(Debug, Clone)]
 pub struct RunScope {

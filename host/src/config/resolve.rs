@@ -741,46 +741,10 @@ fn resolve_tls(
     };
     // A package's TLS settings may weaken verification or read files only
     // as far as the operator granted; an ungranted file is never opened.
-    if let Some(g) = grant {
-        let mut refused = false;
-        if let Some(skip) = raw.insecure_skip_verify.as_ref().filter(|s| *s.get_ref())
-            && !g.insecure_skip_verify
-        {
-            r.error(
-                skip.span(),
-                format!("{key}.tls.insecure_skip_verify"),
-                format!(
-                    "turning TLS verification off is not granted to package {:?}: {} insecure_skip_verify",
-                    g.name,
-                    g.hint()
-                ),
-            );
-            refused = true;
-        }
-        for (field, file) in [
-            ("ca_file", &raw.ca_file),
-            ("cert_file", &raw.cert_file),
-            ("key_file", &raw.key_file),
-        ] {
-            if let Some(f) = file
-                && !g.has_file(&r.path(f.get_ref()))
-            {
-                r.error(
-                    f.span(),
-                    format!("{key}.tls.{field}"),
-                    format!(
-                        "file {} is not granted to package {:?}: {} files",
-                        r.path(f.get_ref()).display(),
-                        g.name,
-                        g.hint()
-                    ),
-                );
-                refused = true;
-            }
-        }
-        if refused {
-            return TlsSettings::default();
-        }
+    if let Some(g) = grant
+        && !tls_granted(r, key, raw, g)
+    {
+        return TlsSettings::default();
     }
     let mut tls = TlsSettings {
         insecure_skip_verify: raw
@@ -879,4 +843,46 @@ fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err(format!("CA file {} holds no certificate", path.display()));
     }
     Ok(certs)
+}
+
+/// Whether a package's TLS settings stay within its grant; each setting
+/// beyond it is reported.
+fn tls_granted(r: &mut Resolver<'_>, key: &str, raw: &RawTls, g: &PackageGrant) -> bool {
+    let mut granted = true;
+    if let Some(skip) = raw.insecure_skip_verify.as_ref().filter(|s| *s.get_ref())
+        && !g.insecure_skip_verify
+    {
+        r.error(
+            skip.span(),
+            format!("{key}.tls.insecure_skip_verify"),
+            format!(
+                "turning TLS verification off is not granted to package {:?}: {} insecure_skip_verify",
+                g.name,
+                g.hint()
+            ),
+        );
+        granted = false;
+    }
+    for (field, file) in [
+        ("ca_file", &raw.ca_file),
+        ("cert_file", &raw.cert_file),
+        ("key_file", &raw.key_file),
+    ] {
+        if let Some(f) = file
+            && !g.has_file(&r.path(f.get_ref()))
+        {
+            r.error(
+                f.span(),
+                format!("{key}.tls.{field}"),
+                format!(
+                    "file {} is not granted to package {:?}: {} files",
+                    r.path(f.get_ref()).display(),
+                    g.name,
+                    g.hint()
+                ),
+            );
+            granted = false;
+        }
+    }
+    granted
 }

@@ -19,9 +19,8 @@ use std::time::Instant;
 use serde::Serialize;
 use wasmtime::component::{HasSelf, Linker};
 
-use super::secrets::Revealed;
 use super::tape::{Tape, TapedCall};
-use super::{Capability, LoadScope, RunScope, Usage};
+use super::{CallScope, Capability, LoadScope, RunScope};
 use crate::bindings::wasmprobe::plugin::http::{self as wit, Host, HttpError, Request, Response};
 use crate::config::{ProbeConfig, TlsMinVersion, TlsSettings};
 use crate::egress::AllowList;
@@ -90,10 +89,7 @@ impl TlsClients {
 #[derive(Debug)]
 pub struct HttpContext {
     grant: Option<Arc<HttpGrant>>,
-    deadline: Instant,
-    revealed: Revealed,
-    tape: Option<Arc<Tape>>,
-    usage: Arc<Usage>,
+    run: CallScope,
 }
 
 impl Capability for Http {
@@ -112,10 +108,7 @@ impl Capability for Http {
     fn context(grant: Option<&Arc<HttpGrant>>, run: &RunScope) -> HttpContext {
         HttpContext {
             grant: grant.cloned(),
-            deadline: run.deadline,
-            revealed: run.revealed.clone(),
-            tape: run.tape.clone(),
-            usage: run.usage.clone(),
+            run: run.calls(),
         }
     }
 
@@ -164,11 +157,18 @@ impl TapedCall for SendBatchCall {
 
 impl Host for HttpContext {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        self.usage.call(Http::NAME);
-        let (grant, deadline, usage) = (self.grant.clone(), self.deadline, self.usage.clone());
+        self.run.usage.call(Http::NAME);
+        let (grant, deadline, usage) = (
+            self.grant.clone(),
+            self.run.deadline(),
+            self.run.usage.clone(),
+        );
         let call = SendCall { request: req };
-        Ok(
-            Tape::around(self.tape.as_deref(), &self.revealed, call, |c| async move {
+        Ok(Tape::around(
+            self.run.tape.as_deref(),
+            &self.run.revealed,
+            call,
+            |c| async move {
                 match grant {
                     Some(grant) => {
                         let sent = request_bytes(&c.request);
@@ -178,9 +178,9 @@ impl Host for HttpContext {
                     }
                     None => Err(client::denied_without_grant(&c.request.url)),
                 }
-            })
-            .await,
+            },
         )
+        .await)
     }
 
     async fn send_batch(
@@ -188,21 +188,28 @@ impl Host for HttpContext {
         reqs: Vec<Request>,
         concurrency: u32,
     ) -> wasmtime::Result<Vec<Result<Response, HttpError>>> {
-        self.usage.call(Http::NAME);
-        let (grant, deadline, usage) = (self.grant.clone(), self.deadline, self.usage.clone());
+        self.run.usage.call(Http::NAME);
+        let (grant, deadline, usage) = (
+            self.grant.clone(),
+            self.run.deadline(),
+            self.run.usage.clone(),
+        );
         let call = SendBatchCall {
             requests: reqs,
             concurrency,
         };
-        Ok(
-            Tape::around(self.tape.as_deref(), &self.revealed, call, |c| async move {
+        Ok(Tape::around(
+            self.run.tape.as_deref(),
+            &self.run.revealed,
+            call,
+            |c| async move {
                 let sent: u64 = c.requests.iter().map(request_bytes).sum();
                 let results = send_batch(grant, c.requests, c.concurrency, deadline).await;
                 usage.bytes(sent, results.iter().map(response_bytes).sum());
                 results
-            })
-            .await,
+            },
         )
+        .await)
     }
 }
 
@@ -341,10 +348,11 @@ mod tests {
     fn context(grant: Option<Arc<HttpGrant>>, tape: Option<Arc<Tape>>) -> HttpContext {
         HttpContext {
             grant,
-            deadline: Instant::now() + Duration::from_secs(5),
-            revealed: Revealed::default(),
-            tape,
-            usage: Arc::default(),
+            run: CallScope {
+                deadline: Some(Instant::now() + Duration::from_secs(5)),
+                tape,
+                ..CallScope::default()
+            },
         }
     }
 

@@ -23,9 +23,8 @@ pub use socket::SocketMode;
 use serde::Serialize;
 use wasmtime::component::{HasSelf, Linker};
 
-use super::secrets::Revealed;
 use super::tape::{Tape, TapedCall};
-use super::{Capability, LoadScope, RunScope, Usage};
+use super::{CallScope, Capability, LoadScope, RunScope};
 use crate::bindings::wasmprobe::plugin::icmp::{
     self as wit, EchoReply, EchoRequest, EchoResult, ErrorKind, Host, IcmpError,
     SocketMode as WitMode,
@@ -252,10 +251,7 @@ pub struct Icmp;
 #[derive(Debug)]
 pub struct IcmpContext {
     grant: Option<Arc<IcmpGrant>>,
-    deadline: Instant,
-    revealed: Revealed,
-    tape: Option<Arc<Tape>>,
-    usage: Arc<Usage>,
+    run: CallScope,
 }
 
 impl Capability for Icmp {
@@ -276,10 +272,7 @@ impl Capability for Icmp {
     fn context(grant: Option<&Arc<IcmpGrant>>, run: &RunScope) -> IcmpContext {
         IcmpContext {
             grant: grant.cloned(),
-            deadline: run.deadline,
-            revealed: run.revealed.clone(),
-            tape: run.tape.clone(),
-            usage: run.usage.clone(),
+            run: run.calls(),
         }
     }
 
@@ -308,11 +301,18 @@ impl TapedCall for EchoCall {
 
 impl Host for IcmpContext {
     async fn echo(&mut self, req: EchoRequest) -> wasmtime::Result<Result<EchoResult, IcmpError>> {
-        self.usage.call(Icmp::NAME);
-        let (grant, deadline, usage) = (self.grant.clone(), self.deadline, self.usage.clone());
+        self.run.usage.call(Icmp::NAME);
+        let (grant, deadline, usage) = (
+            self.grant.clone(),
+            self.run.deadline(),
+            self.run.usage.clone(),
+        );
         let call = EchoCall { request: req };
-        Ok(
-            Tape::around(self.tape.as_deref(), &self.revealed, call, |c| async move {
+        Ok(Tape::around(
+            self.run.tape.as_deref(),
+            &self.run.revealed,
+            call,
+            |c| async move {
                 match grant {
                     Some(grant) => {
                         let size = u64::from(c.request.payload_size);
@@ -333,9 +333,9 @@ impl Host for IcmpContext {
                         0.0,
                     )),
                 }
-            })
-            .await,
+            },
         )
+        .await)
     }
 }
 
@@ -361,10 +361,10 @@ mod tests {
     fn context(grant: Option<IcmpGrant>) -> IcmpContext {
         IcmpContext {
             grant: grant.map(Arc::new),
-            deadline: Instant::now() + Duration::from_secs(2),
-            revealed: Revealed::default(),
-            tape: None,
-            usage: Arc::default(),
+            run: CallScope {
+                deadline: Some(Instant::now() + Duration::from_secs(2)),
+                ..CallScope::default()
+            },
         }
     }
 
