@@ -11,10 +11,10 @@
 //!   another unit's, never the whole store;
 //! - its **linker registration**.
 //!
-//! The run's store (`runtime/store.rs`) composes the units; nothing else knows the
-//! list. Two channels, always: what a plugin can handle (a denied target, a
-//! timeout, a full state store) comes back as the interface's error value;
-//! only exceeded hard limits and host bugs trap. Networked units go through
+//! The run's store (`runtime/store.rs`) composes the units; nothing else
+//! knows the list. Two channels, always: what a plugin can handle (a denied
+//! target, a timeout, a full state store) comes back as the interface's
+//! error value; only exceeded hard limits and host bugs trap. Networked units go through
 //! [`crate::egress`] before any packet leaves; calls worth replaying go
 //! through [`tape::Tape::around`]. An empty allow-list denies everything.
 
