@@ -63,6 +63,7 @@ fn main() -> anyhow::Result<()> {
     let grant = Arc::new(IcmpGrant {
         allow: AllowList::new(vec![rule]),
         service: service.clone(),
+        sources: Arc::from(Vec::new()),
     });
     println!("ICMP socket mode: ipv4={}", service.v4.as_str());
 

@@ -85,6 +85,9 @@ pub struct EngineConfig {
     /// How often the config file, packages and plugin directories are
     /// checked for changes; zero turns watching off.
     pub watch: Duration,
+    /// The only addresses a plugin may send ICMP echoes from (`source`):
+    /// each opens a socket of its own, so the operator lists them.
+    pub icmp_sources: Vec<std::net::IpAddr>,
 }
 
 /// Where a plugin's `.wasm` is, and what it may spend.
@@ -219,6 +222,8 @@ pub struct ProbeConfig {
     /// a package's only when the operator grants `on_demand`, since the
     /// caller picks the target its credentials are sent to.
     pub on_demand: bool,
+    /// `[engine] icmp_sources`, for the icmp capability's grant.
+    pub icmp_sources: Arc<[std::net::IpAddr]>,
     /// The probe's table, for errors found after loading plugins.
     pub location: Location,
     /// The probe's `plugin` key, for plugin load errors.

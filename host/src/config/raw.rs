@@ -138,6 +138,8 @@ pub(crate) struct RawEngine {
     pub(crate) worker_threads: Option<usize>,
     pub(crate) max_memory: Option<Spanned<ByteSize>>,
     pub(crate) watch: Option<HumanDuration>,
+    /// Addresses an ICMP echo may be sent from.
+    pub(crate) icmp_sources: Option<Vec<std::net::IpAddr>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

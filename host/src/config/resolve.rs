@@ -263,6 +263,13 @@ fn resolve_engine(r: &mut Resolver<'_>, raw: &RawConfig) -> EngineConfig {
         worker_threads: e.worker_threads.unwrap_or(cores).clamp(1, 256),
         max_memory,
         watch: e.watch.map_or(std::time::Duration::from_secs(2), |w| w.0),
+        icmp_sources: e
+            .icmp_sources
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|ip| ip.to_canonical())
+            .collect(),
     }
 }
 
@@ -483,6 +490,7 @@ pub(super) fn resolve_probe(
         limits,
         secrets,
         on_demand: scope.grant.as_ref().is_none_or(|g| g.on_demand),
+        icmp_sources: engine.icmp_sources.clone().into(),
         location: r.location(span, key),
         plugin_location,
         config_location,

@@ -99,6 +99,9 @@ impl IcmpService {
 pub struct IcmpGrant {
     pub allow: AllowList,
     pub service: Arc<IcmpService>,
+    /// The only addresses an echo may be sent from (`[engine]
+    /// icmp_sources`): each opens and keeps a socket of its own.
+    pub sources: Arc<[IpAddr]>,
 }
 
 fn fail(kind: ErrorKind, message: impl Into<String>, resolve: f64) -> IcmpError {
@@ -144,6 +147,21 @@ impl IcmpGrant {
                     .to_canonical(),
             ),
         };
+        if let Some(s) = source
+            && !self.sources.contains(&s)
+        {
+            return Err(fail(
+                ErrorKind::Denied,
+                format!(
+                    "source {s} is not an address the operator allows ([engine] icmp_sources = {:?})",
+                    self.sources
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                ),
+                0.0,
+            ));
+        }
         let dest = Destination {
             scheme: "icmp".into(),
             host: DestHost::parse(req.target.trim()),
@@ -266,6 +284,7 @@ impl Capability for Icmp {
                 .services
                 .get::<IcmpService>()
                 .unwrap_or_else(|| Arc::new(IcmpService::unavailable())),
+            sources: probe.icmp_sources.clone(),
         })
     }
 
@@ -374,6 +393,7 @@ mod tests {
                 AllowRule::try_from(rule.to_string()).unwrap_or_else(|e| panic!("{e}")),
             ]),
             service: Arc::new(IcmpService::unavailable()),
+            sources: Arc::from(vec![IpAddr::from([127, 0, 0, 1])]),
         }
     }
 
@@ -420,6 +440,30 @@ mod tests {
                 }))
             ),
             "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_the_operator_did_not_list_is_denied_before_any_socket() {
+        let mut req = echo("127.0.0.1");
+        req.source = Some("127.0.0.2".into());
+        let result = context(Some(grant("icmp://127.0.0.1"))).echo(req).await;
+        assert!(
+            matches!(&result, Ok(Err(IcmpError { kind: ErrorKind::Denied, message, .. })) if message.contains("icmp_sources")),
+            "{result:?}"
+        );
+        let mut listed = echo("127.0.0.1");
+        listed.source = Some("127.0.0.1".into());
+        let result = context(Some(grant("icmp://127.0.0.1"))).echo(listed).await;
+        assert!(
+            matches!(
+                result,
+                Ok(Err(IcmpError {
+                    kind: ErrorKind::Unavailable,
+                    ..
+                }))
+            ),
+            "a listed source goes on to the socket: {result:?}"
         );
     }
 
