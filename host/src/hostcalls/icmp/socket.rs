@@ -201,14 +201,15 @@ impl Pinger {
         payload_size: usize,
         timeout: Duration,
     ) -> io::Result<Echo> {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let token = random();
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(seq, Waiter { dest, token, tx });
-        let _cleanup = Cleanup(self, seq);
+        let seq = claim(
+            &mut self.waiters.lock().unwrap_or_else(|e| e.into_inner()),
+            &self.seq,
+            Waiter { dest, token, tx },
+        )
+        .ok_or_else(|| io::Error::other("65,536 echo requests in flight on one socket"))?;
+        let _cleanup = Cleanup(self, seq, token);
         let packet = packet::echo_request(self.v6, self.ident, seq, token, payload_size);
         let (sent_at, sent_wall) = {
             let mut current = self.send.lock().await;
@@ -274,16 +275,31 @@ impl Pinger {
     }
 }
 
-/// Forgets a request's waiter however its future ends.
-struct Cleanup<'a>(&'a Pinger, u16);
+/// Files `waiter` under the next sequence number no request in flight
+/// holds, and returns it; `None` when every number is taken. A pending
+/// request is never displaced, whoever else sends on the socket (another
+/// probe, another package): its reply still finds it.
+fn claim(waiters: &mut HashMap<u16, Waiter>, next: &AtomicU16, waiter: Waiter) -> Option<u16> {
+    for _ in 0..=u16::MAX as usize {
+        let seq = next.fetch_add(1, Ordering::Relaxed);
+        if let std::collections::hash_map::Entry::Vacant(free) = waiters.entry(seq) {
+            free.insert(waiter);
+            return Some(seq);
+        }
+    }
+    None
+}
+
+/// Forgets a request's waiter however its future ends (only its own: the
+/// sequence number may be held by a later request by then).
+struct Cleanup<'a>(&'a Pinger, u16, u64);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        self.0
-            .waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.1);
+        let mut waiters = self.0.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if waiters.get(&self.1).is_some_and(|w| w.token == self.2) {
+            waiters.remove(&self.1);
+        }
     }
 }
 
@@ -354,5 +370,39 @@ async fn receive(pinger: Arc<Pinger>) {
             Ok(Err(e)) => tracing::debug!(error = %e, "icmp receive failed"),
             Err(_would_block) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiter(token: u64) -> Waiter {
+        let (tx, _rx) = oneshot::channel();
+        Waiter {
+            dest: IpAddr::from([127, 0, 0, 1]),
+            token,
+            tx,
+        }
+    }
+
+    #[test]
+    fn a_pending_request_keeps_its_sequence_number() {
+        let next = AtomicU16::new(7);
+        let mut waiters = HashMap::new();
+        assert_eq!(claim(&mut waiters, &next, waiter(1)), Some(7));
+        // Another tenant's burst wraps the counter round to 7 again.
+        next.store(7, Ordering::Relaxed);
+        assert_eq!(claim(&mut waiters, &next, waiter(2)), Some(8));
+        assert_eq!(waiters.get(&7).map(|w| w.token), Some(1), "not displaced");
+    }
+
+    #[test]
+    fn a_full_socket_refuses_instead_of_overwriting() {
+        let next = AtomicU16::new(0);
+        let mut waiters: HashMap<u16, Waiter> =
+            (0..=u16::MAX).map(|s| (s, waiter(u64::from(s)))).collect();
+        assert_eq!(claim(&mut waiters, &next, waiter(9)), None);
+        assert_eq!(waiters.get(&0).map(|w| w.token), Some(0));
     }
 }
