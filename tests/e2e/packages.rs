@@ -29,6 +29,18 @@ fn package(root: &Path, name: &str, head: &str, probes: &str, pin: Option<&str>)
     dir
 }
 
+/// `wasmprobe check` on `config`, which must refuse it (exit 2); its stderr.
+fn check_refused(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
 fn http_probe(name: &str, url: &str) -> String {
     format!(
         "[probes.{name}]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n[probes.{name}.config]\nbehaviour = \"http\"\nurl = \"{url}\"\n"
@@ -203,13 +215,7 @@ fn a_bad_package_is_refused_alone_and_budgets_stay_in_their_package() {
         1.0
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap_or_else(|err| panic!("{err}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = check_refused(&config);
     assert!(
         stderr.contains("pinned/package.toml:5:10: plugins.probe.sha256:"),
         "{stderr}"
@@ -311,13 +317,7 @@ fn a_package_cannot_wear_a_label_the_engine_writes() {
     crate::harness::promtool_check(&s.text);
     let _ = Scrape::parse(&s.text);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap_or_else(|err| panic!("{err}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = check_refused(&config);
     for needle in [
         "forger/package.toml:3:1: labels.result: label \"result\" is set by the host",
         "forger/package.toml:4:1: labels.shard: label \"shard\" is set by the host",
@@ -412,14 +412,7 @@ fn a_package_reads_only_the_secrets_and_files_the_operator_granted() {
     assert!(!s.text.contains("other-team-token") && !s.text.contains("payments-granted-token"));
     crate::harness::promtool_check(&s.text);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .env("WASMPROBE_TEST_PAYMENTS_TOKEN", "x")
-        .output()
-        .unwrap_or_else(|err| panic!("{err}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = check_refused(&config);
     for needle in [
         "thief/package.toml:10:21: probes.leaky.secrets.token: environment variable \"WASMPROBE_TEST_OTHER_TOKEN\" is not granted to package \"thief\"",
         "snoop/package.toml:10:21: probes.leaky.secrets.token: file /proc/self/environ is not granted to package \"snoop\"",
@@ -450,13 +443,7 @@ fn a_package_cannot_raise_a_limit_above_the_cap() {
         root.path().display()
     ));
     let config = engine.file("probes.toml", &engine.text());
-    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap_or_else(|err| panic!("{err}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = check_refused(&config);
     for needle in [
         "greedy/package.toml:7:1: probes.p.limits.max_body: 1.0 GiB is above the operator's cap 1.0 MiB ([packages.cap] max_body)",
         "probes.p.limits.max_output:",

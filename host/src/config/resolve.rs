@@ -156,7 +156,10 @@ fn resolve_packages(
                 files: g
                     .files
                     .iter()
-                    .map(|f| std::fs::canonicalize(r.path(f)).unwrap_or_else(|_| r.path(f)))
+                    .map(|f| {
+                        let path = r.path(f);
+                        std::fs::canonicalize(&path).unwrap_or(path)
+                    })
                     .collect(),
                 insecure_skip_verify: g.insecure_skip_verify,
                 on_demand: g.on_demand,
@@ -876,15 +879,15 @@ fn tls_granted(r: &mut Resolver<'_>, key: &str, raw: &RawTls, g: &PackageGrant) 
         ("cert_file", &raw.cert_file),
         ("key_file", &raw.key_file),
     ] {
-        if let Some(f) = file
-            && !g.has_file(&r.path(f.get_ref()))
-        {
+        let Some(f) = file else { continue };
+        let path = r.path(f.get_ref());
+        if !g.has_file(&path) {
             r.error(
                 f.span(),
                 format!("{key}.tls.{field}"),
                 format!(
                     "file {} is not granted to package {:?}: {} files",
-                    r.path(f.get_ref()).display(),
+                    path.display(),
                     g.name,
                     g.hint()
                 ),
