@@ -257,7 +257,15 @@ fn main() -> anyhow::Result<()> {
             async move {
                 let req = to_host(s.check.request(&s.target));
                 let deadline = Instant::now() + Duration::from_secs(5);
-                let result = from_host(client::send(&s.grant, req, deadline).await);
+                let result = from_host(
+                    client::send(
+                        &s.grant,
+                        &wasmprobe::hostcalls::Usage::default(),
+                        req,
+                        deadline,
+                    )
+                    .await,
+                );
                 s.check.evaluate(result).success
             }
         }

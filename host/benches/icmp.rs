@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use wasmprobe::bindings::wasmprobe::plugin::icmp::EchoRequest;
 use wasmprobe::bindings::wasmprobe::plugin::types::IpProtocol;
 use wasmprobe::egress::{AllowList, AllowRule};
+use wasmprobe::hostcalls::Usage;
 use wasmprobe::hostcalls::icmp::{IcmpGrant, IcmpService, SocketMode};
 
 fn request(count: u32, interval_ms: u32) -> EchoRequest {
@@ -69,8 +70,12 @@ fn main() -> anyhow::Result<()> {
 
     rt.block_on(async {
         let deadline = || Instant::now() + Duration::from_secs(60);
-        let _ = grant.echo(request(20, 1), deadline()).await;
-        let r = grant.echo(request(100, 10), deadline()).await;
+        let _ = grant
+            .echo(request(20, 1), deadline(), &Usage::default())
+            .await;
+        let r = grant
+            .echo(request(100, 10), deadline(), &Usage::default())
+            .await;
         let engine = r.ok().map(|r| {
             r.replies.iter().map(|x| x.rtt).sum::<f64>() / r.replies.len().max(1) as f64 * 1e6
         });
@@ -97,7 +102,11 @@ fn main() -> anyhow::Result<()> {
                     let mut sent = 0usize;
                     while started.elapsed() < window {
                         if let Ok(r) = grant
-                            .echo(request(100, 1), Instant::now() + Duration::from_secs(10))
+                            .echo(
+                                request(100, 1),
+                                Instant::now() + Duration::from_secs(10),
+                                &Usage::default(),
+                            )
                             .await
                         {
                             replies += r.replies.len();

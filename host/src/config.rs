@@ -119,6 +119,15 @@ pub struct Limits {
     pub log_lines: u32,
     /// Bytes of the probe's key/value state.
     pub state_bytes: u64,
+    /// Network exchanges one run may start: HTTP requests, each redirect
+    /// hop counted.
+    pub max_requests: u32,
+    /// Bytes one run's host calls may move: what they send, and what they
+    /// receive as the host holds it (a body after decoding). It bounds what
+    /// a `send-batch` keeps in host memory.
+    pub max_transfer: u64,
+    /// ICMP echo requests one run may send.
+    pub max_packets: u32,
 }
 
 impl ProbeConfig {
@@ -143,6 +152,9 @@ impl Default for Limits {
             max_body: 10 << 20,
             log_lines: 100,
             state_bytes: 64 << 10,
+            max_requests: 1000,
+            max_transfer: 64 << 20,
+            max_packets: 1000,
         }
     }
 }
@@ -288,5 +300,7 @@ fn parse_partial(path: &Path, text: String) -> Result<(Config, Vec<Diagnostic>),
     Ok(resolve::resolve(&source, raw))
 }
 
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod tests;

@@ -24,12 +24,13 @@ pub mod log;
 pub mod secrets;
 pub mod state;
 pub mod tape;
+mod usage;
+
+pub use usage::{Budget, RefusalReason, Spent, Usage, UsageCounts};
 
 use std::any::{Any, TypeId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use wasmtime::component::Linker;
@@ -165,66 +166,4 @@ pub struct RunScope {
     pub state: Option<state::ProbeState>,
     /// What the run's host calls use, counted as they go.
     pub usage: Arc<Usage>,
-}
-
-/// What one run's host calls used, so an operator sees which team's
-/// plugin costs what: calls by capability, bytes and ICMP packets.
-#[derive(Debug, Default)]
-pub struct Usage {
-    calls: Mutex<BTreeMap<&'static str, u64>>,
-    bytes_sent: AtomicU64,
-    bytes_received: AtomicU64,
-    packets_sent: AtomicU64,
-    packets_received: AtomicU64,
-}
-
-impl Usage {
-    /// One call to the capability `name` (its [`Capability::NAME`]).
-    pub fn call(&self, name: &'static str) {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        *calls.entry(name).or_default() += 1;
-    }
-
-    /// Bytes a call sent and received on the network.
-    pub fn bytes(&self, sent: u64, received: u64) {
-        self.bytes_sent.fetch_add(sent, Ordering::Relaxed);
-        self.bytes_received.fetch_add(received, Ordering::Relaxed);
-    }
-
-    /// ICMP packets a call sent and received.
-    pub fn packets(&self, sent: u64, received: u64) {
-        self.packets_sent.fetch_add(sent, Ordering::Relaxed);
-        self.packets_received.fetch_add(received, Ordering::Relaxed);
-    }
-
-    /// The counts so far, with the run's peak linear memory.
-    pub fn counts(&self, memory_peak: u64) -> UsageCounts {
-        UsageCounts {
-            calls: self
-                .calls
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(|(k, v)| (*k, *v))
-                .collect(),
-            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
-            bytes_received: self.bytes_received.load(Ordering::Relaxed),
-            packets_sent: self.packets_sent.load(Ordering::Relaxed),
-            packets_received: self.packets_received.load(Ordering::Relaxed),
-            memory_peak,
-        }
-    }
-}
-
-/// What one run used, as plain numbers.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct UsageCounts {
-    /// Host calls by capability name.
-    pub calls: Vec<(&'static str, u64)>,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub packets_sent: u64,
-    pub packets_received: u64,
-    /// The largest linear memory the run reached, in bytes.
-    pub memory_peak: u64,
 }

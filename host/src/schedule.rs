@@ -22,14 +22,8 @@ pub fn jitter_offset(probe: &str, jitter: Duration) -> Duration {
     if jitter.is_zero() {
         return Duration::ZERO;
     }
-    // FNV-1a: stable across builds, unlike the std hasher's seed.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in probe.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
     let span = jitter.as_nanos().max(1) as u64;
-    Duration::from_nanos(h % span)
+    Duration::from_nanos(fnv1a(probe) % span)
 }
 
 /// Stops the tasks of one schedule generation.
@@ -85,6 +79,7 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
         chrono::Duration::from_std(jitter_offset(probe.name().as_str(), probe.config.jitter))
             .unwrap_or_default();
     let mut after = Utc::now();
+    let mut warnings = WarnGate::default();
     loop {
         let Some(next) = schedule.0.after(&after).next() else {
             tracing::info!(probe = %probe.name(), "schedule has no further times");
@@ -112,7 +107,7 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
             let record = Box::pin(probe.run_once(&app.engine, &target, true)).await;
             drop(in_flight);
             drop(permit);
-            report(&probe, &record);
+            report(&probe, &record, &mut warnings);
             app.exposition
                 .commit(&probe.slot, &probe.plugin.families, record);
         }
@@ -133,31 +128,101 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
     }
 }
 
+/// Least time between two WARN lines of one probe that repeat themselves.
+const REPEAT_WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// Holds back a probe's WARN lines that say again what the last one said,
+/// so a plugin failing every second (on purpose or not) writes one line a
+/// minute with the count of repeats, not one per run; a new result or
+/// message is logged at once.
+#[derive(Debug, Default)]
+struct WarnGate {
+    last: Option<(u64, std::time::Instant)>,
+    held_back: u64,
+}
+
+impl WarnGate {
+    /// Whether to log now, and how many repeats were held back before.
+    fn admit(&mut self, what: &str) -> Option<u64> {
+        let key = fnv1a(what);
+        let now = std::time::Instant::now();
+        match self.last {
+            Some((k, at)) if k == key && now.duration_since(at) < REPEAT_WARN_EVERY => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some((key, now));
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
+    }
+}
+
 /// Logs a finished run: a failing probe is data (DEBUG), a misbehaving
-/// plugin is a WARN; neither is an error of the host.
-fn report(probe: &Probe, record: &crate::runtime::record::RunRecord) {
+/// plugin is a WARN (repeats held back by `gate`); neither is an error of
+/// the host.
+fn report(probe: &Probe, record: &crate::runtime::record::RunRecord, gate: &mut WarnGate) {
     let name = probe.name();
     let ms = record.duration.as_secs_f64() * 1000.0;
     let message = record.message.as_deref().unwrap_or("");
+    let result = record.result.as_str();
+    let warn = matches!(
+        record.result,
+        RunResult::Error | RunResult::Timeout | RunResult::Rejected | RunResult::Trap
+    );
+    let repeats = if warn {
+        match gate.admit(&format!("{result}\0{message}")) {
+            Some(n) => n,
+            None => return,
+        }
+    } else {
+        0
+    };
     match record.result {
         RunResult::Success => tracing::debug!(probe = %name, ms, "run succeeded"),
         RunResult::Failure => tracing::debug!(probe = %name, ms, message, "probe failed"),
         RunResult::Error | RunResult::Timeout | RunResult::Rejected => {
-            tracing::warn!(probe = %name, result = record.result.as_str(), ms, message, "run ended badly");
+            tracing::warn!(probe = %name, result, ms, message, repeats, "run ended badly");
         }
         RunResult::Trap => tracing::warn!(
             probe = %name,
             reason = record.trap.map_or("other", |t| t.as_str()),
             ms,
             message,
+            repeats,
             "plugin trapped"
         ),
     }
 }
 
+/// FNV-1a: stable across builds, unlike the std hasher's seed.
+fn fnv1a(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_warning_is_held_back_and_counted() {
+        let mut gate = WarnGate::default();
+        assert_eq!(gate.admit("error\0boom"), Some(0));
+        assert_eq!(gate.admit("error\0boom"), None);
+        assert_eq!(gate.admit("error\0boom"), None);
+        assert_eq!(gate.admit("trap\0other"), Some(2), "a new message at once");
+        assert_eq!(gate.admit("trap\0other"), None);
+        gate.last = gate
+            .last
+            .and_then(|(k, at)| Some((k, at.checked_sub(REPEAT_WARN_EVERY * 2)?)));
+        assert_eq!(gate.admit("trap\0other"), Some(1), "and once a minute");
+    }
 
     #[test]
     fn jitter_is_stable_and_bounded() {

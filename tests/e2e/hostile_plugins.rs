@@ -113,6 +113,75 @@ fn cpu_attacks_end_at_their_deadline() {
     assert_eq!(s2.value("probe_success", &[("probe", "canary")]), 1.0);
 }
 
+/// A plugin floods its target through one `send-batch` and hoards big
+/// bodies: the run's request budget refuses every request past it before
+/// a connection opens, the transfer budget bounds what the host keeps for
+/// the batch, each refusal is a `denied` error naming the budget, and the
+/// probe's refusals are counted by reason.
+#[test]
+fn floods_are_held_to_the_run_budgets() {
+    let target = targets::counting();
+    let allow = format!("allow = [\"{}\"]", target.origin("http"));
+    let e = engine()
+        .raw(&misbehave(
+            "flood",
+            "*/2 * * * * *",
+            &format!(
+                "behaviour = \"flood\"\ncount = 40\nurl = \"{}\"",
+                target.url("/ok")
+            ),
+            &format!("{allow}\n[probes.flood.limits]\nmax_requests = 25"),
+        ))
+        .raw(&misbehave(
+            "hoard",
+            "*/2 * * * * *",
+            &format!(
+                "behaviour = \"flood\"\ncount = 40\nurl = \"{}\"",
+                target.url("/bytes/262144")
+            ),
+            &format!("{allow}\n[probes.hoard.limits]\nmax_transfer = \"1MiB\""),
+        ))
+        .start();
+    let rss_before = e.rss_kib();
+    let value = |s: &Scrape, probe: &str, v: &str| {
+        s.get("misbehave_value", &[("probe", probe), ("v", v)])
+            .unwrap_or(-1.0)
+    };
+    let refused = |s: &Scrape, probe: &str, reason: &str| {
+        s.get(
+            "wasmprobe_probe_refusals_total",
+            &[("probe", probe), ("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    };
+    let s = e.wait_for("a run of each", WAIT, |s| {
+        runs(s, "flood", "success") >= 1.0 && runs(s, "hoard", "success") >= 1.0
+    });
+    // 41 requests asked, 25 admitted, 16 refused before connecting.
+    assert_eq!(value(&s, "flood", "ok"), 25.0, "{}", s.text);
+    assert_eq!(value(&s, "flood", "denied"), 16.0);
+    assert_eq!(
+        refused(&s, "flood", "max_requests"),
+        16.0 * runs(&s, "flood", "success")
+    );
+    // 256 KiB bodies under a 1 MiB budget: at most four are kept.
+    let kept = value(&s, "hoard", "ok");
+    assert!((1.0..=4.0).contains(&kept), "kept {kept}\n{}", s.text);
+    assert_eq!(kept + value(&s, "hoard", "denied"), 41.0, "{}", s.text);
+    assert!(refused(&s, "hoard", "max_transfer") >= 37.0);
+    let received = s.value(
+        "wasmprobe_probe_network_bytes_total",
+        &[("probe", "hoard"), ("direction", "received")],
+    );
+    println!("hoard kept {kept} bodies, received {received} B over its runs");
+    let status = get(&e.url("/"), None).body;
+    assert!(
+        status.contains("limits.max_requests = 25"),
+        "the refusal names its budget:\n{status}"
+    );
+    let _ = survived(&e, "a request flood", rss_before);
+}
+
 #[test]
 fn memory_attacks_are_refused_at_their_limits() {
     let e = engine()

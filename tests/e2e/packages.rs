@@ -427,7 +427,9 @@ fn a_package_reads_only_the_secrets_and_files_the_operator_granted() {
 
 /// A package raises the per-run limits the operator's cap bounds: a body
 /// cap to hold a gigabyte per response, ten million samples, a huge state
-/// store, a log flood. Each is refused with file, line and key.
+/// store, a log flood, a run's requests, bytes and packets without end.
+/// Each is refused with file, line and key; a budget the cap leaves out is
+/// bounded by the main config's `[limits]` (max_packets here).
 #[test]
 fn a_package_cannot_raise_a_limit_above_the_cap() {
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -435,11 +437,11 @@ fn a_package_cannot_raise_a_limit_above_the_cap() {
         root.path(),
         "greedy",
         "",
-        "[probes.p]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n[probes.p.limits]\nmax_body = \"1GiB\"\nmax_output = \"512MiB\"\nmax_series = 10000000\nstate_bytes = \"1GiB\"\nlog_lines = 1000000\n",
+        "[probes.p]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\n[probes.p.limits]\nmax_body = \"1GiB\"\nmax_output = \"512MiB\"\nmax_series = 10000000\nstate_bytes = \"1GiB\"\nlog_lines = 1000000\nmax_requests = 1000000\nmax_transfer = \"100GiB\"\nmax_packets = 1000000\n",
         None,
     );
     let engine = Engine::new().raw(&format!(
-        "[packages]\ninclude = [\"{}/*/package.toml\"]\n[packages.cap]\nmax_body = \"1MiB\"\nlog_lines = 50\n",
+        "[packages]\ninclude = [\"{}/*/package.toml\"]\n[packages.cap]\nmax_body = \"1MiB\"\nlog_lines = 50\nmax_requests = 100\nmax_transfer = \"8MiB\"\n",
         root.path().display()
     ));
     let config = engine.file("probes.toml", &engine.text());
@@ -450,6 +452,9 @@ fn a_package_cannot_raise_a_limit_above_the_cap() {
         "probes.p.limits.max_series: 10000000 is above the operator's cap",
         "probes.p.limits.state_bytes:",
         "probes.p.limits.log_lines: 1000000 is above the operator's cap 50 ([packages.cap] log_lines)",
+        "probes.p.limits.max_requests: 1000000 is above the operator's cap 100 ([packages.cap] max_requests)",
+        "probes.p.limits.max_transfer: 100.0 GiB is above the operator's cap 8.0 MiB ([packages.cap] max_transfer)",
+        "probes.p.limits.max_packets: 1000000 is above the operator's cap 1000 ([packages.cap] max_packets)",
     ] {
         assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
     }
@@ -559,8 +564,8 @@ fn a_package_cannot_squat_a_family_of_the_operators_plugins() {
 }
 
 /// Each probe's runs show what they cost, so an operator sees which team's
-/// plugin spends what: host calls by capability, bytes on the network and
-/// the peak linear memory of the last run.
+/// plugin spends what: host calls by capability, bytes on the network, CPU
+/// time and the peak linear memory of the last run.
 #[test]
 fn each_probe_shows_what_its_runs_use() {
     let target = targets::counting();
@@ -632,6 +637,9 @@ fn each_probe_shows_what_its_runs_use() {
     );
     assert!(s.value("wasmprobe_probe_memory_peak_bytes", &busy) > 0.0);
     assert!(s.value("wasmprobe_probe_memory_peak_bytes", &quiet) > 0.0);
+    let cpu = s.value("wasmprobe_probe_cpu_seconds_total", &busy);
+    println!("busy:fetch took {:.3} ms of CPU", cpu * 1000.0);
+    assert!(cpu > 0.0, "{}", s.text);
     crate::harness::promtool_check(&s.text);
     let _ = Scrape::parse(&s.text);
 }

@@ -74,6 +74,10 @@ fn router() -> Router {
             }),
         )
         .route(
+            "/bytes/{n}",
+            get(|Path(n): Path<usize>| async move { vec![b'x'; n.min(16 << 20)] }),
+        )
+        .route(
             "/json",
             get(|| async {
                 (

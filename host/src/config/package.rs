@@ -59,6 +59,9 @@ impl PackageCap {
                 max_series: raw.max_series.unwrap_or(base.max_series),
                 state_bytes: raw.state_bytes.map_or(base.state_bytes, |b| b.0),
                 log_lines: raw.log_lines.unwrap_or(base.log_lines),
+                max_requests: raw.max_requests.unwrap_or(base.max_requests),
+                max_transfer: raw.max_transfer.map_or(base.max_transfer, |b| b.0),
+                max_packets: raw.max_packets.unwrap_or(base.max_packets),
                 ..base
             },
         }
@@ -153,8 +156,7 @@ pub(super) fn expand(dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> 
 /// Unpacks a `.tar.gz` package once into a directory named by its digest
 /// under `into`, and returns its `package.toml`.
 fn unpack(archive: &Path, into: &Path) -> Result<PathBuf, String> {
-    let bytes =
-        std::fs::read(archive).map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
+    let bytes = files::read_regular(archive, MAX_UNPACKED).map_err(|e| e.to_string())?;
     let digest = hex::encode(Sha256::digest(&bytes));
     let dest = into.join(&digest[..16]);
     if !dest.join("package.toml").is_file() {
@@ -169,6 +171,20 @@ fn unpack(archive: &Path, into: &Path) -> Result<PathBuf, String> {
             .map_err(|e| format!("{} is not a .tar.gz: {e}", archive.display()))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| format!("{} is damaged: {e}", archive.display()))?;
+            // Only files and directories: a link could point the package's
+            // own paths (its package.toml, a plugin) at any file the
+            // engine can read, and a device or FIFO would hang the reader.
+            let kind = entry.header().entry_type();
+            if !(kind.is_file() || kind.is_dir()) {
+                let name = entry
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{} holds {name:?}, which is not a regular file or a directory ({kind:?})",
+                    archive.display()
+                ));
+            }
             total += entry.header().size().unwrap_or(0);
             if total > MAX_UNPACKED {
                 return Err(format!(
@@ -309,6 +325,9 @@ pub(super) fn load(
         max_series: base.max_series.min(cap_run.max_series),
         state_bytes: base.state_bytes.min(cap_run.state_bytes),
         log_lines: base.log_lines.min(cap_run.log_lines),
+        max_requests: base.max_requests.min(cap_run.max_requests),
+        max_transfer: base.max_transfer.min(cap_run.max_transfer),
+        max_packets: base.max_packets.min(cap_run.max_packets),
     };
     let mut probes = BTreeMap::new();
     for (pname, probe) in raw.probes {

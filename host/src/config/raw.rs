@@ -78,6 +78,9 @@ pub(crate) struct RawCap {
     pub(crate) max_series: Option<usize>,
     pub(crate) state_bytes: Option<ByteSize>,
     pub(crate) log_lines: Option<u32>,
+    pub(crate) max_requests: Option<u32>,
+    pub(crate) max_transfer: Option<ByteSize>,
+    pub(crate) max_packets: Option<u32>,
 }
 
 /// A `package.toml`.
@@ -152,6 +155,9 @@ pub(crate) struct RawLimits {
     pub(crate) max_body: Option<ByteSize>,
     pub(crate) log_lines: Option<u32>,
     pub(crate) state_bytes: Option<ByteSize>,
+    pub(crate) max_requests: Option<u32>,
+    pub(crate) max_transfer: Option<ByteSize>,
+    pub(crate) max_packets: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -320,6 +320,15 @@ fn merge_limits(
     if let Some(v) = raw.state_bytes {
         l.state_bytes = v.0;
     }
+    if let Some(v) = raw.max_requests {
+        l.max_requests = v;
+    }
+    if let Some(v) = raw.max_transfer {
+        l.max_transfer = v.0;
+    }
+    if let Some(v) = raw.max_packets {
+        l.max_packets = v;
+    }
     l
 }
 
@@ -552,6 +561,7 @@ fn probe_limits(
             ("max_body", limits.max_body, cap.max_body),
             ("max_output", limits.max_output, cap.max_output),
             ("state_bytes", limits.state_bytes, cap.state_bytes),
+            ("max_transfer", limits.max_transfer, cap.max_transfer),
         ];
         for (name, asked, max) in sizes {
             if asked > max {
@@ -576,6 +586,16 @@ fn probe_limits(
                 "log_lines",
                 u64::from(limits.log_lines),
                 u64::from(cap.log_lines),
+            ),
+            (
+                "max_requests",
+                u64::from(limits.max_requests),
+                u64::from(cap.max_requests),
+            ),
+            (
+                "max_packets",
+                u64::from(limits.max_packets),
+                u64::from(cap.max_packets),
             ),
         ];
         for (name, asked, max) in counts {

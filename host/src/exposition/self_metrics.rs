@@ -21,8 +21,8 @@ use super::family::{FamilyDef, FamilyId, FamilyTable, Kind};
 use super::process::ProcessStats;
 use super::series::Rejection;
 use super::{LastRun, unix_seconds};
-use crate::hostcalls::UsageCounts;
 use crate::hostcalls::icmp::SocketMode;
+use crate::hostcalls::{RefusalReason, UsageCounts};
 use crate::runtime::record::{RunResult, TrapReason};
 
 /// Buckets of the schedule-lag histogram, in seconds.
@@ -104,6 +104,10 @@ host_families! {
         "ICMP echo packets the probe's runs sent and received.";
     MemoryPeak: "wasmprobe_probe_memory_peak_bytes", Gauge, unit = "bytes",
         "Largest linear memory the probe's last run reached, in bytes.";
+    Cpu: "wasmprobe_probe_cpu_seconds_total", Counter, unit = "seconds",
+        "CPU time the probe's runs took (plugin code and host calls), in seconds.";
+    Refusals: "wasmprobe_probe_refusals_total", Counter, labels = ["reason"],
+        "Host calls of the probe's runs refused before anything left: by the allow-list, or by a spent run budget (max_requests, max_transfer, max_packets).";
     BuildInfo: "wasmprobe_build_info", Gauge, labels = ["version", "wasmtime", "revision"],
         "Build of the running engine; always 1.";
     StartTime: "wasmprobe_start_time_seconds", Gauge, unit = "seconds",
@@ -280,6 +284,14 @@ impl HostFamilies {
                 usage.memory_peak as f64,
             );
         }
+        if last.is_some() {
+            self.put(out, HostFamily::Cpu, l(), &[], usage.cpu_seconds);
+        }
+        for (reason, n) in RefusalReason::ALL.iter().zip(usage.refusals) {
+            if n > 0 {
+                self.put(out, HostFamily::Refusals, l(), &[reason.as_str()], n as f64);
+            }
+        }
         if usage.packets.iter().any(|n| *n > 0) {
             for (direction, n) in [("sent", usage.packets[0]), ("received", usage.packets[1])] {
                 self.put(out, HostFamily::IcmpPackets, l(), &[direction], n as f64);
@@ -296,7 +308,9 @@ pub(crate) struct ProbeUsage {
     /// Sent, received.
     bytes: [u64; 2],
     packets: [u64; 2],
+    refusals: [u64; 4],
     memory_peak: u64,
+    cpu_seconds: f64,
 }
 
 impl ProbeUsage {
@@ -308,7 +322,11 @@ impl ProbeUsage {
         self.bytes[1] += run.bytes_received;
         self.packets[0] += run.packets_sent;
         self.packets[1] += run.packets_received;
+        for (sum, n) in self.refusals.iter_mut().zip(run.refusals) {
+            *sum += n;
+        }
         self.memory_peak = run.memory_peak;
+        self.cpu_seconds += run.cpu_seconds;
     }
 }
 

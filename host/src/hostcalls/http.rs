@@ -20,7 +20,7 @@ use serde::Serialize;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::tape::{Tape, TapedCall};
-use super::{CallScope, Capability, LoadScope, RunScope};
+use super::{CallScope, Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::http::{self as wit, Host, HttpError, Request, Response};
 use crate::config::{ProbeConfig, TlsMinVersion, TlsSettings};
 use crate::egress::AllowList;
@@ -172,7 +172,7 @@ impl Host for HttpContext {
                 match grant {
                     Some(grant) => {
                         let sent = request_bytes(&c.request);
-                        let result = client::send(&grant, c.request, deadline).await;
+                        let result = client::send(&grant, &usage, c.request, deadline).await;
                         usage.bytes(sent, response_bytes(&result));
                         result
                     }
@@ -204,7 +204,7 @@ impl Host for HttpContext {
             call,
             |c| async move {
                 let sent: u64 = c.requests.iter().map(request_bytes).sum();
-                let results = send_batch(grant, c.requests, c.concurrency, deadline).await;
+                let results = send_batch(grant, &usage, c.requests, c.concurrency, deadline).await;
                 usage.bytes(sent, results.iter().map(response_bytes).sum());
                 results
             },
@@ -216,8 +216,7 @@ impl Host for HttpContext {
 /// Bytes a request puts on the wire, near enough: its URL, headers and
 /// body.
 fn request_bytes(req: &Request) -> u64 {
-    let headers: usize = req.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
-    (req.url.len() + headers + req.body.as_ref().map_or(0, Vec::len)) as u64
+    client::request_size(req, req.body.as_ref().map_or(0, Vec::len))
 }
 
 /// Bytes a response brought in: its headers and its body as received.
@@ -233,6 +232,7 @@ fn response_bytes(result: &Result<Response, HttpError>) -> u64 {
 
 async fn send_batch(
     grant: Option<Arc<HttpGrant>>,
+    usage: &Arc<Usage>,
     reqs: Vec<Request>,
     concurrency: u32,
     deadline: Instant,
@@ -259,11 +259,10 @@ async fn send_batch(
     let mut in_flight = tokio::task::JoinSet::new();
     let n = reqs.len();
     for (i, req) in reqs.into_iter().enumerate() {
-        let grant = grant.clone();
-        let slots = slots.clone();
+        let (grant, slots, usage) = (grant.clone(), slots.clone(), usage.clone());
         in_flight.spawn(async move {
             let _slot = slots.acquire_owned().await;
-            (i, client::send(&grant, req, deadline).await)
+            (i, client::send(&grant, &usage, req, deadline).await)
         });
     }
     let mut results: Vec<Option<Result<Response, HttpError>>> = (0..n).map(|_| None).collect();

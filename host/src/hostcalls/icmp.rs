@@ -24,7 +24,7 @@ use serde::Serialize;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::tape::{Tape, TapedCall};
-use super::{CallScope, Capability, LoadScope, RunScope};
+use super::{Budget, CallScope, Capability, LoadScope, RefusalReason, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::icmp::{
     self as wit, EchoReply, EchoRequest, EchoResult, ErrorKind, Host, IcmpError,
     SocketMode as WitMode,
@@ -114,8 +114,15 @@ fn fail(kind: ErrorKind, message: impl Into<String>, resolve: f64) -> IcmpError 
 
 impl IcmpGrant {
     /// Sends the requests of one call and gathers their replies; never
-    /// waits past `deadline`.
-    pub async fn echo(&self, req: EchoRequest, deadline: Instant) -> Result<EchoResult, IcmpError> {
+    /// waits past `deadline`. The packets (and their payloads, out and
+    /// back) are taken from the run's budgets in `usage` before the first
+    /// is sent: a call that would pass one sends nothing.
+    pub async fn echo(
+        &self,
+        req: EchoRequest,
+        deadline: Instant,
+        usage: &Usage,
+    ) -> Result<EchoResult, IcmpError> {
         if req.count == 0 || req.count > MAX_COUNT {
             return Err(fail(
                 ErrorKind::InvalidRequest,
@@ -150,6 +157,7 @@ impl IcmpGrant {
         if let Some(s) = source
             && !self.sources.contains(&s)
         {
+            usage.refused(RefusalReason::AllowList);
             return Err(fail(
                 ErrorKind::Denied,
                 format!(
@@ -178,6 +186,7 @@ impl IcmpGrant {
         let (ip, resolve) = match tokio::time::timeout(left, admitted).await {
             Ok(Ok(a)) => (a.ip, a.resolve),
             Ok(Err(Refusal::Denied { message, resolve })) => {
+                usage.refused(RefusalReason::AllowList);
                 return Err(fail(ErrorKind::Denied, message, resolve));
             }
             Ok(Err(Refusal::Dns { message, resolve })) => {
@@ -191,6 +200,11 @@ impl IcmpGrant {
                 ));
             }
         };
+        let (count, size) = (u64::from(req.count), u64::from(req.payload_size));
+        usage
+            .take(Budget::Packets, count)
+            .and_then(|()| usage.take(Budget::Transfer, 2 * count * size))
+            .map_err(|spent| fail(ErrorKind::Denied, spent.to_string(), resolve))?;
         let v6 = ip.is_ipv6();
 
         let started = Instant::now();
@@ -335,7 +349,7 @@ impl Host for IcmpContext {
                 match grant {
                     Some(grant) => {
                         let size = u64::from(c.request.payload_size);
-                        let result = grant.echo(c.request, deadline).await;
+                        let result = grant.echo(c.request, deadline, &usage).await;
                         if let Ok(r) = &result {
                             let (sent, received) = (u64::from(r.sent), r.replies.len() as u64);
                             usage.packets(sent, received);
@@ -395,6 +409,29 @@ mod tests {
             service: Arc::new(IcmpService::unavailable()),
             sources: Arc::from(vec![IpAddr::from([127, 0, 0, 1])]),
         }
+    }
+
+    #[tokio::test]
+    async fn echoes_past_the_packet_budget_are_refused_before_a_socket() {
+        let mut ctx = context(Some(grant("icmp://127.0.0.1")));
+        ctx.run.usage = Arc::new(Usage::new(&crate::config::Limits {
+            max_packets: 4,
+            ..crate::config::Limits::default()
+        }));
+        let mut req = echo("127.0.0.1");
+        req.count = 5;
+        let result = ctx.echo(req).await;
+        let err = result.ok().and_then(Result::err);
+        assert_eq!(err.as_ref().map(|e| e.kind), Some(ErrorKind::Denied));
+        let message = err.map(|e| e.message).unwrap_or_default();
+        assert!(message.contains("limits.max_packets = 4"), "{message}");
+        let counts = ctx.run.usage.counts(0, Duration::ZERO);
+        assert_eq!(counts.refusals, [0, 0, 0, 1]);
+        assert_eq!(counts.packets_sent, 0);
+        // Within the budget the call goes on (to the missing socket here).
+        let result = ctx.echo(echo("127.0.0.1")).await;
+        let kind = result.ok().and_then(Result::err).map(|e| e.kind);
+        assert_eq!(kind, Some(ErrorKind::Unavailable));
     }
 
     #[tokio::test]

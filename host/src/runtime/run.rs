@@ -11,16 +11,17 @@ use std::time::{Instant, SystemTime};
 
 use wasmtime::{Store, Trap};
 
+use super::cpu::{CpuSpent, measured};
 use super::engine::WasmEngine;
 use super::plugin::Plugin;
 use super::record::{RunRecord, RunResult, Sample, TrapReason};
 use super::store::{Grants, RunState};
 use crate::bindings::wasmprobe::plugin::types::{ProbeContext, ProbeError, Report};
 use crate::config::Limits;
-use crate::hostcalls::RunScope;
 use crate::hostcalls::secrets::{Revealed, redact};
 use crate::hostcalls::state::ProbeState;
 use crate::hostcalls::tape::Tape;
+use crate::hostcalls::{RunScope, Usage};
 
 /// Longest head start host calls take on the run's deadline.
 const HOST_CALL_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
@@ -56,7 +57,7 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
         revealed: Revealed::default(),
         tape: spec.tape.clone(),
         state: spec.state.cloned(),
-        usage: Arc::default(),
+        usage: Arc::new(Usage::new(&spec.limits)),
     };
     let usage = scope.usage.clone();
     let data = RunState::new(scope, spec.grants);
@@ -86,9 +87,14 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
             .await
             .map_err(|e| (false, e))
     };
-    let outcome = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), call).await;
+    let cpu = CpuSpent::default();
+    let outcome = tokio::time::timeout_at(
+        tokio::time::Instant::from_std(deadline),
+        measured(call, &cpu),
+    )
+    .await;
     let duration = started.elapsed();
-    let usage = usage.counts(store.data().limiter.peak as u64);
+    let usage = usage.counts(store.data().limiter.peak as u64, cpu.get());
     let record = |result, trap, success, message: Option<String>, samples| RunRecord {
         result,
         trap,
@@ -148,7 +154,7 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
     let data = store.into_data();
     let revealed = data.scope.revealed.values();
     data.state.save();
-    let redacted = |m: &str| redact(&revealed, m);
+    let redacted = |m: &str| plugin_said(&revealed, m);
     match outcome {
         Err(ProbeError::InvalidConfig(m)) => record(
             RunResult::Error,
@@ -225,7 +231,7 @@ fn accept(
     } else {
         RunResult::Failure
     };
-    let message = report.message.map(|m| first_lines(&redact(revealed, &m)));
+    let message = report.message.map(|m| plugin_said(revealed, &m));
     record(result, None, report.success, message, samples)
 }
 
@@ -257,23 +263,49 @@ fn classify(err: &wasmtime::Error, limit_hit: bool) -> (RunResult, Option<TrapRe
     (RunResult::Trap, Some(reason))
 }
 
+/// Longest message a run keeps, in bytes.
+const MAX_MESSAGE: usize = 2048;
+
 /// A message cut to a few lines, for logs and the status page.
 fn first_lines(s: &str) -> String {
-    const MAX: usize = 2048;
     let mut out: String = s.lines().take(12).collect::<Vec<_>>().join("\n");
-    if out.len() > MAX {
-        let mut end = MAX;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-    }
+    out.truncate(floor_char_boundary(&out, MAX_MESSAGE));
     out
+}
+
+/// A message the plugin wrote, as the run keeps it: redacted, then cut.
+/// Only the part that can reach the kept message is searched, so a
+/// megabyte-long message costs no more than a short one, and a secret
+/// across the cut cannot leave its first bytes behind.
+fn plugin_said(revealed: &[String], message: &str) -> String {
+    let longest = revealed.iter().map(String::len).max().unwrap_or(0);
+    let window = &message[..floor_char_boundary(message, MAX_MESSAGE.saturating_add(longest))];
+    first_lines(&redact(revealed, window))
+}
+
+/// The largest char boundary of `s` at or below `at`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    let mut end = at.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plugin_message_is_redacted_then_cut() {
+        let secret = "hunter2-long-secret".to_string();
+        let huge = format!("{}{secret}{}", "é".repeat(1023), "x".repeat(5 << 20));
+        let kept = plugin_said(std::slice::from_ref(&secret), &huge);
+        assert!(kept.len() <= MAX_MESSAGE, "{}", kept.len());
+        assert!(!kept.contains("hunter"), "no prefix of the secret is kept");
+        let lines = (0..100).map(|i| format!("line {i}")).collect::<Vec<_>>();
+        assert_eq!(plugin_said(&[], &lines.join("\n")).lines().count(), 12);
+    }
 
     #[test]
     fn traps_are_classified() {

@@ -28,6 +28,7 @@ use crate::bindings::wasmprobe::plugin::http::{
     ErrorKind, HttpError, HttpVersion, PhaseTimings, Request, Response, TlsInfo,
 };
 use crate::egress::{self, DestHost, Destination, Refusal, protocol_of};
+use crate::hostcalls::{Budget, RefusalReason, Usage};
 
 /// Sent unless the plugin sets its own.
 const USER_AGENT_VALUE: &str = concat!("wasmprobe/", env!("CARGO_PKG_VERSION"));
@@ -171,9 +172,11 @@ pub(crate) fn invalid(message: String) -> HttpError {
 }
 
 /// Runs the request under `deadline` (tightened by the request's own
-/// timeout), following redirects when asked.
+/// timeout), following redirects when asked; each hop and every byte is
+/// taken from the run's budgets in `usage` before it is sent or kept.
 pub async fn send(
     grant: &HttpGrant,
+    usage: &Usage,
     mut req: Request,
     deadline: Instant,
 ) -> Result<Response, HttpError> {
@@ -214,7 +217,7 @@ pub async fn send(
     loop {
         let hop = match timeout_at(
             deadline,
-            hop(grant, &req, &method, &url, body.clone(), &mut trace),
+            hop(grant, usage, &req, &method, &url, body.clone(), &mut trace),
         )
         .await
         {
@@ -236,7 +239,7 @@ pub async fn send(
             // Drain a little so the server sees a polite client, then move on.
             let _ = timeout_at(
                 deadline,
-                body::read_capped(response.into_body(), REDIRECT_BODY_CAP),
+                body::read_capped(response.into_body(), REDIRECT_BODY_CAP, None, usage),
             )
             .await;
             drop(driver);
@@ -274,8 +277,19 @@ pub async fn send(
             }
             continue;
         }
-        return finish(response, driver, &req, &url, cap, deadline, trace).await;
+        let read = Reading {
+            usage,
+            cap,
+            deadline,
+        };
+        return finish(response, driver, &req, &url, read, trace).await;
     }
+}
+
+/// Bytes a hop puts on the wire, near enough: its URL, headers and body.
+pub(crate) fn request_size(req: &Request, body_len: usize) -> u64 {
+    let headers: usize = req.headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    (req.url.len() + headers + body_len) as u64
 }
 
 /// Headers that belong to the origin they were sent to: credentials, and
@@ -286,22 +300,46 @@ fn is_origin_bound(name: &str) -> bool {
         .any(|h| name.eq_ignore_ascii_case(h))
 }
 
+/// How the final body is read: under the body cap, the run's transfer
+/// budget and the deadline.
+struct Reading<'a> {
+    usage: &'a Usage,
+    cap: u64,
+    deadline: tokio::time::Instant,
+}
+
 async fn finish(
     response: http::Response<Incoming>,
     driver: Driver,
     req: &Request,
     url: &url::Url,
-    cap: u64,
-    deadline: tokio::time::Instant,
+    reading: Reading<'_>,
     mut trace: Trace,
 ) -> Result<Response, HttpError> {
+    let Reading {
+        usage,
+        cap,
+        deadline,
+    } = reading;
     let (parts, incoming) = response.into_parts();
+    let content_length = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
     let started = Instant::now();
-    let read = timeout_at(deadline, body::read_capped(incoming, cap)).await;
+    let read = timeout_at(
+        deadline,
+        body::read_capped(incoming, cap, content_length, usage),
+    )
+    .await;
     trace.timings.transfer += started.elapsed().as_secs_f64();
     drop(driver);
     let read = match read {
         Ok(Ok(b)) => b,
+        Ok(Err(body::ReadError::Spent(spent))) => {
+            return Err(trace.fail(ErrorKind::Denied, format!("reading body: {spent}")));
+        }
         Ok(Err(e)) => return Err(trace.fail(ErrorKind::Protocol, format!("reading body: {e}"))),
         Err(_) => {
             return Err(trace.fail(ErrorKind::Timeout, "deadline passed while reading the body"));
@@ -312,18 +350,16 @@ async fn finish(
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let read = if req.decompress {
-        match body::decode(encoding, read, cap) {
+        match body::decode(encoding, read, cap, usage) {
             Ok(b) => b,
-            Err(e) => return Err(trace.fail(ErrorKind::Protocol, e)),
+            Err(body::ReadError::Spent(spent)) => {
+                return Err(trace.fail(ErrorKind::Denied, format!("decoding body: {spent}")));
+            }
+            Err(e) => return Err(trace.fail(ErrorKind::Protocol, e.to_string())),
         }
     } else {
         read
     };
-    let content_length = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
     let headers = parts
         .headers
         .iter()
@@ -364,6 +400,7 @@ type HopError = (ErrorKind, String);
 /// One request/response head on a fresh connection.
 async fn hop(
     grant: &HttpGrant,
+    usage: &Usage,
     req: &Request,
     method: &Method,
     url: &url::Url,
@@ -398,12 +435,25 @@ async fn hop(
         Err(refusal) => {
             trace.timings.resolve += refusal.resolve_seconds();
             return Err(match refusal {
-                Refusal::Denied { message, .. } => (ErrorKind::Denied, message),
+                Refusal::Denied { message, .. } => {
+                    usage.refused(RefusalReason::AllowList);
+                    (ErrorKind::Denied, message)
+                }
                 Refusal::Dns { message, .. } => (ErrorKind::Dns, message),
             });
         }
     };
     let addr = SocketAddr::new(ip, port);
+    // Admitted: the hop is paid for before its connection opens.
+    usage
+        .take(Budget::Requests, 1)
+        .and_then(|()| {
+            usage.take(
+                Budget::Transfer,
+                request_size(req, body.as_ref().map_or(0, Bytes::len)),
+            )
+        })
+        .map_err(|spent| (ErrorKind::Denied, spent.to_string()))?;
     trace.remote_addr = Some(addr);
 
     let started = Instant::now();
