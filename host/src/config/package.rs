@@ -82,6 +82,9 @@ pub struct PackageGrant {
     pub insecure_skip_verify: bool,
     /// Whether `/probe` may run the package's probes.
     pub on_demand: bool,
+    /// The addresses its ICMP echoes may be sent from (each also in
+    /// `[engine] icmp_sources`).
+    pub icmp_sources: Vec<std::net::IpAddr>,
 }
 
 impl PackageGrant {

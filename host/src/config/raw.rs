@@ -63,6 +63,10 @@ pub(crate) struct RawGrant {
     /// Whether `/probe` may run its probes.
     #[serde(default)]
     pub(crate) on_demand: bool,
+    /// Addresses (of `[engine] icmp_sources`) its ICMP echoes may be sent
+    /// from.
+    #[serde(default)]
+    pub(crate) icmp_sources: Vec<std::net::IpAddr>,
 }
 
 /// The operator's cap on every package.

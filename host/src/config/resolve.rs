@@ -147,8 +147,17 @@ fn resolve_packages(
         .packages
         .grants
         .iter()
-        .map(|(name, g)| {
-            let g = g.get_ref();
+        .map(|(name, spanned)| {
+            let g = spanned.get_ref();
+            for source in &g.icmp_sources {
+                if !engine.icmp_sources.contains(&source.to_canonical()) {
+                    r.error(
+                        spanned.span(),
+                        format!("packages.grants.{name}.icmp_sources"),
+                        format!("{source} is not in [engine] icmp_sources; list it there first"),
+                    );
+                }
+            }
             let grant = PackageGrant {
                 name: name.clone(),
                 path: Some(r.path(g.path.get_ref())),
@@ -163,6 +172,7 @@ fn resolve_packages(
                     .collect(),
                 insecure_skip_verify: g.insecure_skip_verify,
                 on_demand: g.on_demand,
+                icmp_sources: g.icmp_sources.iter().map(|s| s.to_canonical()).collect(),
             };
             (name.clone(), grant)
         })
@@ -502,7 +512,11 @@ pub(super) fn resolve_probe(
         limits,
         secrets,
         on_demand: scope.grant.as_ref().is_none_or(|g| g.on_demand),
-        icmp_sources: engine.icmp_sources.clone().into(),
+        // A package's probes send only from the sources granted to it.
+        icmp_sources: match &scope.grant {
+            Some(g) => g.icmp_sources.clone().into(),
+            None => engine.icmp_sources.clone().into(),
+        },
         location: r.location(span, key),
         plugin_location,
         config_location,

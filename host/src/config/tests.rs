@@ -152,3 +152,70 @@ fn client_certificates_need_both_files_and_name_the_broken_one() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// ICMP sources are the operator's to hand out: the operator's probes may
+/// send from any address of `[engine] icmp_sources`, a package's probes
+/// only from the ones its grant lists, and a grant cannot list one the
+/// engine does not.
+#[test]
+fn a_package_sends_icmp_only_from_the_sources_granted_to_it() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for name in ["granted", "plain"] {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("probe.wasm"), b"\0asm").unwrap_or_else(|e| panic!("{e}"));
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(b"\0asm"))
+        };
+        std::fs::write(
+            dir.join("package.toml"),
+            format!(
+                "name = \"{name}\"\n[capabilities]\nallow = [\"icmp://127.0.0.1\"]\n[plugins.probe]\npath = \"probe.wasm\"\nsha256 = \"{sha}\"\n[probes.ping]\nplugin = \"probe\"\ntarget = \"127.0.0.1\"\n"
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::write(root.path().join("Cargo.toml"), "").unwrap_or_else(|e| panic!("{e}"));
+    let main = |grant_sources: &str| {
+        format!(
+            "{PLUGIN}[engine]\nicmp_sources = [\"127.0.0.1\", \"127.0.0.2\"]\n[packages]\ninclude = [\"{root}/*/package.toml\"]\n[packages.grants.granted]\npath = \"{root}/granted\"\nicmp_sources = {grant_sources}\n[probes.own]\nplugin = \"http-health\"\ntarget = \"http://127.0.0.1:8080/\"\n",
+            root = root.path().display()
+        )
+    };
+    let c = parse(&root.path().join("probes.toml"), main("[\"127.0.0.2\"]"));
+    let c = c.unwrap_or_else(|e| panic!("{e}"));
+    let sources = |probe: &str| {
+        c.probes
+            .iter()
+            .find(|(n, _)| n.as_str() == probe)
+            .map(|(_, p)| {
+                p.icmp_sources
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            })
+    };
+    assert_eq!(
+        sources("own"),
+        Some(vec!["127.0.0.1".into(), "127.0.0.2".into()])
+    );
+    assert_eq!(sources("granted:ping"), Some(vec!["127.0.0.2".into()]));
+    assert_eq!(sources("plain:ping"), Some(vec![]));
+
+    let refused = errors_at(&root.path().join("probes.toml"), &main("[\"127.0.0.9\"]"));
+    assert!(
+        refused.iter().any(|e| e.contains(
+            "packages.grants.granted.icmp_sources: 127.0.0.9 is not in [engine] icmp_sources"
+        )),
+        "{refused:?}"
+    );
+}
+
+fn errors_at(path: &Path, text: &str) -> Vec<String> {
+    match parse(path, text.to_string()) {
+        Err(ConfigError::Invalid(d)) => d.0.iter().map(ToString::to_string).collect(),
+        Err(e) => vec![e.to_string()],
+        Ok(_) => vec![],
+    }
+}
