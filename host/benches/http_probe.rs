@@ -15,8 +15,8 @@ use http_health::check::Check;
 use wasmprobe::bindings::wasmprobe::plugin::{http as host, types as host_types};
 use wasmprobe::config::{Limits, PluginName, TlsSettings};
 use wasmprobe::egress::{AllowList, AllowRule};
-use wasmprobe::hostcalls::http::tls::TlsClient;
 use wasmprobe::hostcalls::http::{HttpGrant, client};
+use wasmprobe::hostcalls::tls::TlsClient;
 use wasmprobe::runtime::engine::PoolSize;
 use wasmprobe::runtime::record::RunResult;
 use wasmprobe::runtime::run::{RunSpec, run};
@@ -71,6 +71,7 @@ fn to_host(r: sdk::Request) -> host::Request {
         preferred_ip_protocol: r.preferred_ip_protocol.map(protocol_to_host),
         ip_protocol_fallback: r.ip_protocol_fallback,
         enable_http2: r.enable_http2,
+        http2_prior_knowledge: r.http2_prior_knowledge,
         decompress: r.decompress,
     }
 }
@@ -130,6 +131,7 @@ fn from_host(r: Result<host::Response, host::HttpError>) -> Result<sdk::Response
             },
             headers: r.headers,
             body: r.body,
+            trailers: r.trailers,
             body_truncated: r.body_truncated,
             content_length: r.content_length,
             wire_body_length: r.wire_body_length,

@@ -1,5 +1,5 @@
 //! The host side of the WIT contract in `wit/`: the one `bindgen!` of the
-//! host. The calls that do I/O (`http`, `icmp`) are async; every import may trap,
+//! host. The calls that do I/O (`http`, `icmp`, `tcp`, `dns`) are async; every import may trap,
 //! which is kept for hard limits and host bugs.
 
 wasmtime::component::bindgen!({
@@ -9,10 +9,18 @@ wasmtime::component::bindgen!({
         "wasmprobe:plugin/http.send": async | trappable,
         "wasmprobe:plugin/http.send-batch": async | trappable,
         "wasmprobe:plugin/icmp.echo": async | trappable,
+        "wasmprobe:plugin/tcp.connect": async | trappable,
+        "wasmprobe:plugin/tcp.[method]connection.send": async | trappable,
+        "wasmprobe:plugin/tcp.[method]connection.receive": async | trappable,
+        "wasmprobe:plugin/tcp.[method]connection.start-tls": async | trappable,
+        "wasmprobe:plugin/dns.query": async | trappable,
         default: trappable,
     },
     exports: {
         default: async,
+    },
+    with: {
+        "wasmprobe:plugin/tcp.connection": crate::hostcalls::tcp::Connection,
     },
     // Recordings (`wasmprobe probe --record`) store host calls as JSON.
     additional_derives: [serde::Serialize, serde::Deserialize],

@@ -18,12 +18,15 @@
 //! [`crate::egress`] before any packet leaves; calls worth replaying go
 //! through [`tape::Tape::around`]. An empty allow-list denies everything.
 
+pub mod dns;
 pub mod http;
 pub mod icmp;
 pub mod log;
 pub mod secrets;
 pub mod state;
 pub mod tape;
+pub mod tcp;
+pub mod tls;
 mod usage;
 
 pub use usage::{Budget, RefusalReason, Spent, Usage, UsageCounts};

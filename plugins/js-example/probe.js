@@ -37,7 +37,7 @@ export const plugin = {
         method: 'GET', url: ctx.target, headers: [['user-agent', 'wasmprobe-js-keyword']],
         body: undefined, timeoutMs: undefined, followRedirects: true, maxRedirects: 5,
         maxBodyBytes: undefined, preferredIpProtocol: undefined, ipProtocolFallback: true,
-        enableHttp2: true, decompress: true,
+        enableHttp2: true, http2PriorKnowledge: false, decompress: true,
       });
       ({ status, body, timings: t } = resp);
     } catch (e) {

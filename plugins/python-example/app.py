@@ -34,7 +34,7 @@ class Plugin(exports.Plugin):
             method="GET", url=ctx.target, headers=[("user-agent", "wasmprobe-py-keyword")],
             body=None, timeout_ms=None, follow_redirects=True, max_redirects=5,
             max_body_bytes=None, preferred_ip_protocol=None, ip_protocol_fallback=True,
-            enable_http2=True, decompress=True)
+            enable_http2=True, http2_prior_knowledge=False, decompress=True)
         status, body, message = 0, b"", None
         try:
             resp = http.send(req)

@@ -50,6 +50,7 @@ fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
+        "dns" => Some(53),
         _ => None,
     }
 }
@@ -459,13 +460,28 @@ impl AllowList {
             let dest = Destination::from_url(&url).map_err(|e| self.denied(e))?;
             return self.check(&dest);
         }
-        // A bare host is an ICMP target: only `icmp://` rules admit it.
-        let host = DestHost::parse(target);
-        if !self
-            .rules
-            .iter()
-            .any(|r| portless(&r.scheme) && r.may_admit(&host, false))
-        {
+        // Without a scheme the target is `HOST` (ICMP, or a DNS server on
+        // its default port) or `HOST:PORT` (TCP, DNS): admitted when a
+        // rule of some scheme admits it, whichever the plugin speaks;
+        // every call is checked again with its own scheme.
+        let (host, port) = split_host_port(target.trim());
+        let host = DestHost::parse(host);
+        let admitted = self.rules.iter().any(|r| {
+            if portless(&r.scheme) {
+                return port.is_none() && r.may_admit(&host, false);
+            }
+            let Some(port) = port.or_else(|| default_port(&r.scheme)) else {
+                return false;
+            };
+            let dest = Destination {
+                scheme: r.scheme.clone(),
+                host: host.clone(),
+                port: Some(port),
+            };
+            self.scheme_and_port(&dest)
+                .any(|rule| rule.may_admit(&dest.host, false))
+        });
+        if !admitted {
             return Err(self.denied(format!("target {target:?}")));
         }
         match &self.ceiling {
@@ -487,9 +503,43 @@ impl AllowList {
     }
 }
 
+/// `HOST:PORT`, `[V6]:PORT`, `[V6]`, `V6` or `HOST`, split.
+fn split_host_port(target: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = target.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            None => (target, None),
+        };
+    }
+    match target.split_once(':') {
+        Some((host, port)) if !port.contains(':') => (host, port.parse().ok()),
+        _ => (target, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_targets_are_admitted_by_a_rule_of_any_scheme() {
+        let l = list(&["tcp://127.0.0.1:25", "dns://127.0.0.2", "icmp://127.0.0.3"]);
+        assert!(l.check_target("127.0.0.1:25").is_ok());
+        assert!(l.check_target("127.0.0.1:26").is_err());
+        assert!(
+            l.check_target("127.0.0.1").is_err(),
+            "tcp has no default port"
+        );
+        assert!(l.check_target("127.0.0.2").is_ok(), "dns on port 53");
+        assert!(l.check_target("127.0.0.2:53").is_ok());
+        assert!(l.check_target("127.0.0.3").is_ok());
+        assert!(l.check_target("127.0.0.3:25").is_err());
+        let v6 = list(&["tcp://[::1]:6379"]);
+        assert!(v6.check_target("[::1]:6379").is_ok());
+        assert!(v6.check_target("[::1]:6380").is_err());
+        assert_eq!(split_host_port("::1"), ("::1", None));
+        assert_eq!(split_host_port("h:x"), ("h", None));
+    }
 
     fn list(rules: &[&str]) -> AllowList {
         AllowList::new(

@@ -10,9 +10,7 @@
 
 mod body;
 pub mod client;
-pub mod tls;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,9 +18,10 @@ use serde::Serialize;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::tape::{Tape, TapedCall};
+use super::tls::{self, TlsClients};
 use super::{CallScope, Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::http::{self as wit, Host, HttpError, Request, Response};
-use crate::config::{ProbeConfig, TlsMinVersion, TlsSettings};
+use crate::config::ProbeConfig;
 use crate::egress::AllowList;
 
 /// What one probe may do over HTTP, built once per config load.
@@ -42,48 +41,6 @@ pub const MAX_CONCURRENCY: u32 = 64;
 /// The `http` unit.
 #[derive(Debug)]
 pub struct Http;
-
-/// Trust anchors, skip-verify, server name, TLS 1.3 only, and the client
-/// certificate chain with its key file: probes alike in these share one
-/// client (its root store and session cache: about 26 KiB per probe).
-type TlsKey = (
-    Vec<Vec<u8>>,
-    bool,
-    Option<String>,
-    bool,
-    Option<(Vec<Vec<u8>>, std::path::PathBuf)>,
-);
-
-/// The TLS clients of one config load, by trust settings.
-#[derive(Default)]
-struct TlsClients(BTreeMap<TlsKey, Arc<tls::TlsClient>>);
-
-impl TlsClients {
-    fn client_for(&mut self, settings: &TlsSettings) -> Result<Arc<tls::TlsClient>, String> {
-        let key = (
-            settings
-                .ca_certs
-                .iter()
-                .map(|c| c.as_ref().to_vec())
-                .collect(),
-            settings.insecure_skip_verify,
-            settings.server_name.clone(),
-            settings.min_version == TlsMinVersion::Tls13,
-            settings.client_cert.as_ref().map(|c| {
-                (
-                    c.pair.cert.iter().map(|d| d.as_ref().to_vec()).collect(),
-                    c.key_file.clone(),
-                )
-            }),
-        );
-        if let Some(client) = self.0.get(&key) {
-            return Ok(client.clone());
-        }
-        let client = Arc::new(tls::TlsClient::new(settings).map_err(|e| e.to_string())?);
-        self.0.insert(key, client.clone());
-        Ok(client)
-    }
-}
 
 /// One run's `http`.
 #[derive(Debug)]
@@ -302,6 +259,7 @@ mod tests {
             preferred_ip_protocol: None,
             ip_protocol_fallback: true,
             enable_http2: false,
+            http2_prior_knowledge: false,
             decompress: false,
         }
     }
@@ -315,7 +273,8 @@ mod tests {
                     .collect(),
             ),
             tls: Arc::new(
-                tls::TlsClient::new(&TlsSettings::default()).unwrap_or_else(|e| panic!("{e}")),
+                tls::TlsClient::new(&crate::config::TlsSettings::default())
+                    .unwrap_or_else(|e| panic!("{e}")),
             ),
             max_body: 1 << 20,
         })
@@ -562,5 +521,57 @@ mod tests {
         let next = saw.recv().await.unwrap_or_default();
         assert!(next.starts_with("get /next "), "{next}");
         assert!(next.contains("bearer s3cret-token"), "{next}");
+    }
+
+    /// An h2c server (HTTP/2 without TLS, from the first byte) that answers
+    /// with a body and trailers, as a gRPC server does.
+    async fn h2c_server() -> std::net::SocketAddr {
+        use http_body_util::{BodyExt, Full};
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let body = Full::new(bytes::Bytes::from_static(b"\0\0\0\0\x02\x08\x01"))
+                            .with_trailers(async { Some(Ok(trailers)) });
+                        Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
+                    .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn h2c_with_prior_knowledge_returns_the_trailers() {
+        let addr = h2c_server().await;
+        let mut ctx = context(Some(grant(&[format!("http://{addr}")])), None);
+        let mut req = request(&format!("http://{addr}/grpc.health.v1.Health/Check"));
+        req.method = "POST".into();
+        req.http2_prior_knowledge = true;
+        let result = ctx.send(req).await;
+        let response = match result {
+            Ok(Ok(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            response.version,
+            crate::bindings::wasmprobe::plugin::http::HttpVersion::Http2
+        );
+        assert_eq!(response.body, b"\0\0\0\0\x02\x08\x01");
+        assert_eq!(
+            response.trailers,
+            vec![("grpc-status".to_string(), "0".to_string())]
+        );
     }
 }

@@ -12,11 +12,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::limiter::RunLimiter;
 use crate::bindings::wasmprobe::plugin::types;
 use crate::config::ProbeConfig;
+use crate::hostcalls::dns::{Dns, DnsContext};
 use crate::hostcalls::http::{Http, HttpContext};
 use crate::hostcalls::icmp::{Icmp, IcmpContext};
 use crate::hostcalls::log::{Log, LogContext};
 use crate::hostcalls::secrets::{Secrets, SecretsContext};
 use crate::hostcalls::state::{State, StateView};
+use crate::hostcalls::tcp::{Tcp, TcpContext};
 use crate::hostcalls::{Capability, LoadScope, RunScope};
 
 /// A unit's grant for one probe; `None` grants nothing.
@@ -31,6 +33,8 @@ pub struct Grants {
     pub secrets: Grant<Secrets>,
     pub http: Grant<Http>,
     pub icmp: Grant<Icmp>,
+    pub tcp: Grant<Tcp>,
+    pub dns: Grant<Dns>,
 }
 
 fn grant<C: Capability>(
@@ -54,6 +58,8 @@ impl Grants {
             secrets: grant::<Secrets>(probe, load, &mut errors),
             http: grant::<Http>(probe, load, &mut errors),
             icmp: grant::<Icmp>(probe, load, &mut errors),
+            tcp: grant::<Tcp>(probe, load, &mut errors),
+            dns: grant::<Dns>(probe, load, &mut errors),
         };
         if errors.is_empty() {
             Ok(grants)
@@ -74,6 +80,8 @@ pub struct RunState {
     secrets: SecretsContext,
     http: HttpContext,
     icmp: IcmpContext,
+    tcp: TcpContext,
+    dns: DnsContext,
 }
 
 impl std::fmt::Debug for RunState {
@@ -102,6 +110,8 @@ impl RunState {
             secrets: Secrets::context(grants.secrets.as_ref(), &scope),
             http: Http::context(grants.http.as_ref(), &scope),
             icmp: Icmp::context(grants.icmp.as_ref(), &scope),
+            tcp: Tcp::context(grants.tcp.as_ref(), &scope),
+            dns: Dns::context(grants.dns.as_ref(), &scope),
             scope,
         }
     }
@@ -116,6 +126,8 @@ pub(crate) fn link(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     Secrets::link(linker, |s| &mut s.secrets)?;
     Http::link(linker, |s| &mut s.http)?;
     Icmp::link(linker, |s| &mut s.icmp)?;
+    Tcp::link(linker, |s| &mut s.tcp)?;
+    Dns::link(linker, |s| &mut s.dns)?;
     Ok(())
 }
 

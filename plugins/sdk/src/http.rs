@@ -22,6 +22,7 @@ pub fn request(method: &str, url: &str) -> Request {
         preferred_ip_protocol: Some(IpProtocol::Ip6),
         ip_protocol_fallback: true,
         enable_http2: true,
+        http2_prior_knowledge: false,
         decompress: false,
     }
 }

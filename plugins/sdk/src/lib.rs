@@ -44,6 +44,7 @@ wit_bindgen::generate!({
     default_bindings_module: "wasmprobe_sdk",
 });
 
+pub mod dns;
 pub mod family;
 pub mod http;
 pub mod icmp;
@@ -51,6 +52,7 @@ pub mod log;
 mod outcome;
 pub mod secrets;
 pub mod state;
+pub mod tcp;
 
 pub use outcome::Outcome;
 pub use wasmprobe::plugin::types::{

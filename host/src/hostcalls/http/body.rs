@@ -34,6 +34,8 @@ pub(crate) struct ReadBody {
     pub(crate) wire_len: u64,
     /// Reading stopped at the cap, or decoding produced more than the cap.
     pub(crate) truncated: bool,
+    /// Trailer fields, when the body ended with them.
+    pub(crate) trailers: Vec<(String, String)>,
 }
 
 /// Reads up to `cap` wire bytes, each taken from the run's transfer
@@ -67,8 +69,14 @@ async fn read_into(
 ) -> Result<(), ReadError> {
     while let Some(frame) = body.frame().await {
         let frame = frame?;
-        let Ok(data) = frame.into_data() else {
-            continue;
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    take_trailers(&trailers, usage, out)?;
+                }
+                continue;
+            }
         };
         out.wire_len += data.len() as u64;
         let room = cap.saturating_sub(out.bytes.len() as u64) as usize;
@@ -81,6 +89,25 @@ async fn read_into(
             out.truncated = true;
             break;
         }
+    }
+    Ok(())
+}
+
+/// Most trailer fields kept, and most bytes of each.
+const MAX_TRAILERS: usize = 64;
+const MAX_TRAILER_BYTES: usize = 8 << 10;
+
+/// Keeps the trailer fields (bounded), taken from the transfer budget.
+fn take_trailers(
+    trailers: &http::HeaderMap,
+    usage: &Usage,
+    out: &mut ReadBody,
+) -> Result<(), ReadError> {
+    for (name, value) in trailers.iter().take(MAX_TRAILERS) {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let value: String = value.chars().take(MAX_TRAILER_BYTES).collect();
+        usage.take(Budget::Transfer, (name.as_str().len() + value.len()) as u64)?;
+        out.trailers.push((name.as_str().to_string(), value));
     }
     Ok(())
 }
@@ -150,6 +177,7 @@ pub(crate) fn decode(
         bytes: decoded,
         wire_len: body.wire_len,
         truncated,
+        trailers: body.trailers,
     })
 }
 
@@ -170,6 +198,7 @@ mod tests {
             bytes: gzip(b"hello"),
             wire_len: 0,
             truncated: false,
+            trailers: Vec::new(),
         };
         let out = decode(Some("gzip"), body, 100, &Usage::default()).map(|b| b.bytes);
         assert_eq!(out.ok().as_deref(), Some(&b"hello"[..]));
@@ -183,6 +212,7 @@ mod tests {
             bytes: bomb,
             wire_len: 0,
             truncated: false,
+            trailers: Vec::new(),
         };
         let out = decode(Some("gzip"), body, 1 << 20, &Usage::default());
         let out = out.ok();
@@ -196,6 +226,7 @@ mod tests {
             bytes: b"abc".to_vec(),
             wire_len: 3,
             truncated: false,
+            trailers: Vec::new(),
         };
         let out = decode(None, body, 10, &Usage::default()).map(|b| b.bytes);
         assert_eq!(out.ok().as_deref(), Some(&b"abc"[..]));
@@ -214,6 +245,7 @@ mod tests {
             bytes: bomb,
             wire_len: wire,
             truncated: false,
+            trailers: Vec::new(),
         };
         let out = decode(Some("gzip"), body, 10 << 20, &usage);
         assert!(matches!(out, Err(ReadError::Spent(_))), "{out:?}");

@@ -16,14 +16,12 @@ use http::{HeaderName, HeaderValue, Method, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
 use super::HttpGrant;
 use super::body;
-use super::tls::version_name;
 use crate::bindings::wasmprobe::plugin::http::{
     ErrorKind, HttpError, HttpVersion, PhaseTimings, Request, Response, TlsInfo,
 };
@@ -383,6 +381,7 @@ async fn finish(
         version,
         headers,
         body: read.bytes,
+        trailers: read.trailers,
         body_truncated: read.truncated,
         content_length,
         wire_body_length: read.wire_len,
@@ -465,46 +464,40 @@ async fn hop(
     let (request, absolute) = build_request(req, method, url, body, &dest)?;
 
     if https {
-        let name = grant
+        let host = match &dest.host {
+            DestHost::Name(n) => n.clone(),
+            DestHost::Ip(ip) => ip.to_string(),
+        };
+        let alpn = if req.enable_http2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        let shaken = grant
             .tls
-            .server_name
-            .clone()
-            .unwrap_or_else(|| match &dest.host {
-                DestHost::Name(n) => n.clone(),
-                DestHost::Ip(ip) => ip.to_string(),
-            });
-        let server_name = ServerName::try_from(name.clone()).map_err(|_| {
-            (
-                ErrorKind::InvalidRequest,
-                format!("invalid TLS server name {name:?}"),
-            )
-        })?;
-        let (config, recorder) = grant.tls.connection(req.enable_http2);
-        let connector = tokio_rustls::TlsConnector::from(config);
-        let started = Instant::now();
-        let stream = connector.connect(server_name, tcp).await;
-        trace.timings.tls += started.elapsed().as_secs_f64();
-        let stream = match stream {
+            .handshake(tcp, grant.tls.name_for(&host), alpn)
+            .await;
+        let shaken = match shaken {
             Ok(s) => s,
             Err(e) => {
-                trace.tls = recorder.info(String::new(), String::new());
-                return Err((ErrorKind::Tls, format!("TLS handshake with {addr}: {e}")));
+                trace.timings.tls += e.seconds;
+                trace.tls = e.info;
+                if e.invalid_name {
+                    return Err((ErrorKind::InvalidRequest, e.message));
+                }
+                return Err((
+                    ErrorKind::Tls,
+                    format!("TLS handshake with {addr}: {}", e.message),
+                ));
             }
         };
-        let conn = stream.get_ref().1;
-        let version = conn
-            .protocol_version()
-            .map(version_name)
-            .unwrap_or_default();
-        let cipher = conn
-            .negotiated_cipher_suite()
-            .map(|c| format!("{:?}", c.suite()))
-            .unwrap_or_default();
-        let h2 = conn.alpn_protocol() == Some(b"h2");
-        trace.tls = recorder.info(version, cipher);
+        trace.timings.tls += shaken.seconds;
+        trace.tls = shaken.info;
+        let stream = shaken.stream;
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         exchange(stream, h2, request, absolute, trace).await
     } else {
-        exchange(tcp, false, request, absolute, trace).await
+        exchange(tcp, req.http2_prior_knowledge, request, absolute, trace).await
     }
 }
 

@@ -11,6 +11,7 @@ fn response(status: u16, body: &str) -> Result<Response, HttpError> {
         body_truncated: false,
         content_length: None,
         wire_body_length: body.len() as u64,
+        trailers: Vec::new(),
         redirects: 0,
         final_url: "http://127.0.0.1:9472/anchor".into(),
         remote_addr: "127.0.0.1:9472".into(),

@@ -23,6 +23,7 @@ fn response(status: u16, body: &str, headers: &[(&str, &str)]) -> Response {
         body_truncated: false,
         content_length: Some(body.len() as u64),
         wire_body_length: body.len() as u64,
+        trailers: Vec::new(),
         redirects: 0,
         final_url: "http://127.0.0.1:8080/health".into(),
         remote_addr: "127.0.0.1:8080".into(),

@@ -28,6 +28,7 @@ fn response(
         body_truncated: false,
         content_length: None,
         wire_body_length: body.len() as u64,
+        trailers: Vec::new(),
         redirects: 0,
         final_url: "http://127.0.0.1:9471/order".into(),
         remote_addr: "127.0.0.1:9471".into(),

@@ -1,14 +1,17 @@
-//! Outbound TLS for the HTTP host call: trust from the probe's host-side
-//! settings (webpki roots plus an optional CA file; skipping verification
-//! only when the operator opted in), and the facts a probe reports about the
-//! handshake even when the chain does not verify.
+//! Outbound TLS for the host calls that speak it (`http`, `tcp`): trust
+//! from the probe's host-side settings (webpki roots plus an optional CA
+//! file; skipping verification only when the operator opted in), and the
+//! facts a probe reports about the handshake even when the chain does not
+//! verify.
 //!
 //! Verification always runs, so `verified` is true or false in every case;
 //! with `insecure_skip_verify` a failure is reported but does not end the
 //! connection. The presented chain is recorded by a verifier wrapper created
 //! per connection, which is how a failed handshake can still report expiry.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -89,15 +92,12 @@ impl TlsClient {
         })
     }
 
-    /// A config for one connection, with its own chain recorder.
-    pub fn connection(&self, http2: bool) -> (Arc<ClientConfig>, Recorder) {
+    /// A config for one connection offering `alpn`, with its own chain
+    /// recorder.
+    pub fn connection(&self, alpn: Vec<Vec<u8>>) -> (Arc<ClientConfig>, Recorder) {
         let recorder = Recorder::default();
         let mut config = (*self.base).clone();
-        config.alpn_protocols = if http2 {
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        } else {
-            vec![b"http/1.1".to_vec()]
-        };
+        config.alpn_protocols = alpn;
         config
             .dangerous()
             .set_certificate_verifier(Arc::new(RecordingVerifier {
@@ -106,6 +106,124 @@ impl TlsClient {
                 recorder: recorder.clone(),
             }));
         (Arc::new(config), recorder)
+    }
+}
+
+/// A finished handshake: the stream, its facts and how long it took.
+pub struct Handshake<S> {
+    pub stream: tokio_rustls::client::TlsStream<S>,
+    pub info: Option<TlsInfo>,
+    pub seconds: f64,
+}
+
+/// A failed handshake, with the facts of the chain when one was presented.
+#[derive(Debug)]
+pub struct HandshakeError {
+    pub message: String,
+    pub info: Option<TlsInfo>,
+    pub seconds: f64,
+    /// The name was not usable as a TLS server name: nothing was sent.
+    pub invalid_name: bool,
+}
+
+impl TlsClient {
+    /// The name to verify and send as SNI: the probe's `server_name` when
+    /// the operator set one, else `default` (the target's host).
+    pub fn name_for(&self, default: &str) -> String {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| default.to_string())
+    }
+
+    /// A TLS handshake over `io` as `name`, offering `alpn`.
+    pub async fn handshake<S>(
+        &self,
+        io: S,
+        name: String,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<Handshake<S>, HandshakeError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let server_name = ServerName::try_from(name.clone()).map_err(|_| HandshakeError {
+            message: format!("invalid TLS server name {name:?}"),
+            info: None,
+            seconds: 0.0,
+            invalid_name: true,
+        })?;
+        let (config, recorder) = self.connection(alpn);
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let started = Instant::now();
+        let stream = connector.connect(server_name, io).await;
+        let seconds = started.elapsed().as_secs_f64();
+        match stream {
+            Ok(stream) => {
+                let conn = stream.get_ref().1;
+                let version = conn
+                    .protocol_version()
+                    .map(version_name)
+                    .unwrap_or_default();
+                let cipher = conn
+                    .negotiated_cipher_suite()
+                    .map(|c| format!("{:?}", c.suite()))
+                    .unwrap_or_default();
+                Ok(Handshake {
+                    info: recorder.info(version, cipher),
+                    stream,
+                    seconds,
+                })
+            }
+            Err(e) => Err(HandshakeError {
+                message: e.to_string(),
+                info: recorder.info(String::new(), String::new()),
+                seconds,
+                invalid_name: false,
+            }),
+        }
+    }
+}
+
+/// Trust anchors, skip-verify, server name, TLS 1.3 only, and the client
+/// certificate chain with its key file: probes alike in these share one
+/// client (its root store and session cache: about 26 KiB per probe).
+type TlsKey = (
+    Vec<Vec<u8>>,
+    bool,
+    Option<String>,
+    bool,
+    Option<(Vec<Vec<u8>>, std::path::PathBuf)>,
+);
+
+/// The TLS clients of one config load, by trust settings, shared by every
+/// unit that speaks TLS (a [`super::LoadScope`] cache).
+#[derive(Default)]
+pub struct TlsClients(BTreeMap<TlsKey, Arc<TlsClient>>);
+
+impl TlsClients {
+    /// The client for `settings`, built on first use.
+    pub fn client_for(&mut self, settings: &TlsSettings) -> Result<Arc<TlsClient>, String> {
+        let key = (
+            settings
+                .ca_certs
+                .iter()
+                .map(|c| c.as_ref().to_vec())
+                .collect(),
+            settings.insecure_skip_verify,
+            settings.server_name.clone(),
+            settings.min_version == TlsMinVersion::Tls13,
+            settings.client_cert.as_ref().map(|c| {
+                (
+                    c.pair.cert.iter().map(|d| d.as_ref().to_vec()).collect(),
+                    c.key_file.clone(),
+                )
+            }),
+        );
+        if let Some(client) = self.0.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(TlsClient::new(settings).map_err(|e| e.to_string())?);
+        self.0.insert(key, client.clone());
+        Ok(client)
     }
 }
 
