@@ -3,7 +3,7 @@
 //!
 //! - `ok.example.` A 127.0.0.1 and 127.0.0.2 (TTL 300), authority NS
 //!   `ns.example.`, additional A 127.0.0.53 for it;
-//! - `mx.example.` MX 10 `mail.example.`;
+//! - `mx.example.` MX 10 `mail.example.`; `example.` SOA;
 //! - `big.example.` 40 TXT records: over UDP the answer is cut (TC set, no
 //!   records), over TCP it is whole;
 //! - `slow.example.` is never answered;
@@ -47,6 +47,22 @@ fn a(owner: &str, ip: [u8; 4]) -> Record {
     Record::from_rdata(name(owner), 300, RData::A(A(Ipv4Addr::from(ip))))
 }
 
+fn soa() -> Record {
+    Record::from_rdata(
+        name("example."),
+        300,
+        RData::SOA(SOA::new(
+            name("ns.example."),
+            name("hostmaster.example."),
+            SERIAL,
+            3600,
+            600,
+            86400,
+            300,
+        )),
+    )
+}
+
 /// The answer to `query` as this server gives it over `tcp` or UDP;
 /// `None` for a query it leaves unanswered.
 fn respond(query: &Message, tcp: bool) -> Option<Message> {
@@ -72,6 +88,9 @@ fn respond(query: &Message, tcp: bool) -> Option<Message> {
             ));
             reply.add_additional(a("ns.example.", [127, 0, 0, 53]));
         }
+        ("example.", RecordType::SOA) => {
+            reply.add_answer(soa());
+        }
         ("mx.example.", RecordType::MX) => {
             reply.add_answer(Record::from_rdata(
                 name("mx.example."),
@@ -95,19 +114,7 @@ fn respond(query: &Message, tcp: bool) -> Option<Message> {
         ("ok.example." | "mx.example.", _) => {}
         _ => {
             reply.set_response_code(ResponseCode::NXDomain);
-            reply.add_name_server(Record::from_rdata(
-                name("example."),
-                300,
-                RData::SOA(SOA::new(
-                    name("ns.example."),
-                    name("hostmaster.example."),
-                    SERIAL,
-                    3600,
-                    600,
-                    86400,
-                    300,
-                )),
-            ));
+            reply.add_name_server(soa());
         }
     }
     Some(reply)
@@ -120,7 +127,9 @@ pub fn start() -> DnsServer {
     // the port is taken on the TCP side).
     let (udp, tcp) = rt().block_on(async {
         for _ in 0..20 {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+            let udp = UdpSocket::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             let port = udp.local_addr().map(|a| a.port()).unwrap_or_default();
             if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
                 return (udp, tcp);

@@ -46,11 +46,14 @@ impl Engine {
         let toml = format!(
             "[plugins.http-health]\npath = {:?}\n\n[plugins.icmp]\npath = {:?}\n\n\
              [plugins.treaty-kpis]\npath = {:?}\n\n[plugins.anchor-job]\npath = {:?}\n\n\
+             [plugins.tcp]\npath = {:?}\n\n[plugins.dns]\npath = {:?}\n\n\
              [plugins.misbehave]\npath = {:?}\n\n",
             wasm("plugins", "http-health"),
             wasm("plugins", "icmp"),
             wasm("plugins", "treaty-kpis"),
             wasm("plugins", "anchor-job"),
+            wasm("plugins", "tcp"),
+            wasm("plugins", "dns"),
             wasm("fixtures", "misbehave"),
         );
         Engine {

@@ -14,6 +14,7 @@
     reason = "a failed expectation in a test harness is a test failure"
 )]
 
+mod dns_server;
 mod harness;
 mod netns;
 mod targets;
@@ -24,6 +25,7 @@ mod blackbox_compat;
 mod config_errors;
 mod container;
 mod demo;
+mod dns;
 mod endpoints;
 mod hostile_clients;
 mod hostile_loading;
@@ -38,5 +40,6 @@ mod prometheus_server;
 mod reload;
 mod rules;
 mod sandbox;
+mod tcp;
 mod treaty;
 mod web_security;

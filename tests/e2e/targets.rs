@@ -149,7 +149,7 @@ async fn serve_plain(listener: TcpListener, connections: Arc<AtomicUsize>) {
     }
 }
 
-fn bind() -> (TcpListener, SocketAddr) {
+pub fn bind() -> (TcpListener, SocketAddr) {
     let listener = rt()
         .block_on(TcpListener::bind("127.0.0.1:0"))
         .unwrap_or_else(|e| panic!("bind: {e}"));
@@ -268,7 +268,9 @@ pub fn https_h2(pki: &TestPki) -> Target {
     https_serving(pki, true, false)
 }
 
-fn https_serving(pki: &TestPki, h2: bool, client_auth: bool) -> Target {
+/// A TLS server config with `pki`'s leaf, demanding a client certificate
+/// of its CA when `client_auth`.
+pub fn server_tls(pki: &TestPki, client_auth: bool) -> rustls::ServerConfig {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = vec![
@@ -300,9 +302,13 @@ fn https_serving(pki: &TestPki, h2: bool, client_auth: bool) -> Target {
     } else {
         config.with_no_client_auth()
     };
-    let mut config = config
+    config
         .with_single_cert(certs, key)
-        .unwrap_or_else(|e| panic!("tls: {e}"));
+        .unwrap_or_else(|e| panic!("tls: {e}"))
+}
+
+fn https_serving(pki: &TestPki, h2: bool, client_auth: bool) -> Target {
+    let mut config = server_tls(pki, client_auth);
     config.alpn_protocols = if h2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
