@@ -43,8 +43,12 @@ fn built(plugin: &str, script: &str, source: &str) -> PathBuf {
         // The script writes a temporary file and renames it, so a
         // concurrent test process never loads half a plugin.
         let started = std::time::Instant::now();
+        // The source's directory: the scripts build whatever it holds.
+        let dir = root.join(source);
+        let dir = dir.parent().unwrap_or(&root);
         let status = Command::new(&script)
             .arg(&out)
+            .arg(dir)
             .status()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
         assert!(status.success(), "{} failed: {status}", script.display());
@@ -79,6 +83,13 @@ fn python() -> Lang {
             })
             .clone(),
     }
+}
+
+fn python_redis() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| built("py-redis", "build-python-plugin", "plugins/python-redis/app.py"))
+        .clone()
 }
 
 fn javascript() -> Lang {
@@ -226,4 +237,98 @@ fn refuses_a_probe_without_its_keyword(lang: &Lang) {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("probes.bad.config"), "{stderr}");
     assert!(stderr.contains("keyword"), "{stderr}");
+}
+
+/// A Redis server in miniature: `AUTH` with one password, then `PING` is
+/// answered `+PONG`; without `AUTH` it answers `-NOAUTH`.
+fn redis(password: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (listener, addr) = targets::bind();
+    targets::rt().spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                let mut authed = false;
+                loop {
+                    // A RESP array: `*N`, then `$len` and the word, N times.
+                    let mut line = String::new();
+                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let n: usize = line.trim().trim_start_matches('*').parse().unwrap_or(0);
+                    let mut words = Vec::new();
+                    for _ in 0..n * 2 {
+                        line.clear();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if !line.starts_with('$') {
+                            words.push(line.trim_end().to_string());
+                        }
+                    }
+                    let reply: &[u8] = match words.first().map(String::as_str) {
+                        Some("AUTH") if words.get(1).map(String::as_str) == Some(password) => {
+                            authed = true;
+                            b"+OK\r\n"
+                        }
+                        Some("AUTH") => b"-WRONGPASS invalid password\r\n",
+                        Some("PING") if authed => b"+PONG\r\n",
+                        Some("PING") => b"-NOAUTH Authentication required.\r\n",
+                        _ => b"-ERR unknown command\r\n",
+                    };
+                    if stream.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A Python plugin speaks a TCP protocol through the host's `tcp`
+/// capability, with a credential from `secrets`: Redis `AUTH` and `PING`.
+#[test]
+fn a_python_plugin_pings_redis_over_the_tcp_capability() {
+    let server = redis("s3cret");
+    let path = python_redis();
+    let probe = |name: &str, secret: &str| {
+        format!(
+            "[probes.{name}]\nplugin = \"py-redis\"\nschedule = \"* * * * * *\"\ntarget = \"{server}\"\nallow = [\"tcp://{server}\"]\nsecrets = {{ password = {{ env = \"{secret}\" }} }}\n"
+        )
+    };
+    let e = Engine::new()
+        .raw(&format!("[plugins.py-redis]\npath = {path:?}\n"))
+        .env("WASMPROBE_TEST_REDIS_GOOD", "s3cret")
+        .env("WASMPROBE_TEST_REDIS_BAD", "wrong")
+        .raw(&probe("redis", "WASMPROBE_TEST_REDIS_GOOD"))
+        .raw(&probe("redis_bad_password", "WASMPROBE_TEST_REDIS_BAD"))
+        .start();
+    let s = e.wait_for("a run of both", WAIT, |s| {
+        ["redis", "redis_bad_password"]
+            .iter()
+            .all(|p| s.get("pyredis_up", &[("probe", p)]).is_some())
+    });
+    assert_eq!(
+        s.value("probe_success", &[("probe", "redis")]),
+        1.0,
+        "{}\n{}",
+        s.text,
+        e.log()
+    );
+    assert_eq!(s.value("pyredis_up", &[("probe", "redis")]), 1.0);
+    assert!(s.value("pyredis_ping_seconds", &[("probe", "redis")]) > 0.0);
+    assert_eq!(
+        s.value("probe_success", &[("probe", "redis_bad_password")]),
+        0.0
+    );
+    assert!(
+        s.value(
+            "wasmprobe_probe_host_calls_total",
+            &[("probe", "redis"), ("capability", "tcp")]
+        ) >= 5.0
+    );
+    let status = crate::harness::get(&e.url("/"), None).body;
+    assert!(status.contains("AUTH refused"), "{status}");
+    assert!(!status.contains("s3cret"), "{status}");
 }
