@@ -35,6 +35,8 @@ const WIT: &[(&str, &str)] = &[
     ("wit/state.wit", include_str!("../../wit/state.wit")),
     ("wit/http.wit", include_str!("../../wit/http.wit")),
     ("wit/icmp.wit", include_str!("../../wit/icmp.wit")),
+    ("wit/tcp.wit", include_str!("../../wit/tcp.wit")),
+    ("wit/dns.wit", include_str!("../../wit/dns.wit")),
     ("wit/secrets.wit", include_str!("../../wit/secrets.wit")),
 ];
 

@@ -2,8 +2,9 @@
 //! test a plugin deterministically with no network.
 //!
 //! `wasmprobe probe --record FILE` keeps every call a capability routes
-//! through [`Tape::around`] (today `http.send`, `http.send-batch` and
-//! `icmp.echo`) with its answer; `--replay FILE` answers the same calls
+//! through [`Tape::around`] (`http.send`, `http.send-batch`,
+//! `icmp.echo`, `dns.query`, and each call of a `tcp` conversation, keyed
+//! by the connection's number in the run) with its answer; `--replay FILE` answers the same calls
 //! from the file, in order, and never opens a socket. A call that differs from the recording gets an error value
 //! naming the difference, and the command fails. Secret values a run read
 //! are written as `[redacted]`, and compared that way on replay.

@@ -905,4 +905,39 @@ mod tests {
         }
         let _again = connect(&mut many, &addr.to_string()).await;
     }
+
+    #[tokio::test]
+    async fn a_recorded_conversation_replays_without_a_socket() {
+        let (addr, accepted) = server(b"220 ready\r\n").await;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("tape.json");
+        let recorder = Arc::new(Tape::recorder());
+        let conversation = |mut ctx: TcpContext| async move {
+            let c = connect(&mut ctx, &addr.to_string()).await;
+            let rep = || Resource::<Connection>::new_borrow(c.rep());
+            let banner = ctx.receive(rep(), 1024, Some(b"\r\n".to_vec()), None).await;
+            let sent = ctx.send(rep(), b"NOOP\r\n".to_vec()).await;
+            let echo = ctx.receive(rep(), 1024, Some(b"\r\n".to_vec()), None).await;
+            let data = |r: wasmtime::Result<Result<Received, TcpError>>| match r {
+                Ok(Ok(r)) => r.data,
+                other => panic!("{other:?}"),
+            };
+            assert!(matches!(sent, Ok(Ok(()))));
+            (data(banner), data(echo))
+        };
+        let mut live = context(Some(grant(&format!("tcp://{addr}"))));
+        live.run.tape = Some(recorder.clone());
+        let recorded = conversation(live).await;
+        assert_eq!(recorded, (b"220 ready\r\n".to_vec(), b"NOOP\r\n".to_vec()));
+        recorder
+            .save(&path, "p", "t")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        let (player, _) = Tape::player(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut replay = context(None);
+        replay.run.tape = Some(Arc::new(player));
+        assert_eq!(conversation(replay).await, recorded);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "the replay opened no socket");
+    }
 }
