@@ -1,6 +1,7 @@
-//! Every metric Debian's prometheus-blackbox-exporter emits for an HTTP
-//! and an HTTPS probe of a local target is emitted by http-health with the
-//! same type and label names.
+//! Every metric Debian's prometheus-blackbox-exporter emits for a probe of
+//! a local target is emitted by the matching plugin with the same type and
+//! label names, and both agree on `probe_success`: http-health for HTTP and
+//! HTTPS, tcp for a plain connect and TLS, dns for a UDP and a TCP query.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -91,28 +92,129 @@ fn http_health_covers_blackbox_exporters_http_prober() {
             ours.text
         );
 
-        let ours_shape = shape(&ours);
-        let mut missing = Vec::new();
-        for (name, kind, labels) in shape(&theirs) {
-            match ours_shape.iter().find(|(n, _, _)| *n == name) {
-                None => missing.push(format!("{name} ({kind}) is not emitted")),
-                Some((_, k, l)) if *k != kind || *l != labels => {
-                    missing.push(format!("{name}: theirs {kind} {labels:?}, ours {k} {l:?}"))
-                }
-                Some(_) => {}
+        covers(&target, &theirs, &ours);
+    }
+}
+
+/// Asserts every family of `theirs` is in `ours` with its type and labels.
+fn covers(target: &str, theirs: &Scrape, ours: &Scrape) {
+    let ours_shape = shape(ours);
+    let mut missing = Vec::new();
+    for (name, kind, labels) in shape(theirs) {
+        match ours_shape.iter().find(|(n, _, _)| *n == name) {
+            None => missing.push(format!("{name} ({kind}) is not emitted")),
+            Some((_, k, l)) if *k != kind || *l != labels => {
+                missing.push(format!("{name}: theirs {kind} {labels:?}, ours {k} {l:?}"))
             }
+            Some(_) => {}
         }
-        assert!(
-            missing.is_empty(),
-            "{target}:\n{}\n--- blackbox ---\n{}\n--- ours ---\n{}",
-            missing.join("\n"),
-            theirs.text,
+    }
+    assert!(
+        missing.is_empty(),
+        "{target}:\n{}\n--- blackbox ---\n{}\n--- ours ---\n{}",
+        missing.join("\n"),
+        theirs.text,
+        ours.text
+    );
+    println!(
+        "{target}: all {} blackbox_exporter families matched ({} emitted by ours)",
+        theirs.families.len(),
+        ours.families.len()
+    );
+}
+
+/// One module probed by both exporters; returns (theirs, ours).
+fn both(bb_port: u16, e: &crate::harness::Running, module: &str, target: &str) -> (Scrape, Scrape) {
+    let theirs = get(
+        &format!("http://127.0.0.1:{bb_port}/probe?module={module}&target={target}"),
+        None,
+    );
+    assert_eq!(theirs.status, 200, "{}", theirs.body);
+    let ours = get(
+        &e.url(&format!("/probe?module={module}&target={target}")),
+        None,
+    );
+    assert_eq!(ours.status, 200, "{}", ours.body);
+    (Scrape::parse(&theirs.body), Scrape::parse(&ours.body))
+}
+
+#[test]
+fn tcp_and_dns_cover_blackbox_exporters_probers() {
+    let pki = targets::pki();
+    let plain = targets::http();
+    let tls = targets::https(&pki);
+    let dns = crate::dns_server::start();
+    let engine = Engine::new();
+    let ca = engine.file("ca.pem", &pki.ca_pem);
+    let bb_config = engine.file(
+        "blackbox.yml",
+        &format!(
+            "modules:\n  tcp_connect:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n  tcp_tls:\n    prober: tcp\n    timeout: 5s\n    tcp:\n      preferred_ip_protocol: ip4\n      tls: true\n      tls_config:\n        ca_file: {ca}\n  dns_udp:\n    prober: dns\n    timeout: 5s\n    dns:\n      preferred_ip_protocol: ip4\n      query_name: ok.example\n      query_type: A\n  dns_tcp:\n    prober: dns\n    timeout: 5s\n    dns:\n      preferred_ip_protocol: ip4\n      transport_protocol: tcp\n      query_name: ok.example\n      query_type: A\n",
+            ca = ca.display()
+        ),
+    );
+    let allow = format!(
+        "allow = [\"tcp://{}\", \"tcp://{}\", \"dns://{}\"]",
+        plain.addr, tls.addr, dns.addr
+    );
+    let e = engine
+        .probe(
+            "tcp_connect",
+            &format!("plugin = \"tcp\"\n{allow}\n[probes.tcp_connect.config]\npreferred_ip_protocol = \"ip4\""),
+        )
+        .probe(
+            "tcp_tls",
+            &format!("plugin = \"tcp\"\n{allow}\ntls = {{ ca_file = {ca:?} }}\n[probes.tcp_tls.config]\npreferred_ip_protocol = \"ip4\"\ntls = true"),
+        )
+        .probe(
+            "dns_udp",
+            &format!("plugin = \"dns\"\n{allow}\n[probes.dns_udp.config]\npreferred_ip_protocol = \"ip4\"\nquery_name = \"ok.example\"\nquery_type = \"A\""),
+        )
+        .probe(
+            "dns_tcp",
+            &format!("plugin = \"dns\"\n{allow}\n[probes.dns_tcp.config]\npreferred_ip_protocol = \"ip4\"\ntransport_protocol = \"tcp\"\nquery_name = \"ok.example\"\nquery_type = \"A\""),
+        )
+        .start();
+    let port = free_port();
+    let _bb = start_blackbox(&bb_config, port);
+    for (module, target) in [
+        ("tcp_connect", plain.addr.to_string()),
+        ("tcp_tls", tls.addr.to_string()),
+        ("dns_udp", dns.addr.to_string()),
+        ("dns_tcp", dns.addr.to_string()),
+    ] {
+        let (theirs, ours) = both(port, &e, module, &target);
+        assert_eq!(
+            theirs.value("probe_success", &[]),
+            1.0,
+            "{module}: {}",
+            theirs.text
+        );
+        assert_eq!(
+            ours.value("probe_success", &[("probe", module)]),
+            1.0,
+            "{module}: {}",
             ours.text
         );
-        println!(
-            "{target}: all {} blackbox_exporter families matched ({} emitted by http-health)",
-            theirs.families.len(),
-            ours.families.len()
-        );
+        covers(module, &theirs, &ours);
+        if module.starts_with("dns") {
+            for rrs in [
+                "probe_dns_answer_rrs",
+                "probe_dns_authority_rrs",
+                "probe_dns_additional_rrs",
+            ] {
+                assert_eq!(
+                    theirs.value(rrs, &[]),
+                    ours.value(rrs, &[("probe", module)]),
+                    "{module} {rrs}"
+                );
+            }
+        }
+        if module == "tcp_tls" {
+            assert_eq!(
+                theirs.value("probe_ssl_earliest_cert_expiry", &[]),
+                ours.value("probe_ssl_earliest_cert_expiry", &[("probe", module)])
+            );
+        }
     }
 }
