@@ -20,8 +20,14 @@ wasmtime::component::bindgen!({
         default: async,
     },
     with: {
-        "wasmprobe:plugin/tcp.connection": crate::hostcalls::tcp::Connection,
+        "wasmprobe:plugin/tcp.connection": TcpConnection,
     },
     // Recordings (`wasmprobe probe --record`) store host calls as JSON.
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
+
+/// A `tcp` connection as the plugin holds it: only the connection's number
+/// in the run. The run's `tcp` unit owns the socket under that number, so
+/// the bindings need no type of the unit's.
+#[derive(Debug)]
+pub struct TcpConnection;

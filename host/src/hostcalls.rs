@@ -137,6 +137,36 @@ impl CallScope {
     pub fn deadline(&self) -> Instant {
         self.deadline.unwrap_or_else(Instant::now)
     }
+
+    /// [`crate::egress::admit`] by `at`, with an allow-list refusal counted
+    /// for the probe: what a networked unit does before it connects. Not
+    /// resolving in time is a DNS refusal.
+    pub async fn admit(
+        &self,
+        allow: &crate::egress::AllowList,
+        dest: &crate::egress::Destination,
+        port: u16,
+        preference: (
+            Option<crate::bindings::wasmprobe::plugin::types::IpProtocol>,
+            bool,
+        ),
+        at: tokio::time::Instant,
+    ) -> Result<crate::egress::Admitted, crate::egress::Refusal> {
+        use crate::egress::Refusal;
+        let started = Instant::now();
+        let admitted = crate::egress::admit(allow, dest, port, preference.0, preference.1);
+        match tokio::time::timeout_at(at, admitted).await {
+            Ok(Err(refusal @ Refusal::Denied { .. })) => {
+                self.usage.refused(RefusalReason::AllowList);
+                Err(refusal)
+            }
+            Ok(result) => result,
+            Err(_) => Err(Refusal::Dns {
+                message: format!("{}: deadline passed while resolving", dest.host),
+                resolve: started.elapsed().as_secs_f64(),
+            }),
+        }
+    }
 }
 
 impl RunScope {

@@ -47,6 +47,7 @@ impl Engine {
             "[plugins.http-health]\npath = {:?}\n\n[plugins.icmp]\npath = {:?}\n\n\
              [plugins.treaty-kpis]\npath = {:?}\n\n[plugins.anchor-job]\npath = {:?}\n\n\
              [plugins.tcp]\npath = {:?}\n\n[plugins.dns]\npath = {:?}\n\n\
+             [plugins.grpc]\npath = {:?}\n\n\
              [plugins.misbehave]\npath = {:?}\n\n",
             wasm("plugins", "http-health"),
             wasm("plugins", "icmp"),
@@ -54,6 +55,7 @@ impl Engine {
             wasm("plugins", "anchor-job"),
             wasm("plugins", "tcp"),
             wasm("plugins", "dns"),
+            wasm("plugins", "grpc"),
             wasm("fixtures", "misbehave"),
         );
         Engine {

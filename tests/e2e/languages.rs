@@ -88,7 +88,13 @@ fn python() -> Lang {
 fn python_redis() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| built("py-redis", "build-python-plugin", "plugins/python-redis/app.py"))
+        .get_or_init(|| {
+            built(
+                "py-redis",
+                "build-python-plugin",
+                "plugins/python-redis/app.py",
+            )
+        })
         .clone()
 }
 

@@ -15,6 +15,7 @@
 )]
 
 mod dns_server;
+mod grpc_server;
 mod harness;
 mod netns;
 mod targets;
@@ -27,6 +28,7 @@ mod container;
 mod demo;
 mod dns;
 mod endpoints;
+mod grpc;
 mod hostile_clients;
 mod hostile_loading;
 mod hostile_plugins;

@@ -24,12 +24,12 @@ use tokio::time::timeout_at;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::tape::{Tape, TapedCall};
-use super::{Budget, CallScope, Capability, LoadScope, RefusalReason, RunScope, Usage};
+use super::{Budget, CallScope, Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::dns::{
     self as wit, Answer, DnsError, DnsTimings, ErrorKind, Host, Request, ResourceRecord, Transport,
 };
 use crate::config::ProbeConfig;
-use crate::egress::{self, AllowList, Destination, Refusal, protocol_of};
+use crate::egress::{AllowList, Destination, Refusal, protocol_of};
 
 /// Largest UDP answer accepted (the EDNS payload size offered).
 const UDP_PAYLOAD: u16 = 4096;
@@ -252,38 +252,19 @@ impl DnsGrant {
                 .min(Instant::now() + Duration::from_millis(ms)),
             None => run.deadline(),
         });
-        let admitted = timeout_at(
-            at,
-            egress::admit(
-                &self.allow,
-                &dest,
-                port,
-                req.preferred_ip_protocol,
-                req.ip_protocol_fallback,
-            ),
-        )
-        .await;
-        let ip = match admitted {
-            Ok(Ok(a)) => {
+        let preference = (req.preferred_ip_protocol, req.ip_protocol_fallback);
+        let ip = match run.admit(&self.allow, &dest, port, preference, at).await {
+            Ok(a) => {
                 timings.resolve = a.resolve;
                 a.ip
             }
-            Ok(Err(Refusal::Denied { message, resolve })) => {
-                run.usage.refused(RefusalReason::AllowList);
-                timings.resolve = resolve;
-                return Err(fail(ErrorKind::Denied, message, None, timings));
-            }
-            Ok(Err(Refusal::Dns { message, resolve })) => {
-                timings.resolve = resolve;
-                return Err(fail(ErrorKind::Resolve, message, None, timings));
-            }
-            Err(_) => {
-                return Err(fail(
-                    ErrorKind::Timeout,
-                    "deadline passed resolving the server",
-                    None,
-                    timings,
-                ));
+            Err(refusal) => {
+                timings.resolve = refusal.resolve_seconds();
+                let kind = match refusal {
+                    Refusal::Denied { .. } => ErrorKind::Denied,
+                    Refusal::Dns { .. } => ErrorKind::Resolve,
+                };
+                return Err(fail(kind, refusal.message(), None, timings));
             }
         };
         let addr = SocketAddr::new(ip, port);

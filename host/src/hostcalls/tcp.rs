@@ -22,18 +22,19 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout_at;
-use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, Resource};
 
 use super::tape::{Tape, TapedCall};
 use super::tls::{TlsClient, TlsClients};
-use super::{Budget, CallScope, Capability, LoadScope, RefusalReason, RunScope};
+use super::{Budget, CallScope, Capability, LoadScope, RunScope};
+use crate::bindings::TcpConnection;
 use crate::bindings::wasmprobe::plugin::http::TlsInfo;
 use crate::bindings::wasmprobe::plugin::tcp::{
     self as wit, ConnectInfo, ConnectRequest, ConnectTimings, ErrorKind, Host, HostConnection,
     Received, TcpError,
 };
 use crate::config::ProbeConfig;
-use crate::egress::{self, AllowList, DestHost, Destination, Refusal, protocol_of};
+use crate::egress::{AllowList, DestHost, Destination, Refusal, protocol_of};
 
 /// Most connections one run holds open at once.
 pub const MAX_OPEN: usize = 16;
@@ -53,22 +54,37 @@ pub struct TcpGrant {
 #[derive(Debug)]
 pub struct Tcp;
 
-/// One run's `tcp`: its grant and its open connections.
+/// One run's `tcp`: its grant and its open connections, by number. The
+/// plugin's `connection` handle is that number; dropping the run's store
+/// drops the map, and with it every socket.
 pub struct TcpContext {
     grant: Option<Arc<TcpGrant>>,
     run: CallScope,
-    table: ResourceTable,
-    /// Connections opened so far (their number on tape).
+    connections: std::collections::HashMap<u32, Connection>,
+    /// Connections opened so far (the next one's number, as taped).
     opened: u32,
-    open: usize,
 }
 
 impl std::fmt::Debug for TcpContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpContext")
             .field("opened", &self.opened)
-            .field("open", &self.open)
+            .field("open", &self.connections.len())
             .finish_non_exhaustive()
+    }
+}
+
+impl TcpContext {
+    /// The connection behind a handle the plugin holds. The component
+    /// model lets a plugin hold only handles this unit made, so a missing
+    /// one is a host bug: it traps.
+    fn connection(
+        &mut self,
+        handle: &Resource<TcpConnection>,
+    ) -> wasmtime::Result<&mut Connection> {
+        self.connections
+            .get_mut(&handle.rep())
+            .ok_or_else(|| wasmtime::Error::msg("tcp: unknown connection handle"))
     }
 }
 
@@ -97,7 +113,7 @@ impl Stream {
     }
 }
 
-/// One connection of a run: the guest's `connection` resource.
+/// One connection of a run, behind the plugin's `connection` handle.
 pub struct Connection {
     /// Its number in the run, as taped.
     id: u32,
@@ -146,9 +162,8 @@ impl Capability for Tcp {
         TcpContext {
             grant: grant.cloned(),
             run: run.calls(),
-            table: ResourceTable::new(),
+            connections: std::collections::HashMap::new(),
             opened: 0,
-            open: 0,
         }
     }
 
@@ -267,40 +282,21 @@ impl TcpGrant {
         };
         let port = dest.port.unwrap_or_default();
         let at = deadline(run, req.timeout_ms);
-        let admitted = timeout_at(
-            at,
-            egress::admit(
-                &self.allow,
-                &dest,
-                port,
-                req.preferred_ip_protocol,
-                req.ip_protocol_fallback,
-            ),
-        )
-        .await;
-        let ip = match admitted {
-            Ok(Ok(a)) => {
+        let preference = (req.preferred_ip_protocol, req.ip_protocol_fallback);
+        let ip = match run.admit(&self.allow, &dest, port, preference, at).await {
+            Ok(a) => {
                 timings.resolve = a.resolve;
                 a.ip
             }
-            Ok(Err(refusal)) => {
-                let (kind, resolve) = match &refusal {
-                    Refusal::Denied { resolve, .. } => {
-                        run.usage.refused(RefusalReason::AllowList);
-                        (ErrorKind::Denied, *resolve)
-                    }
-                    Refusal::Dns { resolve, .. } => (ErrorKind::Dns, *resolve),
+            Err(refusal) => {
+                timings.resolve = refusal.resolve_seconds();
+                let kind = match refusal {
+                    Refusal::Denied { .. } => ErrorKind::Denied,
+                    Refusal::Dns { .. } => ErrorKind::Dns,
                 };
-                timings.resolve = resolve;
                 let mut e = fail(kind, refusal.message());
                 e.timings = timings;
                 return (Err(e), None);
-            }
-            Err(_) => {
-                return (
-                    Err(fail(ErrorKind::Timeout, "deadline passed while resolving")),
-                    None,
-                );
             }
         };
         if let Err(spent) = run.usage.take(Budget::Requests, 1) {
@@ -383,9 +379,9 @@ impl Host for TcpContext {
     async fn connect(
         &mut self,
         req: ConnectRequest,
-    ) -> wasmtime::Result<Result<(Resource<Connection>, ConnectInfo), TcpError>> {
+    ) -> wasmtime::Result<Result<(Resource<TcpConnection>, ConnectInfo), TcpError>> {
         self.run.usage.call(Tcp::NAME);
-        if self.open >= MAX_OPEN {
+        if self.connections.len() >= MAX_OPEN {
             return Ok(Err(fail(
                 ErrorKind::InvalidRequest,
                 format!("a run holds at most {MAX_OPEN} connections open; close one first"),
@@ -425,29 +421,31 @@ impl Host for TcpContext {
             // Replayed: the tape answers this connection's calls.
             None => (None, String::new()),
         };
-        let connection = self.table.push(Connection {
+        self.connections.insert(
             id,
-            host,
-            stream,
-            buffer: Vec::new(),
-            eof: false,
-            closed: false,
-        })?;
+            Connection {
+                id,
+                host,
+                stream,
+                buffer: Vec::new(),
+                eof: false,
+                closed: false,
+            },
+        );
         self.opened += 1;
-        self.open += 1;
-        Ok(Ok((connection, info)))
+        Ok(Ok((Resource::new_own(id), info)))
     }
 }
 
 impl HostConnection for TcpContext {
     async fn send(
         &mut self,
-        conn: Resource<Connection>,
+        conn: Resource<TcpConnection>,
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<(), TcpError>> {
         self.run.usage.call(Tcp::NAME);
         let (run, scope) = (self.run.clone(), self.run.clone());
-        let c = self.table.get_mut(&conn)?;
+        let c = self.connection(&conn)?;
         let call = SendCall {
             connection: c.id,
             data,
@@ -483,7 +481,7 @@ impl HostConnection for TcpContext {
 
     async fn receive(
         &mut self,
-        conn: Resource<Connection>,
+        conn: Resource<TcpConnection>,
         max_bytes: u32,
         delimiter: Option<Vec<u8>>,
         timeout_ms: Option<u64>,
@@ -491,7 +489,7 @@ impl HostConnection for TcpContext {
         self.run.usage.call(Tcp::NAME);
         let (run, scope) = (self.run.clone(), self.run.clone());
         let cap = self.grant.as_ref().map_or(0, |g| g.max_receive);
-        let c = self.table.get_mut(&conn)?;
+        let c = self.connection(&conn)?;
         let call = ReceiveCall {
             connection: c.id,
             max_bytes,
@@ -514,14 +512,14 @@ impl HostConnection for TcpContext {
 
     async fn start_tls(
         &mut self,
-        conn: Resource<Connection>,
+        conn: Resource<TcpConnection>,
         server_name: Option<String>,
         alpn: Vec<String>,
     ) -> wasmtime::Result<Result<TlsInfo, TcpError>> {
         self.run.usage.call(Tcp::NAME);
         let (run, scope) = (self.run.clone(), self.run.clone());
         let grant = self.grant.clone();
-        let c = self.table.get_mut(&conn)?;
+        let c = self.connection(&conn)?;
         let call = StartTlsCall {
             connection: c.id,
             server_name,
@@ -542,18 +540,17 @@ impl HostConnection for TcpContext {
         .await)
     }
 
-    fn close(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
+    fn close(&mut self, conn: Resource<TcpConnection>) -> wasmtime::Result<()> {
         self.run.usage.call(Tcp::NAME);
-        let c = self.table.get_mut(&conn)?;
+        let c = self.connection(&conn)?;
         c.stream = None;
         c.closed = true;
         c.buffer = Vec::new();
         Ok(())
     }
 
-    fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
-        self.table.delete(conn)?;
-        self.open = self.open.saturating_sub(1);
+    fn drop(&mut self, conn: Resource<TcpConnection>) -> wasmtime::Result<()> {
+        self.connections.remove(&conn.rep());
         Ok(())
     }
 }
@@ -738,9 +735,8 @@ mod tests {
                 deadline: Some(Instant::now() + Duration::from_secs(5)),
                 ..CallScope::default()
             },
-            table: ResourceTable::new(),
+            connections: std::collections::HashMap::new(),
             opened: 0,
-            open: 0,
         }
     }
 
@@ -781,7 +777,7 @@ mod tests {
         (addr, accepted)
     }
 
-    async fn connect(ctx: &mut TcpContext, address: &str) -> Resource<Connection> {
+    async fn connect(ctx: &mut TcpContext, address: &str) -> Resource<TcpConnection> {
         match ctx.connect(request(address)).await {
             Ok(Ok((c, info))) => {
                 assert_eq!(info.remote_addr, address);
@@ -820,28 +816,28 @@ mod tests {
             Ok(Ok(r)) => (String::from_utf8_lossy(&r.data).into_owned(), r.delimited),
             other => panic!("{other:?}"),
         };
-        let rep = Resource::<Connection>::new_borrow(c.rep());
+        let rep = Resource::<TcpConnection>::new_borrow(c.rep());
         let first = ctx.receive(rep, 1024, Some(b"\r\n".to_vec()), None).await;
         assert_eq!(line(first), ("220 ready\r\n".into(), true));
-        let rep = Resource::<Connection>::new_borrow(c.rep());
+        let rep = Resource::<TcpConnection>::new_borrow(c.rep());
         let second = ctx.receive(rep, 1024, Some(b"\r\n".to_vec()), None).await;
         assert_eq!(line(second), ("250 first\r\n".into(), true));
-        let rep = Resource::<Connection>::new_borrow(c.rep());
+        let rep = Resource::<TcpConnection>::new_borrow(c.rep());
         let capped = ctx.receive(rep, 4, Some(b"\r\n".to_vec()), None).await;
         assert_eq!(line(capped), ("250 ".into(), false));
-        let rep = Resource::<Connection>::new_borrow(c.rep());
+        let rep = Resource::<TcpConnection>::new_borrow(c.rep());
         let sent = ctx.send(rep, b"PING\n".to_vec()).await;
         assert!(matches!(sent, Ok(Ok(()))), "{sent:?}");
-        let rep = Resource::<Connection>::new_borrow(c.rep());
+        let rep = Resource::<TcpConnection>::new_borrow(c.rep());
         let echoed = ctx
             .receive(rep, 1024, Some(b"PING\n".to_vec()), Some(2000))
             .await;
         assert_eq!(line(echoed), ("second".to_string() + "PING\n", true));
-        let rep = Resource::<Connection>::new_borrow(c.rep());
+        let rep = Resource::<TcpConnection>::new_borrow(c.rep());
         // Plaintext is waiting? No: all was read. A start-tls now would
         // try a handshake with an echo server and fail as TLS.
         let _ = ctx.close(rep);
-        let rep = Resource::<Connection>::new_borrow(c.rep());
+        let rep = Resource::<TcpConnection>::new_borrow(c.rep());
         let after = ctx.send(rep, b"x".to_vec()).await;
         assert_eq!(
             after.ok().and_then(Result::err).map(|e| e.kind),
@@ -859,10 +855,10 @@ mod tests {
         let c = connect(&mut ctx, &addr.to_string()).await;
         // Both lines wait in the socket, so one read takes them together.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let rep = Resource::<Connection>::new_borrow(c.rep());
+        let rep = Resource::<TcpConnection>::new_borrow(c.rep());
         let _ = ctx.receive(rep, 1024, Some(b"\r\n".to_vec()), None).await;
         // The second line arrived with the first and is still buffered.
-        let rep = Resource::<Connection>::new_borrow(c.rep());
+        let rep = Resource::<TcpConnection>::new_borrow(c.rep());
         let tls = ctx.start_tls(rep, None, Vec::new()).await;
         let err = tls.ok().and_then(Result::err);
         assert_eq!(
@@ -914,7 +910,7 @@ mod tests {
         let recorder = Arc::new(Tape::recorder());
         let conversation = |mut ctx: TcpContext| async move {
             let c = connect(&mut ctx, &addr.to_string()).await;
-            let rep = || Resource::<Connection>::new_borrow(c.rep());
+            let rep = || Resource::<TcpConnection>::new_borrow(c.rep());
             let banner = ctx.receive(rep(), 1024, Some(b"\r\n".to_vec()), None).await;
             let sent = ctx.send(rep(), b"NOOP\r\n".to_vec()).await;
             let echo = ctx.receive(rep(), 1024, Some(b"\r\n".to_vec()), None).await;
@@ -938,6 +934,10 @@ mod tests {
         let mut replay = context(None);
         replay.run.tape = Some(Arc::new(player));
         assert_eq!(conversation(replay).await, recorded);
-        assert_eq!(accepted.load(Ordering::SeqCst), 1, "the replay opened no socket");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the replay opened no socket"
+        );
     }
 }

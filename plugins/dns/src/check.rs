@@ -2,8 +2,7 @@
 //! the failure) turns into blackbox_exporter's metrics and a verdict.
 //! Nothing here calls the host, so all of it is tested natively.
 
-use std::net::{IpAddr, SocketAddr};
-
+use wasmprobe_sdk::blackbox::{self, Unreached};
 use wasmprobe_sdk::dns::{self, Answer, DnsError, DnsTimings, ErrorKind, IpProtocol, Request};
 use wasmprobe_sdk::family::{FamilyExt, gauge};
 use wasmprobe_sdk::{MetricFamily, Outcome, Report};
@@ -14,11 +13,7 @@ use crate::rr::{self, Validator};
 /// Every family this plugin emits, with blackbox_exporter's names.
 pub fn families() -> Vec<MetricFamily> {
     vec![
-        gauge(
-            "probe_dns_lookup_time_seconds",
-            "Returns the time taken for probe dns lookup in seconds.",
-        )
-        .unit("seconds"),
+        blackbox::dns_lookup_time_family(),
         gauge(
             "probe_dns_duration_seconds",
             "Duration of DNS request by phase.",
@@ -42,14 +37,8 @@ pub fn families() -> Vec<MetricFamily> {
             "Displays whether or not the query was executed successfully.",
         ),
         gauge("probe_dns_serial", "Returns the serial number of the zone."),
-        gauge(
-            "probe_ip_protocol",
-            "Specifies whether probe ip protocol is IP4 or IP6.",
-        ),
-        gauge(
-            "probe_ip_addr_hash",
-            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
-        ),
+        blackbox::ip_protocol_family(),
+        blackbox::ip_addr_hash_family(),
     ]
 }
 
@@ -208,7 +197,7 @@ fn phases(out: &mut Outcome, t: &DnsTimings) {
     ] {
         out.push("probe_dns_duration_seconds", &[("phase", phase)], v);
     }
-    out.set("probe_dns_lookup_time_seconds", t.resolve);
+    blackbox::set_dns_lookup_time(out, t.resolve);
 }
 
 /// Section sizes; 0 without an answer, as blackbox_exporter reports them.
@@ -222,32 +211,7 @@ fn counts(out: &mut Outcome, answer: Option<&Answer>) {
 /// `probe_ip_protocol` and `probe_ip_addr_hash` of the server, 0 when it
 /// was never reached (blackbox_exporter registers them before resolving).
 fn address(out: &mut Outcome, server: Option<&str>, protocol: Option<IpProtocol>) {
-    let ip = server.and_then(|s| {
-        s.parse::<SocketAddr>()
-            .map(|a| a.ip())
-            .or_else(|_| s.trim_matches(['[', ']']).parse::<IpAddr>())
-            .ok()
-    });
-    let protocol = protocol.or(ip.map(|ip| match ip {
-        IpAddr::V4(_) => IpProtocol::Ip4,
-        IpAddr::V6(_) => IpProtocol::Ip6,
-    }));
-    out.set(
-        "probe_ip_protocol",
-        match protocol {
-            Some(IpProtocol::Ip4) => 4.0,
-            Some(IpProtocol::Ip6) => 6.0,
-            None => 0.0,
-        },
-    )
-    // Hashed, not labelled: a change of address shows without a series
-    // per address. Same hash as the other bundled plugins.
-    .set(
-        "probe_ip_addr_hash",
-        ip.map_or(0.0, |ip| {
-            f64::from(crc32fast::hash(ip.to_string().as_bytes()))
-        }),
-    );
+    blackbox::set_address(out, server, protocol, Unreached::Zero);
 }
 
 fn error_text(e: &DnsError) -> String {

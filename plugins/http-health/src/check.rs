@@ -3,6 +3,7 @@
 //! here calls the host, so all of it is tested natively.
 
 use regex::Regex;
+use wasmprobe_sdk::blackbox::{self, LastChainExpiry, TlsStyle, Unreached};
 use wasmprobe_sdk::family::{FamilyExt, gauge};
 use wasmprobe_sdk::http::{self, HttpError, HttpVersion, IpProtocol, Request, Response, TlsInfo};
 use wasmprobe_sdk::{MetricFamily, Outcome, Report};
@@ -11,7 +12,7 @@ use crate::config::{self, Compression, Config};
 
 /// Every family this plugin emits, with blackbox_exporter's names.
 pub fn families() -> Vec<MetricFamily> {
-    vec![
+    let mut families = vec![
         gauge(
             "probe_http_duration_seconds",
             "Duration of the HTTP request by phase, summed over all redirects.",
@@ -48,43 +49,10 @@ pub fn families() -> Vec<MetricFamily> {
             "Returns the Last-Modified HTTP response header in unixtime.",
         )
         .unit("seconds"),
-        gauge(
-            "probe_dns_lookup_time_seconds",
-            "Returns the time taken for probe dns lookup in seconds.",
-        )
-        .unit("seconds"),
-        gauge(
-            "probe_ip_protocol",
-            "Specifies whether probe ip protocol is IP4 or IP6.",
-        ),
-        gauge(
-            "probe_ip_addr_hash",
-            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
-        ),
-        gauge(
-            "probe_ssl_earliest_cert_expiry",
-            "Returns last SSL chain expiry in unixtime.",
-        ),
-        gauge(
-            "probe_ssl_last_chain_expiry_timestamp_seconds",
-            "Returns last SSL chain expiry in timestamp.",
-        )
-        .unit("seconds"),
-        gauge(
-            "probe_ssl_last_chain_info",
-            "Contains SSL leaf certificate information.",
-        )
-        .labels(&[
-            "fingerprint_sha256",
-            "subject",
-            "issuer",
-            "subjectalternative",
-        ]),
-        gauge(
-            "probe_tls_version_info",
-            "Returns the TLS version used or NaN when unknown.",
-        )
-        .labels(&["version"]),
+    ];
+    families.extend(blackbox::address_families());
+    families.extend(blackbox::tls_families(TLS));
+    families.extend([
         gauge(
             "probe_tls_cipher_info",
             "Returns the TLS cipher suite negotiated.",
@@ -94,8 +62,16 @@ pub fn families() -> Vec<MetricFamily> {
             "probe_tls_certificate_verified",
             "Whether the server's certificate chain verified against the trusted roots.",
         ),
-    ]
+    ]);
+    families
 }
+
+/// The TLS families as http-health has always reported them: the chain's
+/// expiry whether or not it verified, certificate text uncut.
+const TLS: TlsStyle = TlsStyle {
+    last_chain_expiry: LastChainExpiry::Always,
+    cut_long_labels: false,
+};
 
 /// A config with its regular expressions compiled.
 #[derive(Debug)]
@@ -355,58 +331,17 @@ fn phases(out: &mut Outcome, t: &http::PhaseTimings) {
     ] {
         out.push("probe_http_duration_seconds", &[("phase", phase)], v);
     }
-    out.set("probe_dns_lookup_time_seconds", t.resolve);
+    blackbox::set_dns_lookup_time(out, t.resolve);
 }
 
+/// The address facts only once an address was reached: left out before,
+/// as http-health has always done.
 fn address(out: &mut Outcome, addr: Option<&str>, protocol: Option<IpProtocol>) {
-    if let Some(p) = protocol {
-        out.set(
-            "probe_ip_protocol",
-            match p {
-                IpProtocol::Ip4 => 4.0,
-                IpProtocol::Ip6 => 6.0,
-            },
-        );
-    }
-    if let Some(addr) = addr {
-        // The address without its port, hashed: a change of address is
-        // visible without making the address a label.
-        let ip = addr
-            .rsplit_once(':')
-            .map_or(addr, |(ip, _)| ip)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        out.set(
-            "probe_ip_addr_hash",
-            f64::from(crc32fast::hash(ip.as_bytes())),
-        );
-    }
+    blackbox::set_address(out, addr, protocol, Unreached::Omit);
 }
 
 fn tls_facts(out: &mut Outcome, tls: &TlsInfo) {
-    if let Some(earliest) = tls.chain.iter().map(|c| c.not_after).min() {
-        out.set("probe_ssl_earliest_cert_expiry", earliest as f64)
-            .set(
-                "probe_ssl_last_chain_expiry_timestamp_seconds",
-                earliest as f64,
-            );
-    }
-    if let Some(leaf) = tls.chain.first() {
-        let sans = leaf.subject_alt_names.join(",");
-        out.push(
-            "probe_ssl_last_chain_info",
-            &[
-                ("fingerprint_sha256", &leaf.fingerprint_sha256),
-                ("subject", &leaf.subject),
-                ("issuer", &leaf.issuer),
-                ("subjectalternative", &sans),
-            ],
-            1.0,
-        );
-    }
-    if !tls.version.is_empty() {
-        out.push("probe_tls_version_info", &[("version", &tls.version)], 1.0);
-    }
+    blackbox::set_tls(out, tls, TLS);
     if !tls.cipher.is_empty() {
         out.push("probe_tls_cipher_info", &[("cipher", &tls.cipher)], 1.0);
     }

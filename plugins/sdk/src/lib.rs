@@ -44,6 +44,7 @@ wit_bindgen::generate!({
     default_bindings_module: "wasmprobe_sdk",
 });
 
+pub mod blackbox;
 pub mod dns;
 pub mod family;
 pub mod http;

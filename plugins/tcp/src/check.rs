@@ -7,15 +7,15 @@
 //! scripted one, so everything here is tested natively.
 
 use regex::Regex;
+use wasmprobe_sdk::blackbox::{self, LastChainExpiry, TlsStyle, Unreached};
 use wasmprobe_sdk::family::{FamilyExt, gauge};
 use wasmprobe_sdk::tcp::{
-    self, ConnectInfo, ConnectRequest, ErrorKind, Received, TcpError, TlsInfo,
+    self, ConnectInfo, ConnectRequest, ErrorKind, IpProtocol, Received, TcpError, TlsInfo,
 };
 use wasmprobe_sdk::{MetricFamily, Outcome, Report};
 
 use crate::config::{self, Config, LabelName};
 use crate::expand::expand;
-use crate::facts;
 
 /// Longest line `expect` reads, delimiter included: blackbox_exporter's
 /// line scanner gives up at the same size.
@@ -27,20 +27,8 @@ const EXCERPT: usize = 120;
 /// Every family this plugin emits, with blackbox_exporter's names.
 pub fn families() -> Vec<MetricFamily> {
     let expect_labels: Vec<&str> = LabelName::ALL.iter().map(|l| l.as_str()).collect();
-    vec![
-        gauge(
-            "probe_dns_lookup_time_seconds",
-            "Returns the time taken for probe dns lookup in seconds.",
-        )
-        .unit("seconds"),
-        gauge(
-            "probe_ip_protocol",
-            "Specifies whether probe ip protocol is IP4 or IP6.",
-        ),
-        gauge(
-            "probe_ip_addr_hash",
-            "Specifies the hash of IP address. It's useful to detect if the IP address changes.",
-        ),
+    let mut families = blackbox::address_families();
+    families.extend([
         gauge(
             "probe_failed_due_to_regex",
             "Indicates if probe failed due to regex.",
@@ -50,31 +38,25 @@ pub fn families() -> Vec<MetricFamily> {
             "Indicates if probe failed due to bytes.",
         ),
         gauge("probe_expect_info", "Explicit content matched.").labels(&expect_labels),
-        gauge(
-            "probe_ssl_earliest_cert_expiry",
-            "Returns last SSL chain expiry in unixtime.",
-        ),
-        gauge(
-            "probe_ssl_last_chain_expiry_timestamp_seconds",
-            "Returns last SSL chain expiry in timestamp.",
-        )
-        .unit("seconds"),
-        gauge(
-            "probe_ssl_last_chain_info",
-            "Contains SSL leaf certificate information.",
-        )
-        .labels(&[
-            "fingerprint_sha256",
-            "subject",
-            "issuer",
-            "subjectalternative",
-        ]),
-        gauge(
-            "probe_tls_version_info",
-            "Returns the TLS version used or NaN when unknown.",
-        )
-        .labels(&["version"]),
-    ]
+    ]);
+    families.extend(blackbox::tls_families(TLS));
+    families
+}
+
+/// blackbox_exporter's tcp prober sets the chain expiry from the verified
+/// chain, so only a chain that verified has one; certificate text comes
+/// from the peer and is cut so a long subject cannot drop the series.
+const TLS: TlsStyle = TlsStyle {
+    last_chain_expiry: LastChainExpiry::Verified,
+    cut_long_labels: true,
+};
+
+/// `probe_dns_lookup_time_seconds`, `probe_ip_protocol` and
+/// `probe_ip_addr_hash`. blackbox_exporter registers all three before it
+/// resolves, so a failed resolution still shows them, at 0.
+fn address(out: &mut Outcome, resolve: f64, remote: Option<&str>, protocol: Option<IpProtocol>) {
+    blackbox::set_dns_lookup_time(out, resolve);
+    blackbox::set_address(out, remote, protocol, Unreached::Zero);
 }
 
 /// The host side of a connection, as the conversation uses it.
@@ -153,14 +135,14 @@ impl Check {
         let (mut conn, info) = match connected {
             Ok(c) => c,
             Err(e) => {
-                facts::address(&mut out, e.timings.resolve, e.remote_addr.as_deref(), None);
+                address(&mut out, e.timings.resolve, e.remote_addr.as_deref(), None);
                 if let Some(tls) = &e.tls {
-                    facts::tls(&mut out, tls);
+                    blackbox::set_tls(&mut out, tls, TLS);
                 }
                 return out.finish(false, Some(format!("connect: {}", error_text(&e))));
             }
         };
-        facts::address(
+        address(
             &mut out,
             info.timings.resolve,
             Some(&info.remote_addr),
@@ -174,12 +156,12 @@ impl Check {
         out.set("probe_failed_due_to_regex", flag(found.regex_failed))
             .set("probe_failed_due_to_bytes", flag(found.bytes_failed));
         if let Some(tls) = &found.tls {
-            facts::tls(&mut out, tls);
+            blackbox::set_tls(&mut out, tls, TLS);
         }
         for labels in &found.expect_info {
             let labels: Vec<(&str, &str)> = labels
                 .iter()
-                .map(|(n, v)| (n.as_str(), facts::label_value(v)))
+                .map(|(n, v)| (n.as_str(), blackbox::label_value(v)))
                 .collect();
             out.push("probe_expect_info", &labels, 1.0);
         }

@@ -7,7 +7,6 @@
 pub mod check;
 pub mod config;
 mod expand;
-mod facts;
 
 use wasmprobe_sdk::tcp::{self, Connection, Received, TcpError, TlsInfo};
 use wasmprobe_sdk::{Context, MetricFamily, Plugin, ProbeError, Report, plugin};
