@@ -470,7 +470,12 @@ impl AllowList {
             if portless(&r.scheme) {
                 return port.is_none() && r.may_admit(&host, false);
             }
-            let Some(port) = port.or_else(|| default_port(&r.scheme)) else {
+            // A bare host is a DNS server on its port 53, never an HTTP
+            // target: a URL would have said so.
+            let default = (r.scheme == "dns")
+                .then(|| default_port(&r.scheme))
+                .flatten();
+            let Some(port) = port.or(default) else {
                 return false;
             };
             let dest = Destination {
