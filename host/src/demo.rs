@@ -1,5 +1,6 @@
-//! Local simulators for the demo and the tests: a treaty partner and an
-//! anchoring ledger, on loopback only. They stand in for services a
+//! Local simulators for the demo and the tests: a treaty partner, an
+//! anchoring ledger and a three-replica field service (one replica
+//! drifting), on loopback only. They stand in for services a
 //! newcomer does not have, so `wasmprobe run --demo` shows every bundled
 //! plugin producing real numbers. They are not part of probing: nothing in
 //! the engine depends on them.
@@ -8,6 +9,7 @@
 //! `floor((i+1)·s) − floor(i·s)` times at request `i`, so any run of `n`
 //! consecutive requests sees `n·s` of them, to within one.
 
+pub mod field;
 pub mod ledger;
 pub mod partner;
 

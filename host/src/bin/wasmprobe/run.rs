@@ -43,6 +43,20 @@ async fn start_demo() -> Result<(), Exit> {
         "DEMO simulator: treaty partner (not a real service)"
     );
     tracing::info!(addr = %ledger_addr, "DEMO simulator: anchoring ledger (not a real service)");
+    for (i, replica) in demo::field::REPLICAS.iter().enumerate() {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9473 + i as u16));
+        let listener = demo::bind(addr)
+            .await
+            .with_context(|| format!("demo field replica cannot listen on {addr}"))
+            .map_err(exit(Status::Environment))?;
+        tracing::info!(
+            addr = %addr,
+            replica = replica.name,
+            prediction_error = replica.prediction_error,
+            "DEMO simulator: field service replica (not a real service)"
+        );
+        tokio::spawn(demo::serve(listener, demo::field::router(replica.clone())));
+    }
     tokio::spawn(demo::serve(partner, demo::partner::router(partner_config)));
     tokio::spawn(demo::serve(
         ledger,
