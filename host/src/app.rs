@@ -95,7 +95,8 @@ impl Probe {
         target: &str,
         persist_state: bool,
     ) -> RunRecord {
-        self.run_taped(engine, target, persist_state, None).await
+        self.run_taped(engine, target, persist_state, None, None)
+            .await
     }
 
     /// The target of a `/probe` run: as [`Probe::on_demand_target`], for a
@@ -136,8 +137,9 @@ impl Probe {
         target: &str,
         tape: Option<Arc<Tape>>,
         format: Format,
+        timeout: Option<std::time::Duration>,
     ) -> OnDemand {
-        let mut record = self.run_taped(engine, target, false, tape).await;
+        let mut record = self.run_taped(engine, target, false, tape, timeout).await;
         let staged = Staged::new(&self.plugin.families, std::mem::take(&mut record.samples));
         let text =
             exposition.encode_single(self.slot.host_labels(), &record, Some(&staged), format);
@@ -155,12 +157,17 @@ impl Probe {
         target: &str,
         persist_state: bool,
         tape: Option<Arc<Tape>>,
+        timeout: Option<std::time::Duration>,
     ) -> RunRecord {
+        let mut limits = self.config.limits;
+        if let Some(t) = timeout {
+            limits.timeout = limits.timeout.min(t);
+        }
         let spec = RunSpec {
             probe: self.config.name.as_str(),
             target,
             config: &self.config_json,
-            limits: self.config.limits,
+            limits,
             grants: &self.grants,
             state: persist_state.then_some(&self.state),
             tape,

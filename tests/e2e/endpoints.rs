@@ -198,3 +198,32 @@ fn health_readiness_and_status_page() {
     assert!(page.body.contains("broken"), "{}", page.body);
     assert!(page.body.contains("trap (unreachable)"), "{}", page.body);
 }
+
+/// Prometheus sends its scrape timeout; a run against a target that never
+/// answers ends within it (less half a second), so the answer is
+/// `probe_success 0` with the run's own duration, not a failed scrape.
+#[test]
+fn probe_honours_prometheus_scrape_timeout() {
+    let hanging = crate::targets::hanging();
+    let e = crate::harness::Engine::new()
+        .probe(
+            "slow",
+            &format!(
+                "plugin = \"http-health\"\ntimeout = \"30s\"\nallow = [\"{}\"]",
+                hanging.origin("http")
+            ),
+        )
+        .start();
+    let reply = crate::harness::get_with(
+        &e.url(&format!("/probe?module=slow&target={}", hanging.url("/"))),
+        &[("X-Prometheus-Scrape-Timeout-Seconds", "2")],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let s = crate::harness::Scrape::parse(&reply.body);
+    assert_eq!(s.value("probe_success", &[("probe", "slow")]), 0.0);
+    let took = s.value("probe_duration_seconds", &[("probe", "slow")]);
+    println!("a hung target under a 2 s scrape timeout: the run took {took:.3} s");
+    // Far below the probe's own 30 s: the scrape timeout governed.
+    assert!(took < 10.0, "the run outlived the scrape timeout: {took} s");
+    assert!(hanging.accepted() >= 1);
+}

@@ -251,9 +251,15 @@ fn agent() -> ureq::Agent {
 
 /// GET `url` with optional Accept header.
 pub fn get(url: &str, accept: Option<&str>) -> Reply {
+    let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+    get_with(url, &headers)
+}
+
+/// GET `url` with these request headers.
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
     let mut req = agent().get(url);
-    if let Some(a) = accept {
-        req = req.header("Accept", a);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = resp.status().as_u16();

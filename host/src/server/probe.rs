@@ -30,6 +30,27 @@ fn plain(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
+/// What the run leaves Prometheus to receive the answer in, as
+/// blackbox_exporter's `--timeout-offset` does.
+const SCRAPE_TIMEOUT_OFFSET: f64 = 0.5;
+
+/// The run's timeout under Prometheus's scrape timeout
+/// (`X-Prometheus-Scrape-Timeout-Seconds`, less the offset), so a hung
+/// target ends the run in time to answer `probe_success 0` rather than
+/// the scrape failing as `up 0`. A probe's own shorter timeout stands; a
+/// header too small to leave room is ignored.
+fn scrape_budget(headers: &HeaderMap) -> Option<std::time::Duration> {
+    let secs: f64 = headers
+        .get("x-prometheus-scrape-timeout-seconds")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let left = secs - SCRAPE_TIMEOUT_OFFSET;
+    (left.is_finite() && left > 0.0).then(|| std::time::Duration::from_secs_f64(left))
+}
+
 pub(super) async fn probe(
     State(app): State<Arc<App>>,
     Query(params): Query<HashMap<String, String>>,
@@ -73,12 +94,13 @@ pub(super) async fn probe(
     };
 
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let budget = scrape_budget(&headers);
     let run = {
         let app = app.clone();
         let probe = probe.clone();
         app.probe_runtime.clone().spawn(async move {
             let done = probe
-                .run_on_demand(&app.engine, &app.exposition, &target, None, format)
+                .run_on_demand(&app.engine, &app.exposition, &target, None, format, budget)
                 .await;
             drop(permit);
             done
@@ -94,4 +116,33 @@ pub(super) async fn probe(
         .global
         .ondemand_run_finished(done.record.result);
     ([(header::CONTENT_TYPE, format.content_type())], done.text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert("x-prometheus-scrape-timeout-seconds", v);
+        }
+        h
+    }
+
+    #[test]
+    fn the_scrape_timeout_leaves_half_a_second_for_the_answer() {
+        assert_eq!(
+            scrape_budget(&with("10")),
+            Some(std::time::Duration::from_millis(9500))
+        );
+        assert_eq!(
+            scrape_budget(&with(" 2.5 ")),
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(scrape_budget(&with("0.4")), None);
+        assert_eq!(scrape_budget(&with("NaN")), None);
+        assert_eq!(scrape_budget(&with("soon")), None);
+        assert_eq!(scrape_budget(&HeaderMap::new()), None);
+    }
 }

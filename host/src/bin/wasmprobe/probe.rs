@@ -80,7 +80,7 @@ pub(crate) fn probe_once(
         Format::Classic
     };
     let done =
-        rt.block_on(probe.run_on_demand(&engine, &exposition, &target, tape.clone(), format));
+        rt.block_on(probe.run_on_demand(&engine, &exposition, &target, tape.clone(), format, None));
     let mut tape_problems = Vec::new();
     match (&tape_mode, &tape) {
         (Some(TapeMode::Record(file)), Some(tape)) => {
