@@ -47,7 +47,7 @@ impl Engine {
             "[plugins.http-health]\npath = {:?}\n\n[plugins.icmp]\npath = {:?}\n\n\
              [plugins.treaty-kpis]\npath = {:?}\n\n[plugins.anchor-job]\npath = {:?}\n\n\
              [plugins.tcp]\npath = {:?}\n\n[plugins.dns]\npath = {:?}\n\n\
-             [plugins.grpc]\npath = {:?}\n\n\
+             [plugins.grpc]\npath = {:?}\n\n[plugins.scrape-compare]\npath = {:?}\n\n\
              [plugins.misbehave]\npath = {:?}\n\n",
             wasm("plugins", "http-health"),
             wasm("plugins", "icmp"),
@@ -56,6 +56,7 @@ impl Engine {
             wasm("plugins", "tcp"),
             wasm("plugins", "dns"),
             wasm("plugins", "grpc"),
+            wasm("plugins", "scrape-compare"),
             wasm("fixtures", "misbehave"),
         );
         Engine {

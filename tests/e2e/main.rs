@@ -42,6 +42,7 @@ mod prometheus_server;
 mod reload;
 mod rules;
 mod sandbox;
+mod scrape_compare;
 mod tcp;
 mod treaty;
 mod web_security;

@@ -73,7 +73,16 @@ fn declared_names() -> BTreeSet<String> {
         .iter()
         .map(|d| (**d).clone())
         .collect::<Vec<_>>();
-    for name in ["http-health", "icmp", "treaty-kpis", "anchor-job"] {
+    for name in [
+        "http-health",
+        "icmp",
+        "tcp",
+        "dns",
+        "grpc",
+        "scrape-compare",
+        "treaty-kpis",
+        "anchor-job",
+    ] {
         let plugin_name = PluginName::try_from(name.to_string()).unwrap_or_else(|e| panic!("{e}"));
         let plugin = rt
             .block_on(Plugin::load(
@@ -113,9 +122,15 @@ fn referenced(text: &str) -> BTreeSet<String> {
                 j += 1;
             }
             let word: String = bytes[i..j].iter().collect();
-            let ours = ["probe_", "treaty_", "anchor_", "wasmprobe_"]
-                .iter()
-                .any(|p| word.starts_with(p));
+            let ours = [
+                "probe_",
+                "treaty_",
+                "anchor_",
+                "wasmprobe_",
+                "scrape_compare_",
+            ]
+            .iter()
+            .any(|p| word.starts_with(p));
             if ours && !word.contains(':') {
                 out.insert(word);
             }
