@@ -28,7 +28,8 @@ use crate::probe::TapeMode;
 struct Cli {
     /// Log filter, e.g. `info` or `wasmprobe=debug` (env: WASMPROBE_LOG).
     /// Defaults to `info` for `run`, `warn` for the other commands.
-    #[arg(long, global = true, env = "WASMPROBE_LOG")]
+    /// `--log.level` is accepted too, as the Prometheus exporters spell it.
+    #[arg(long, global = true, env = "WASMPROBE_LOG", alias = "log.level")]
     log: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -40,7 +41,7 @@ enum Command {
     Run(RunArgs),
     /// Validate a config and its plugins without running any probe.
     Check {
-        #[arg(long, short, default_value = "probes.toml")]
+        #[arg(long, short, default_value = "probes.toml", alias = "config.file")]
         config: PathBuf,
     },
     /// Run one probe once and print its metrics.
@@ -93,18 +94,20 @@ enum NewCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
-    /// The probes file.
-    #[arg(long, short, default_value = "probes.toml")]
+    /// The probes file (`--config.file` too, as blackbox_exporter spells it).
+    #[arg(long, short, default_value = "probes.toml", alias = "config.file")]
     config: PathBuf,
-    /// Listen address, overriding `server.listen`.
-    #[arg(long)]
+    /// Listen address, overriding `server.listen` (`--web.listen-address`
+    /// too, as the Prometheus exporters spell it).
+    #[arg(long, alias = "web.listen-address")]
     listen: Option<SocketAddr>,
     /// Longest wait for runs in flight at shutdown.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     drain: Duration,
     /// Also start the demo simulators on loopback: a treaty partner on
-    /// 127.0.0.1:9471 and an anchoring ledger on 127.0.0.1:9472 (its
-    /// token: WASMPROBE_DEMO_LEDGER_TOKEN, default `demo-ledger-token`).
+    /// 127.0.0.1:9471, an anchoring ledger on 127.0.0.1:9472 (its token:
+    /// WASMPROBE_DEMO_LEDGER_TOKEN, default `demo-ledger-token`) and three
+    /// replicas of a field service on 127.0.0.1:9473-9475, one drifting.
     #[arg(long)]
     demo: bool,
     /// Web security: TLS, client certificates and basic auth for the
@@ -189,5 +192,31 @@ fn main() -> ExitCode {
             eprintln!("wasmprobe: {e:#}");
             status.into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An operator's blackbox_exporter flags keep working.
+    #[test]
+    fn blackbox_style_flags_are_accepted() {
+        let cli = Cli::try_parse_from([
+            "wasmprobe",
+            "--log.level=debug",
+            "run",
+            "--config.file=blackbox-probes.toml",
+            "--web.listen-address=127.0.0.1:9115",
+        ]);
+        let Ok(cli) = cli else {
+            panic!("{cli:?}");
+        };
+        assert_eq!(cli.log.as_deref(), Some("debug"));
+        let Command::Run(run) = cli.command else {
+            panic!("not run");
+        };
+        assert_eq!(run.config, PathBuf::from("blackbox-probes.toml"));
+        assert_eq!(run.listen.map(|a| a.port()), Some(9115));
     }
 }
