@@ -176,6 +176,8 @@ pub(crate) struct RawPlugin {
 pub(crate) struct RawProbe {
     pub(crate) plugin: Spanned<PluginName>,
     pub(crate) schedule: Option<CronSchedule>,
+    /// Every so often, instead of a cron `schedule`.
+    pub(crate) interval: Option<Spanned<HumanDuration>>,
     pub(crate) target: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<HumanDuration>>,
     pub(crate) jitter: Option<HumanDuration>,

@@ -15,8 +15,8 @@ use super::diagnostic::{Diagnostic, Location, Source};
 use super::package::{self, PackageCap, PackageGrant, PackageInfo};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
 use super::{
-    ClientCert, Config, DEFAULT_LISTEN, EngineConfig, LabelName, Limits, PluginName, PluginSource,
-    ProbeConfig, ProbeName, SecretSource, ServerConfig, TlsMinVersion, TlsSettings,
+    ClientCert, Config, CronSchedule, DEFAULT_LISTEN, EngineConfig, LabelName, Limits, PluginName,
+    PluginSource, ProbeConfig, ProbeName, SecretSource, ServerConfig, TlsMinVersion, TlsSettings,
 };
 use crate::egress::AllowList;
 use crate::names::{ENGINE_LABELS, PACKAGE_LABELS};
@@ -469,6 +469,24 @@ pub(super) fn resolve_probe(
     }
 
     let limits = probe_limits(r, &key, &span, &p, base, engine, scope);
+    let schedule = match (&p.schedule, &p.interval) {
+        (Some(_), Some(i)) => {
+            r.error(
+                i.span(),
+                format!("{key}.interval"),
+                "give `schedule` (cron) or `interval`, not both",
+            );
+            None
+        }
+        (None, Some(i)) => match CronSchedule::every(i.get_ref().0) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                r.error(i.span(), format!("{key}.interval"), e);
+                None
+            }
+        },
+        (schedule, None) => schedule.clone(),
+    };
 
     // A scheduled probe without a target is for plugins that need none (a
     // batch job); the plugin reports a missing target itself.
@@ -502,7 +520,7 @@ pub(super) fn resolve_probe(
     Some(ProbeConfig {
         name: name.clone(),
         plugin,
-        schedule: p.schedule,
+        schedule,
         target,
         jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
         allow,

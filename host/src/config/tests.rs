@@ -219,3 +219,32 @@ fn errors_at(path: &Path, text: &str) -> Vec<String> {
         Ok(_) => vec![],
     }
 }
+
+#[test]
+fn an_interval_is_a_schedule_and_not_both() {
+    let probe = |keys: &str| {
+        format!(
+            "{PLUGIN}[probes.api]\nplugin = \"http-health\"\ntarget = \"http://127.0.0.1:8080/\"\n{keys}\n"
+        )
+    };
+    let c = parse_str(&probe("interval = \"30s\"")).ok();
+    let schedule = c
+        .as_ref()
+        .and_then(|c| c.probes.values().next())
+        .and_then(|p| p.schedule.as_ref())
+        .map(|s| s.0.source().to_string());
+    assert_eq!(schedule.as_deref(), Some("*/30 * * * * *"));
+    let both = errors(&probe("interval = \"30s\"\nschedule = \"* * * * * *\""));
+    assert!(
+        both.iter()
+            .any(|e| e
+                .contains("probes.api.interval: give `schedule` (cron) or `interval`, not both")),
+        "{both:?}"
+    );
+    let odd = errors(&probe("interval = \"7s\""));
+    assert!(
+        odd.iter()
+            .any(|e| e.contains("probes.api.interval: interval 7s does not divide")),
+        "{odd:?}"
+    );
+}

@@ -216,9 +216,71 @@ impl TryFrom<String> for CronSchedule {
     }
 }
 
+impl CronSchedule {
+    /// The schedule of `interval = "15s"`: the cron expression that fires
+    /// at that period, aligned to the clock (every 15 s at :00, :15, ...).
+    /// Only periods that divide a minute, an hour or a day have one; any
+    /// other would drift at each boundary, so it is refused.
+    pub fn every(period: Duration) -> Result<CronSchedule, String> {
+        let secs = period.as_secs();
+        let shown = humantime::format_duration(period);
+        if period.subsec_nanos() != 0 || secs == 0 {
+            return Err(format!(
+                "interval {shown} must be a whole number of seconds, at least 1s"
+            ));
+        }
+        let expression = if secs < 60 && 60 % secs == 0 {
+            format!("*/{secs} * * * * *")
+        } else if secs % 60 == 0 && secs < 3600 && 3600 % secs == 0 {
+            format!("0 */{} * * * *", secs / 60)
+        } else if secs == 86_400 {
+            "0 0 0 * * *".to_string()
+        } else if secs % 3600 == 0 && secs < 86_400 && 86_400 % secs == 0 {
+            format!("0 0 */{} * * *", secs / 3600)
+        } else {
+            return Err(format!(
+                "interval {shown} does not divide a minute, an hour or a day evenly; pick one that does (15s, 30s, 1m, 5m, 1h, ...) or write a cron `schedule`"
+            ));
+        };
+        CronSchedule::try_from(expression)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The dialect the README documents: UTC, seconds first, day of week
+    /// 1-7 with 1 = Sunday (or SUN-SAT).
+    #[test]
+    fn cron_days_of_week_count_from_sunday_in_utc() {
+        use chrono::{Datelike, TimeZone};
+        let thursday = chrono::Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).single();
+        let next = |expr: &str| {
+            let s = CronSchedule::try_from(expr.to_string()).ok()?;
+            let from = thursday?;
+            s.0.after(&from).next().map(|t| t.weekday())
+        };
+        assert_eq!(next("0 0 0 * * 1"), Some(chrono::Weekday::Sun));
+        assert_eq!(next("0 0 0 * * 2"), Some(chrono::Weekday::Mon));
+        assert_eq!(next("0 0 0 * * SUN"), Some(chrono::Weekday::Sun));
+        assert_eq!(next("0 0 0 * * 7"), Some(chrono::Weekday::Sat));
+    }
+
+    #[test]
+    fn intervals_become_clock_aligned_schedules() {
+        let source =
+            |d: u64| CronSchedule::every(Duration::from_secs(d)).map(|s| s.0.source().to_string());
+        assert_eq!(source(15).as_deref(), Ok("*/15 * * * * *"));
+        assert_eq!(source(60).as_deref(), Ok("0 */1 * * * *"));
+        assert_eq!(source(300).as_deref(), Ok("0 */5 * * * *"));
+        assert_eq!(source(7200).as_deref(), Ok("0 0 */2 * * *"));
+        assert_eq!(source(86_400).as_deref(), Ok("0 0 0 * * *"));
+        assert!(source(7).is_err());
+        assert!(source(90).is_err());
+        assert!(source(0).is_err());
+        assert!(CronSchedule::every(Duration::from_millis(1500)).is_err());
+    }
 
     #[test]
     fn probe_names() {
