@@ -229,13 +229,13 @@ impl CronSchedule {
                 "interval {shown} must be a whole number of seconds, at least 1s"
             ));
         }
-        let expression = if secs < 60 && 60 % secs == 0 {
+        let expression = if secs < 60 && 60u64.is_multiple_of(secs) {
             format!("*/{secs} * * * * *")
-        } else if secs % 60 == 0 && secs < 3600 && 3600 % secs == 0 {
+        } else if secs.is_multiple_of(60) && secs < 3600 && 3600u64.is_multiple_of(secs) {
             format!("0 */{} * * * *", secs / 60)
         } else if secs == 86_400 {
             "0 0 0 * * *".to_string()
-        } else if secs % 3600 == 0 && secs < 86_400 && 86_400 % secs == 0 {
+        } else if secs.is_multiple_of(3600) && secs < 86_400 && 86_400u64.is_multiple_of(secs) {
             format!("0 0 */{} * * *", secs / 3600)
         } else {
             return Err(format!(
