@@ -41,7 +41,8 @@ fn a_recorded_run_replays_to_the_same_samples_without_network() {
     );
     let config = engine.config_path();
     std::fs::write(&config, engine.text()).unwrap_or_else(|e| panic!("{e}"));
-    let tape = config.with_file_name("site.json");
+    // The recording's directory does not exist yet: `probe` makes it.
+    let tape = config.with_file_name("tests").join("site.json");
     let tape_arg = tape.to_string_lossy().into_owned();
 
     let recorded = wasmprobe(
@@ -232,4 +233,28 @@ fn assert_metrics_reach_metrics(plugins: &Path, plugin: &str, prefix: &str) {
     );
     assert!(s.value(&format!("{prefix}_response_seconds"), &[("probe", "hello")]) > 0.0);
     assert_eq!(s.value("probe_success", &[("probe", "hello")]), 1.0);
+}
+
+/// A plugin author runs `probe` to see what the plugin says: its info log
+/// lines are shown without setting a log filter.
+#[test]
+fn probe_shows_the_plugins_own_log_lines() {
+    let engine = Engine::new().probe(
+        "chatty",
+        "plugin = \"misbehave\"\ntarget = \"http://127.0.0.1:9/\"\n[probes.chatty.config]\nbehaviour = \"log_spam\"\ncount = 2",
+    );
+    let config = engine.config_path();
+    std::fs::write(&config, engine.text()).unwrap_or_else(|e| panic!("{e}"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasmprobe"));
+    cmd.args(["probe", "--probe", "chatty"])
+        .arg("--config")
+        .arg(&config)
+        .env_remove("WASMPROBE_LOG");
+    let out = cmd.output().unwrap_or_else(|e| panic!("wasmprobe: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("line 0") && stderr.contains("line 1"),
+        "{stderr}"
+    );
 }

@@ -285,6 +285,13 @@ impl Tape {
         };
         let text = serde_json::to_string_pretty(&recording).unwrap_or_default();
         let text = redact_json(&text, &lock(&self.revealed));
+        // `--record tests/x.json` in a fresh plugin directory: make `tests/`.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| TapeError::Write {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
         std::fs::write(path, text + "\n").map_err(|source| TapeError::Write {
             path: path.display().to_string(),
             source,
@@ -447,6 +454,15 @@ mod tests {
     async fn without_a_tape_the_call_is_made() {
         let answer = Tape::around(None, &Revealed::default(), ping("x"), |_| async { Ok(3) }).await;
         assert_eq!(answer, Ok(3));
+    }
+
+    #[test]
+    fn a_recording_creates_its_directory() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("tests").join("nested").join("x.json");
+        let saved = Tape::recorder().save(&path, "p", "t");
+        assert_eq!(saved.ok(), Some(0));
+        assert!(path.is_file());
     }
 
     #[tokio::test]

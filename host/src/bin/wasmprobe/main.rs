@@ -152,6 +152,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.command {
         Command::Run(_) => "info",
+        // The plugin's own log lines are what an author runs `probe` for.
+        Command::Probe { .. } => "warn,wasmprobe::hostcalls::log=info",
         _ => "warn",
     };
     let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default))
