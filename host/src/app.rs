@@ -145,6 +145,11 @@ impl Probe {
             exposition.encode_single(self.slot.host_labels(), &record, Some(&staged), format);
         OnDemand {
             rejected: staged.rejected_total(),
+            rejected_samples: staged
+                .examples
+                .iter()
+                .map(|(name, why)| format!("{name} ({})", why.as_str()))
+                .collect(),
             record,
             text,
         }
@@ -197,6 +202,8 @@ pub struct OnDemand {
     pub text: String,
     /// Samples the exposition dropped (unknown family, bad labels, ...).
     pub rejected: u64,
+    /// The first of them, as `name (reason)`.
+    pub rejected_samples: Vec<String>,
 }
 
 /// Every probe and plugin of one loaded config.

@@ -258,3 +258,24 @@ fn probe_shows_the_plugins_own_log_lines() {
         "{stderr}"
     );
 }
+
+/// A sample the host drops is named with its family and why, so a
+/// misspelled family is found at once.
+#[test]
+fn probe_names_every_rejected_sample() {
+    let engine = Engine::new().probe(
+        "sloppy",
+        "plugin = \"misbehave\"\ntarget = \"http://127.0.0.1:9/\"\n[probes.sloppy.config]\nbehaviour = \"undeclared\"",
+    );
+    let config = engine.config_path();
+    std::fs::write(&config, engine.text()).unwrap_or_else(|e| panic!("{e}"));
+    let out = wasmprobe(&["probe", "--probe", "sloppy"], Some(&config));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in [
+        "rejected sample not_declared (unknown_family)",
+        "rejected sample misbehave_value (undeclared_label)",
+        "rejected sample misbehave_runs_total (invalid_value)",
+    ] {
+        assert!(stderr.contains(line), "{line:?} not in:\n{stderr}");
+    }
+}

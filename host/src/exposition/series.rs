@@ -90,7 +90,13 @@ pub struct Staged {
     increments: BTreeMap<Key, f64>,
     observations: Vec<(Key, f64)>,
     pub rejected: BTreeMap<Rejection, u64>,
+    /// The first rejected samples' names (cut to 200 bytes) with why, so a
+    /// plugin author sees which family was misspelled.
+    pub examples: Vec<(String, Rejection)>,
 }
+
+/// Rejected samples named in [`Staged::examples`], at most.
+const EXAMPLES: usize = 10;
 
 impl Staged {
     /// Validates samples against the plugin's families.
@@ -110,13 +116,26 @@ impl Staged {
                         Kind::Histogram if !v.is_nan() => {
                             staged.observations.push(((id, values), v));
                         }
-                        _ => *staged.rejected.entry(Rejection::InvalidValue).or_default() += 1,
+                        _ => staged.reject(&sample, Rejection::InvalidValue),
                     }
                 }
-                Err(r) => *staged.rejected.entry(r).or_default() += 1,
+                Err(r) => staged.reject(&sample, r),
             }
         }
         staged
+    }
+
+    fn reject(&mut self, sample: &Sample, why: Rejection) {
+        *self.rejected.entry(why).or_default() += 1;
+        if self.examples.len() < EXAMPLES {
+            let mut name = sample.name.clone();
+            let mut end = name.len().min(200);
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            name.truncate(end);
+            self.examples.push((name, why));
+        }
     }
 
     pub fn rejected_total(&self) -> u64 {
@@ -340,6 +359,14 @@ mod tests {
         assert_eq!(staged.rejected.get(&Rejection::DuplicateLabel), Some(&1));
         assert_eq!(staged.rejected.get(&Rejection::InvalidValue), Some(&3));
         assert_eq!(staged.rejected.get(&Rejection::LabelTooLong), Some(&1));
+        assert!(
+            staged
+                .examples
+                .iter()
+                .any(|(_, why)| *why == Rejection::UnknownFamily),
+            "{:?}",
+            staged.examples
+        );
         assert_eq!(staged.gauges.len(), 1, "a NaN gauge is a value");
     }
 

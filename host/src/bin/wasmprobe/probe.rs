@@ -104,6 +104,9 @@ pub(crate) fn probe_once(
         let _ = out.flush();
     }
     let (record, rejected) = (done.record, done.rejected);
+    for sample in &done.rejected_samples {
+        eprintln!("rejected sample {sample}");
+    }
     eprintln!(
         "probe {name}: {}{} in {:.1} ms{}{}",
         record.result.as_str(),
