@@ -104,8 +104,14 @@ fn take_trailers(
     out: &mut ReadBody,
 ) -> Result<(), ReadError> {
     for (name, value) in trailers.iter().take(MAX_TRAILERS) {
-        let value = String::from_utf8_lossy(value.as_bytes());
-        let value: String = value.chars().take(MAX_TRAILER_BYTES).collect();
+        let bytes = value.as_bytes();
+        let mut value =
+            String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_TRAILER_BYTES)]).into_owned();
+        // A multi-byte character cut at the limit became U+FFFD: keep the
+        // bound in bytes.
+        while value.len() > MAX_TRAILER_BYTES {
+            value.pop();
+        }
         usage.take(Budget::Transfer, (name.as_str().len() + value.len()) as u64)?;
         out.trailers.push((name.as_str().to_string(), value));
     }
