@@ -537,4 +537,104 @@ mod tests {
         assert!(got.is_err(), "a packet reached the server");
         assert_eq!(run.usage.counts(0, Duration::ZERO).refusals[0], 1);
     }
+
+    fn grant_for(port: u16) -> DnsGrant {
+        DnsGrant {
+            allow: AllowList::new(vec![
+                crate::egress::AllowRule::try_from(format!("dns://127.0.0.1:{port}"))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ]),
+        }
+    }
+
+    fn run_scope() -> CallScope {
+        CallScope {
+            deadline: Some(Instant::now() + Duration::from_secs(2)),
+            ..CallScope::default()
+        }
+    }
+
+    /// A reply to `query` with `id` and one A record.
+    fn reply_to(query: &Message, id: u16) -> Vec<u8> {
+        let mut reply = Message::new();
+        reply
+            .set_id(id)
+            .set_message_type(MessageType::Response)
+            .add_queries(query.queries().to_vec())
+            .add_answer(Record::from_rdata(
+                query.queries()[0].name().clone(),
+                60,
+                hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(127, 0, 0, 7)),
+            ));
+        reply.to_vec().unwrap_or_default()
+    }
+
+    /// A hostile or confused server answers first with garbage and with
+    /// the wrong id: both are ignored, and only the answer to the query
+    /// counts, as a stub resolver does.
+    #[tokio::test]
+    async fn garbage_and_answers_to_another_query_are_ignored() {
+        let socket = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            if let Ok((n, from)) = socket.recv_from(&mut buf).await
+                && let Ok(query) = Message::from_vec(&buf[..n])
+            {
+                let _ = socket.send_to(b"\xff\x00garbage", from).await;
+                let _ = socket
+                    .send_to(&reply_to(&query, query.id().wrapping_add(1)), from)
+                    .await;
+                let _ = socket.send_to(&reply_to(&query, query.id()), from).await;
+            }
+        });
+        let mut req = request("ok.example", "A");
+        req.server = Some(format!("127.0.0.1:{port}"));
+        let answer = grant_for(port).query(&run_scope(), req).await;
+        let answer = answer.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(answer.answers.len(), 1);
+        assert_eq!(answer.answers[0].data, "127.0.0.7");
+    }
+
+    /// Over TCP an answer to another question is refused as `protocol`.
+    #[tokio::test]
+    async fn a_tcp_answer_to_another_question_is_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        tokio::spawn(async move {
+            if let Ok((mut conn, _)) = listener.accept().await {
+                let mut len = [0u8; 2];
+                let _ = conn.read_exact(&mut len).await;
+                let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                let _ = conn.read_exact(&mut body).await;
+                let Ok(query) = Message::from_vec(&body) else {
+                    return;
+                };
+                let mut other = query.clone();
+                other.take_queries();
+                other.add_query(Query::query(
+                    Name::from_ascii("elsewhere.example.").unwrap_or_default(),
+                    RecordType::A,
+                ));
+                let bytes = reply_to(&other, query.id());
+                let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+                framed.extend_from_slice(&bytes);
+                let _ = conn.write_all(&framed).await;
+            }
+        });
+        let mut req = request("ok.example", "A");
+        req.server = Some(format!("127.0.0.1:{port}"));
+        req.transport = Transport::Tcp;
+        let result = grant_for(port).query(&run_scope(), req).await;
+        let err = result.err();
+        assert_eq!(
+            err.as_ref().map(|e| e.kind),
+            Some(ErrorKind::Protocol),
+            "{err:?}"
+        );
+    }
 }

@@ -524,8 +524,8 @@ mod tests {
     }
 
     /// An h2c server (HTTP/2 without TLS, from the first byte) that answers
-    /// with a body and trailers, as a gRPC server does.
-    async fn h2c_server() -> std::net::SocketAddr {
+    /// with a body and `trailers()`, as a gRPC server does.
+    async fn h2c_server(trailers: fn() -> http::HeaderMap) -> std::net::SocketAddr {
         use http_body_util::{BodyExt, Full};
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -534,9 +534,8 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|_req| async {
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    let service = hyper::service::service_fn(move |_req| async move {
+                        let trailers = trailers();
                         let body = Full::new(bytes::Bytes::from_static(b"\0\0\0\0\x02\x08\x01"))
                             .with_trailers(async { Some(Ok(trailers)) });
                         Ok::<_, std::convert::Infallible>(http::Response::new(body))
@@ -554,7 +553,12 @@ mod tests {
 
     #[tokio::test]
     async fn h2c_with_prior_knowledge_returns_the_trailers() {
-        let addr = h2c_server().await;
+        let addr = h2c_server(|| {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            trailers
+        })
+        .await;
         let mut ctx = context(Some(grant(&[format!("http://{addr}")])), None);
         let mut req = request(&format!("http://{addr}/grpc.health.v1.Health/Check"));
         req.method = "POST".into();
@@ -573,5 +577,41 @@ mod tests {
             response.trailers,
             vec![("grpc-status".to_string(), "0".to_string())]
         );
+    }
+
+    /// A hostile server answers with a flood of trailer fields: the host
+    /// keeps at most 64, each cut to 8 KiB, or refuses the answer; it never
+    /// holds the flood.
+    #[tokio::test]
+    async fn a_flood_of_trailers_is_bounded() {
+        let addr = h2c_server(|| {
+            let mut trailers = http::HeaderMap::new();
+            // Within hyper's header-list limit, so the host's own bounds
+            // are what applies: more fields than it keeps, one too long.
+            for i in 0..100 {
+                let value = "v".repeat(if i == 0 { 9000 } else { 40 });
+                let name = http::HeaderName::from_bytes(format!("x-flood-{i:03}").as_bytes())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let value = http::HeaderValue::from_str(&value).unwrap_or_else(|e| panic!("{e}"));
+                trailers.insert(name, value);
+            }
+            trailers
+        })
+        .await;
+        let mut ctx = context(Some(grant(&[format!("http://{addr}")])), None);
+        let mut req = request(&format!("http://{addr}/"));
+        req.http2_prior_knowledge = true;
+        match ctx.send(req).await {
+            Ok(Ok(r)) => {
+                println!("kept {} trailer fields", r.trailers.len());
+                assert_eq!(r.trailers.len(), 64);
+                assert!(r.trailers.iter().all(|(_, v)| v.len() <= 8 << 10));
+            }
+            Ok(Err(e)) => {
+                println!("refused: {}", e.message);
+                assert_eq!(e.kind, ErrorKind::Protocol, "{}", e.message);
+            }
+            Err(e) => panic!("trapped: {e}"),
+        }
     }
 }
