@@ -8,20 +8,30 @@
 //! from the file, in order, and never opens a socket. A call that differs from the recording gets an error value
 //! naming the difference, and the command fails. Secret values a run read
 //! are written as `[redacted]`, and compared that way on replay.
+//!
+//! Bytes (bodies, TCP data) are stored so a person can edit them: as
+//! `{"utf8": "..."}` when they are printable UTF-8 text, `{"base64":
+//! "..."}` otherwise (format version 2). A version 1 tape, with bytes as
+//! arrays of numbers, still replays.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Mutex;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::secrets::{Revealed, redact};
 
-/// Version of the file format; bumped on any incompatible change.
-const FORMAT_VERSION: u32 = 1;
+/// Version of the file format written; bumped on any incompatible change.
+/// Version 2 stores bytes as text or base64, version 1 as number arrays.
+const FORMAT_VERSION: u32 = 2;
+/// Oldest version still read.
+const OLDEST_VERSION: u32 = 1;
 
 /// A host call a tape can record and replay. Its serialised form (a
 /// struct) is the call's arguments, stored as the exchange's fields and
@@ -74,7 +84,7 @@ pub enum TapeError {
         source: serde_json::Error,
     },
     #[error(
-        "recording {path} has format version {found}; this wasmprobe reads version {FORMAT_VERSION}"
+        "recording {path} has format version {found}; this wasmprobe reads versions {OLDEST_VERSION} to {FORMAT_VERSION}"
     )]
     Version { path: String, found: u32 },
     #[error("cannot write recording {path}: {source}")]
@@ -121,13 +131,19 @@ impl Tape {
                 path: shown.clone(),
                 source,
             })?;
-        if recording.version != FORMAT_VERSION {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&recording.version) {
             return Err(TapeError::Version {
                 path: shown,
                 found: recording.version,
             });
         }
-        let exchanges = std::mem::take(&mut recording.exchanges);
+        let mut exchanges = std::mem::take(&mut recording.exchanges);
+        // In memory, bytes are number arrays again, as serde reads them.
+        for exchange in &mut exchanges {
+            for value in exchange.fields.values_mut() {
+                bytes_from_text(value);
+            }
+        }
         let tape = Tape {
             mode: Mutex::new(Mode::Replay(exchanges.into())),
             mismatches: Mutex::new(Vec::new()),
@@ -221,9 +237,9 @@ impl Tape {
             Some(next) => {
                 let mut stored = next.fields.clone();
                 let answer = stored.remove(answer_field);
-                let stored = json(&stored);
+                let stored = Value::Object(stored);
                 match answer {
-                    Some(answer) if next.call == name && stored == live => {
+                    Some(answer) if next.call == name && json(&stored) == live => {
                         let answer = serde_json::from_value(answer)
                             .map_err(|e| format!("replay: recorded answer unreadable: {e}"));
                         queue.pop_front();
@@ -232,9 +248,9 @@ impl Tape {
                     _ => format!(
                         "{} {} differs from the recorded {} {}",
                         shown(name),
-                        live,
+                        redact_json(&readable(&args), &values),
                         shown(&next.call),
-                        stored
+                        readable(&stored),
                     ),
                 }
             }
@@ -273,6 +289,7 @@ impl Tape {
             .map(|mut e| {
                 for value in e.fields.values_mut() {
                     redact_bytes(value, &revealed);
+                    bytes_to_text(value);
                 }
                 e
             })
@@ -314,10 +331,7 @@ fn json<T: Serialize>(value: &T) -> String {
 fn redact_bytes(value: &mut Value, revealed: &[String]) {
     match value {
         Value::Array(items) => {
-            let bytes: Option<Vec<u8>> = items
-                .iter()
-                .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
-                .collect();
+            let bytes = as_bytes(items);
             match bytes {
                 Some(bytes) if !bytes.is_empty() => {
                     let redacted = redact_in_bytes(&bytes, revealed);
@@ -331,6 +345,73 @@ fn redact_bytes(value: &mut Value, revealed: &[String]) {
         Value::Object(map) => map.values_mut().for_each(|v| redact_bytes(v, revealed)),
         _ => {}
     }
+}
+
+/// A byte array (a JSON array of integers 0..=255, as serde writes a
+/// `list<u8>`), when `items` is one.
+fn as_bytes(items: &[Value]) -> Option<Vec<u8>> {
+    items
+        .iter()
+        .map(|v| v.as_u64().and_then(|n| u8::try_from(n).ok()))
+        .collect()
+}
+
+/// Rewrites every non-empty byte array inside `value` as `{"utf8": text}`
+/// when it is printable UTF-8 (tabs and line breaks allowed), else as
+/// `{"base64": ...}`, so a tape can be read and edited. A list of small
+/// numbers that was not bytes comes back unchanged through
+/// [`bytes_from_text`], so taking one for bytes costs only looks.
+fn bytes_to_text(value: &mut Value) {
+    match value {
+        Value::Array(items) => match as_bytes(items) {
+            Some(bytes) if !bytes.is_empty() => {
+                let key_and_text = match std::str::from_utf8(&bytes) {
+                    Ok(text)
+                        if !text
+                            .chars()
+                            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) =>
+                    {
+                        ("utf8", text.to_string())
+                    }
+                    _ => ("base64", BASE64.encode(&bytes)),
+                };
+                let (key, text) = key_and_text;
+                *value = Value::Object(Map::from_iter([(key.to_string(), Value::from(text))]));
+            }
+            _ => items.iter_mut().for_each(bytes_to_text),
+        },
+        Value::Object(map) => map.values_mut().for_each(bytes_to_text),
+        _ => {}
+    }
+}
+
+/// The inverse of [`bytes_to_text`]: `{"utf8": ...}` and `{"base64":
+/// ...}` objects become byte arrays again. Invalid base64 is left as it
+/// is, and the replay then reports the answer unreadable.
+fn bytes_from_text(value: &mut Value) {
+    match value {
+        Value::Object(map) if map.len() == 1 => {
+            let bytes = match (map.get("utf8"), map.get("base64")) {
+                (Some(Value::String(text)), _) => Some(text.as_bytes().to_vec()),
+                (_, Some(Value::String(b64))) => BASE64.decode(b64.as_bytes()).ok(),
+                _ => None,
+            };
+            match bytes {
+                Some(bytes) => *value = Value::Array(bytes.into_iter().map(Value::from).collect()),
+                None => map.values_mut().for_each(bytes_from_text),
+            }
+        }
+        Value::Object(map) => map.values_mut().for_each(bytes_from_text),
+        Value::Array(items) => items.iter_mut().for_each(bytes_from_text),
+        _ => {}
+    }
+}
+
+/// A call's fields as a tape shows them (bytes as text), for messages.
+fn readable(value: &Value) -> String {
+    let mut value = value.clone();
+    bytes_to_text(&mut value);
+    json(&value)
 }
 
 /// `bytes` with every occurrence of a secret (of the redactable length)
@@ -530,6 +611,100 @@ mod tests {
         assert_eq!(
             value["result"]["Ok"]["status"], 200,
             "numbers elsewhere are kept"
+        );
+    }
+
+    /// A call with bytes in it, as `http.send` has.
+    #[derive(Serialize)]
+    struct Upload {
+        body: Vec<u8>,
+    }
+
+    impl TapedCall for Upload {
+        const NAME: &'static str = "test-upload";
+        type Answer = Result<Vec<u8>, String>;
+
+        fn refused(&self, why: String) -> Self::Answer {
+            Err(why)
+        }
+    }
+
+    async fn upload(tape: &Tape, body: &[u8], answer: &[u8]) -> Result<Vec<u8>, String> {
+        let answer = answer.to_vec();
+        Tape::around(
+            Some(tape),
+            &Revealed::default(),
+            Upload {
+                body: body.to_vec(),
+            },
+            |_| async move { Ok(answer) },
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn bodies_are_stored_as_text_or_base64_and_an_edit_is_replayed() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("run.json");
+        let rec = Tape::recorder();
+        let binary = [0x1f_u8, 0x8b, 0, 0xff];
+        let _ = upload(&rec, b"name=a\n", &binary).await;
+        let _ = upload(&rec, &[], b"{\"status\": \"ok\"}\n").await;
+        rec.save(&path, "p", "t").unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(text.contains(r#""utf8": "name=a\n""#), "{text}");
+        assert!(text.contains(r#""base64": "H4sA/w==""#), "{text}");
+        assert!(
+            text.contains(r#""utf8": "{\"status\": \"ok\"}\n""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""body": []"#),
+            "empty bytes stay a list: {text}"
+        );
+        assert!(text.contains("\"version\": 2"), "{text}");
+
+        // A person edits the answer as text; the replay gives the edit.
+        let edited = text.replace(r#"{\"status\": \"ok\"}"#, r#"{\"status\": \"down\"}"#);
+        std::fs::write(&path, edited).unwrap_or_else(|e| panic!("{e}"));
+        let (tape, _) = Tape::player(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(upload(&tape, b"name=a\n", &[]).await, Ok(binary.to_vec()));
+        assert_eq!(
+            upload(&tape, &[], &[]).await,
+            Ok(b"{\"status\": \"down\"}\n".to_vec())
+        );
+        assert!(tape.problems().is_empty(), "{:?}", tape.problems());
+    }
+
+    #[tokio::test]
+    async fn a_version_1_tape_with_number_arrays_still_replays() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("old.json");
+        let v1 = r#"{"version": 1, "probe": "p", "target": "t", "exchanges": [
+            {"call": "test-upload", "body": [104, 105], "result": {"Ok": [111, 107]}}
+        ]}"#;
+        std::fs::write(&path, v1).unwrap_or_else(|e| panic!("{e}"));
+        let (tape, _) = Tape::player(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(upload(&tape, b"hi", &[]).await, Ok(b"ok".to_vec()));
+        assert!(tape.problems().is_empty(), "{:?}", tape.problems());
+    }
+
+    #[tokio::test]
+    async fn a_differing_body_is_shown_as_text() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("run.json");
+        let rec = Tape::recorder();
+        let _ = upload(&rec, b"first", b"x").await;
+        rec.save(&path, "p", "t").unwrap_or_else(|e| panic!("{e}"));
+        let (tape, _) = Tape::player(&path).unwrap_or_else(|e| panic!("{e}"));
+        let err = upload(&tape, b"second", &[])
+            .await
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains(r#"{"body":{"utf8":"second"}}"#)
+                && err.contains(r#"{"body":{"utf8":"first"}}"#),
+            "{err}"
         );
     }
 }
