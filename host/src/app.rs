@@ -140,6 +140,7 @@ impl Probe {
         timeout: Option<std::time::Duration>,
     ) -> OnDemand {
         let mut record = self.run_taped(engine, target, false, tape, timeout).await;
+        let samples = record.samples.clone();
         let staged = Staged::new(&self.plugin.families, std::mem::take(&mut record.samples));
         let text =
             exposition.encode_single(self.slot.host_labels(), &record, Some(&staged), format);
@@ -151,6 +152,7 @@ impl Probe {
                 .map(|(name, why)| format!("{name} ({})", why.as_str()))
                 .collect(),
             record,
+            samples,
             text,
         }
     }
@@ -198,6 +200,9 @@ pub enum OnDemandError {
 #[derive(Debug)]
 pub struct OnDemand {
     pub record: RunRecord,
+    /// The samples the plugin reported, as it reported them (rejected
+    /// ones included), for `wasmprobe test` to compare.
+    pub samples: Vec<crate::runtime::record::Sample>,
     /// The run's series plus `probe_success` and `probe_duration_seconds`.
     pub text: String,
     /// Samples the exposition dropped (unknown family, bad labels, ...).

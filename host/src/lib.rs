@@ -12,6 +12,7 @@ pub mod bindings;
 pub mod config;
 pub mod demo;
 pub mod egress;
+pub mod expectation;
 pub mod exposition;
 pub mod files;
 pub mod hostcalls;

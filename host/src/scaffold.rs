@@ -1,10 +1,11 @@
 //! `wasmprobe new plugin NAME`: a plugin that builds to a component with
 //! one command, so an author starts from something that runs.
 //!
-//! The files come from `templates/plugin/` (Rust, and the `probe.toml`
+//! The files come from `templates/plugin/` (Rust, and the `probes.toml`
 //! every language shares), `templates/plugin-python/` and
 //! `templates/plugin-js/` (also readable on their own as template folders);
-//! `{{name}}`, `{{crate}}`, `{{prefix}}` and `{{sdk}}` are filled in.
+//! `{{name}}`, `{{crate}}`, `{{prefix}}`, `{{sdk}}` and `{{wasm}}` (where the
+//! folder's `probes.toml` finds the built plugin) are filled in.
 //! Python and JavaScript plugins get a copy of the WIT contract, which
 //! their build generates bindings from.
 
@@ -25,7 +26,7 @@ pub enum Lang {
     Js,
 }
 
-const PROBE_TOML: &str = include_str!("../../templates/plugin/probe.toml");
+const PROBES_TOML: &str = include_str!("../../templates/plugin/probes.toml");
 
 /// The WIT contract, for plugins whose bindings are generated at build.
 const WIT: &[(&str, &str)] = &[
@@ -50,7 +51,7 @@ const FILES: &[(&str, &str)] = &[
         "src/lib.rs",
         include_str!("../../templates/plugin/src/lib.rs"),
     ),
-    ("probe.toml", PROBE_TOML),
+    ("probes.toml", PROBES_TOML),
     (
         "README.md",
         include_str!("../../templates/plugin/README.md"),
@@ -71,7 +72,7 @@ const PYTHON_FILES: &[(&str, &str)] = &[
         "build.sh",
         include_str!("../../templates/plugin-python/build.sh"),
     ),
-    ("probe.toml", PROBE_TOML),
+    ("probes.toml", PROBES_TOML),
     (
         "README.md",
         include_str!("../../templates/plugin-python/README.md"),
@@ -92,7 +93,7 @@ const JS_FILES: &[(&str, &str)] = &[
         "build.sh",
         include_str!("../../templates/plugin-js/build.sh"),
     ),
-    ("probe.toml", PROBE_TOML),
+    ("probes.toml", PROBES_TOML),
     (
         "README.md",
         include_str!("../../templates/plugin-js/README.md"),
@@ -146,6 +147,7 @@ pub fn new_plugin(
     if dir.exists() {
         return Err(ScaffoldError::Exists(dir.to_path_buf()));
     }
+    let snake = name.replace('-', "_");
     let (files, wit, sdk): (_, &[_], _) = match lang {
         Lang::Rust => {
             let sdk = sdk
@@ -158,12 +160,17 @@ pub fn new_plugin(
         Lang::Python => (PYTHON_FILES, WIT, String::new()),
         Lang::Js => (JS_FILES, WIT, String::new()),
     };
-    let snake = name.replace('-', "_");
+    // Where the folder's own probes.toml finds the built plugin.
+    let wasm = match lang {
+        Lang::Rust => format!("target/wasm32-wasip2/release/{snake}.wasm"),
+        Lang::Python | Lang::Js => format!("{name}.wasm"),
+    };
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &snake)
             .replace("{{prefix}}", &snake)
             .replace("{{sdk}}", &sdk)
+            .replace("{{wasm}}", &wasm)
     };
     let mut written = Vec::new();
     for (rel, text) in files.iter().chain(wit) {

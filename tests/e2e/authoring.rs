@@ -107,6 +107,100 @@ fn a_recorded_run_replays_to_the_same_samples_without_network() {
     );
 }
 
+/// `wasmprobe` run in `dir`, as an author runs it in a plugin's folder.
+fn wasmprobe_in(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("wasmprobe: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn wasmprobe_test_compares_a_replay_with_its_expectation() {
+    let target = targets::counting();
+    let engine = Engine::new().probe(
+        "site",
+        &format!(
+            "plugin = \"http-health\"\nschedule = \"0 0 * * * *\"\ntarget = {:?}\n[probes.site.config]\nfail_if_body_not_matches_regexp = [\"ok\"]",
+            target.url("/ok")
+        ),
+    );
+    let config = engine.config_path();
+    std::fs::write(&config, engine.text()).unwrap_or_else(|e| panic!("{e}"));
+    let dir = config.parent().unwrap_or_else(|| panic!("no dir"));
+    let (code, out) = wasmprobe_in(
+        dir,
+        &["probe", "--probe", "site", "--record", "tests/site.json"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let tape = dir.join("tests/site.json");
+    let text = std::fs::read_to_string(&tape).unwrap_or_default();
+    assert!(
+        text.contains("\"utf8\": \"ok\\n\""),
+        "the body is readable text: {text}"
+    );
+
+    let (code, out) = wasmprobe_in(dir, &["test"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("no expectation file") && out.contains("--update"),
+        "{out}"
+    );
+
+    let (code, out) = wasmprobe_in(dir, &["test", "--update"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("updated tests/site.expect.toml"), "{out}");
+    let expect = std::fs::read_to_string(dir.join("tests/site.expect.toml")).unwrap_or_default();
+    assert!(
+        expect.contains("success = true")
+            && expect.contains("name = \"probe_http_status_code\"\nvalue = 200"),
+        "{expect}"
+    );
+    let seen = target.accepted();
+    let (code, out) = wasmprobe_in(dir, &["test"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("test tests/site.json (probe site) ... ok")
+            && out.contains("1 passed, 0 failed"),
+        "{out}"
+    );
+    assert_eq!(target.accepted(), seen, "a test never reaches the network");
+
+    // Edit the recorded answer as text: the service now says 503.
+    std::fs::write(&tape, text.replace("\"status\": 200", "\"status\": 503"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, out) = wasmprobe_in(dir, &["test"]);
+    assert_eq!(code, Some(1), "{out}");
+    for line in [
+        "FAILED",
+        "success: expected true, got false",
+        "~ probe_http_status_code{}: expected 200, got 503",
+        "0 passed, 1 failed",
+    ] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
+    println!("wasmprobe test on an edited tape:\n{out}");
+    // Accepting the new behaviour makes it the expectation.
+    let (code, out) = wasmprobe_in(dir, &["test", "--update"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = wasmprobe_in(dir, &["test", "tests/site.json"]);
+    assert_eq!(code, Some(0), "{out}");
+
+    // A tape of a probe the config does not have is bad input.
+    let other = text.replace("\"probe\": \"site\"", "\"probe\": \"gone\"");
+    std::fs::write(dir.join("tests/gone.json"), other).unwrap_or_else(|e| panic!("{e}"));
+    let (code, out) = wasmprobe_in(dir, &["test"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("probe \"gone\""), "{out}");
+}
+
 #[test]
 fn a_scaffolded_plugin_builds_and_its_metrics_reach_metrics() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -1,6 +1,7 @@
 //! The `wasmprobe` command: the only place errors become exit codes.
 //!
-//! Exit codes: 0 success; 1 the probe run by `wasmprobe probe` failed;
+//! Exit codes: 0 success; 1 the probe run by `wasmprobe probe` failed, or
+//! a `wasmprobe test` did;
 //! 2 the config (or a plugin it names) is invalid; 3 the engine could not
 //! start (listener, runtime, cache).
 
@@ -9,6 +10,7 @@ mod new;
 mod probe;
 mod run;
 mod setup;
+mod test;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +67,19 @@ enum Command {
         /// fails when the plugin's calls differ from the recording.
         #[arg(long, value_name = "FILE")]
         replay: Option<PathBuf>,
+    },
+    /// Replay tapes against the built plugins and compare each run with
+    /// the expectation file beside its tape (`tests/x.json` →
+    /// `tests/x.expect.toml`). Exits 1 when a test fails.
+    Test {
+        #[arg(long, short, default_value = "probes.toml", alias = "config.file")]
+        config: PathBuf,
+        /// Write each expectation file from its run instead of comparing
+        /// (ranges the run still meets are kept).
+        #[arg(long)]
+        update: bool,
+        /// Tapes to replay (default: tests/*.json).
+        tapes: Vec<PathBuf>,
     },
     /// Create something new from a template.
     #[command(subcommand)]
@@ -127,7 +142,8 @@ pub(crate) struct RunArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Ok = 0,
-    /// `probe`: the probe failed, or a replay did not match its recording.
+    /// `probe`: the probe failed, or a replay did not match its recording;
+    /// `test`: a test failed.
     ProbeFailed = 1,
     /// The input is wrong: config, plugin, arguments, recording.
     BadInput = 2,
@@ -181,6 +197,11 @@ fn main() -> ExitCode {
             };
             probe::probe_once(&config, &probe, target.as_deref(), openmetrics, tape)
         }
+        Command::Test {
+            config,
+            update,
+            tapes,
+        } => test::test(&config, tapes, update),
         Command::New(NewCommand::Plugin {
             name,
             lang,
