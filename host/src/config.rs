@@ -15,8 +15,11 @@
 pub mod diagnostic;
 pub mod package;
 mod raw;
+pub mod registry;
 mod resolve;
 pub mod values;
+
+pub use resolve::default_cache_dir;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,6 +54,8 @@ pub struct Config {
     pub missing_plugins: BTreeMap<ProbeName, PluginName>,
     /// Every package the config includes, loaded or refused.
     pub packages: Vec<package::PackageInfo>,
+    /// How to reach the OCI registries plugins and packages come from.
+    pub registries: BTreeMap<String, registry::RegistryConfig>,
 }
 
 impl Config {
@@ -94,6 +99,8 @@ pub struct EngineConfig {
 #[derive(Debug, Clone)]
 pub struct PluginSource {
     pub path: PathBuf,
+    /// The pinned OCI reference it was pulled from, if it was.
+    pub oci: Option<String>,
     /// Series all probes of this plugin may hold in exposition together.
     pub series_budget: usize,
     pub location: Option<Location>,

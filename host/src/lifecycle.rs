@@ -343,9 +343,20 @@ impl Lifecycle {
         let previous = self.app.set.load_full();
         // A plugin removed from a plugin directory stops its probes; any
         // other problem refuses the reload.
-        let (config, removed) = read(&self.path, &self.overrides, |plugin| {
-            previous.plugins.contains_key(plugin) || current.removed.contains(plugin)
-        })?;
+        let read_now = || {
+            read(&self.path, &self.overrides, |plugin| {
+                previous.plugins.contains_key(plugin) || current.removed.contains(plugin)
+            })
+        };
+        // Reading may pull a plugin from a registry (seconds, at worst its
+        // timeout): off the async workers when they can spare the thread.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let (config, removed) = if multi_thread {
+            tokio::task::block_in_place(read_now)?
+        } else {
+            read_now()?
+        };
         for (probe, plugin) in &config.missing_plugins {
             if removed.contains(plugin) && previous.probes.contains_key(probe) {
                 tracing::warn!(probe = %probe, plugin = %plugin, "plugin removed: probe stopped");

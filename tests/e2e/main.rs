@@ -39,6 +39,7 @@ mod languages;
 mod operations;
 mod packages;
 mod prometheus_server;
+mod registry;
 mod reload;
 mod rules;
 mod sandbox;

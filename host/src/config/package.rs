@@ -77,6 +77,9 @@ pub struct PackageGrant {
     pub name: String,
     /// The package must be this directory, `package.toml` or archive.
     pub path: Option<PathBuf>,
+    /// Or: the package must be pulled from this OCI repository
+    /// (`registry/name`, from a grant `path = "oci://registry/name"`).
+    pub oci: Option<String>,
     pub env: std::collections::BTreeSet<String>,
     pub files: std::collections::BTreeSet<PathBuf>,
     pub insecure_skip_verify: bool,
@@ -94,10 +97,20 @@ impl PackageGrant {
     }
 
     /// Whether a package found at `found` is the one the grant is for.
-    fn binds(&self, found: &Path) -> bool {
+    fn binds(&self, found: &Path, origin: Option<&str>) -> bool {
+        if let Some(repository) = &self.oci {
+            let pulled_from = origin
+                .and_then(|o| o.strip_prefix(super::registry::OCI_PREFIX))
+                .and_then(|o| o.parse::<wasmprobe_oci::Reference>().ok())
+                .map(|r| format!("{}/{}", r.registry(), r.repository()));
+            return pulled_from.as_deref() == Some(repository.as_str());
+        }
         let Some(path) = &self.path else {
             return true;
         };
+        if origin.is_some() {
+            return false;
+        }
         let found = canonical(found);
         let path = canonical(path);
         found == path || found.parent() == Some(path.as_path())
@@ -255,6 +268,22 @@ pub(super) fn load(
     grants: &BTreeMap<String, PackageGrant>,
     taken: &BTreeMap<String, PathBuf>,
 ) -> (PackageInfo, Loaded) {
+    load_from(path, None, unpack_dir, base, engine, cap, grants, taken)
+}
+
+/// [`load`] of a package pulled from `origin` (`oci://...`), which is
+/// what a grant binds it by and what the status page shows.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn load_from(
+    path: &Path,
+    origin: Option<&str>,
+    unpack_dir: &Path,
+    base: Limits,
+    engine: &EngineConfig,
+    cap: &PackageCap,
+    grants: &BTreeMap<String, PackageGrant>,
+    taken: &BTreeMap<String, PathBuf>,
+) -> (PackageInfo, Loaded) {
     let (toml_path, source, raw) = match read(path, unpack_dir) {
         Ok(read) => read,
         Err(refused) => return (*refused, Loaded::default()),
@@ -292,14 +321,18 @@ pub(super) fn load(
         name: name.clone(),
         ..PackageGrant::default()
     });
-    if !grant.binds(path) {
+    if !grant.binds(path, origin) {
+        let bound = match (&grant.oci, &grant.path) {
+            (Some(repository), _) => format!("{}{repository}", super::registry::OCI_PREFIX),
+            (None, Some(p)) => p.display().to_string(),
+            (None, None) => "?".to_string(),
+        };
         r.error(
             raw.name.span(),
             "name",
             format!(
-                "package name {name:?} is bound by the operator to {} ([packages.grants.{name}] path); this package is {}",
-                grant.path.as_deref().unwrap_or(Path::new("?")).display(),
-                path.display()
+                "package name {name:?} is bound by the operator to {bound} ([packages.grants.{name}] path); this package is {}",
+                origin.map_or_else(|| path.display().to_string(), str::to_string)
             ),
         );
     }
@@ -536,6 +569,7 @@ fn pinned_plugins(
         plugins.insert(
             pname.clone(),
             PluginSource {
+                oci: None,
                 path: file,
                 series_budget: budget,
                 location: Some(r.location(p.span(), key)),

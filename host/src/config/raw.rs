@@ -26,6 +26,19 @@ pub(crate) struct RawConfig {
     pub(crate) probes: BTreeMap<ProbeName, Spanned<RawProbe>>,
     #[serde(default)]
     pub(crate) packages: RawPackages,
+    /// How to reach each OCI registry, by `HOST[:PORT]`.
+    #[serde(default)]
+    pub(crate) registries: BTreeMap<String, Spanned<RawRegistry>>,
+}
+
+/// `[registries."HOST[:PORT]"]`: credentials and patience for one
+/// registry that plugins or packages are pulled from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegistry {
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Spanned<RawSecret>>,
+    pub(crate) timeout: Option<HumanDuration>,
 }
 
 /// Which probe packages to load, and what any of them may ask for.
@@ -167,7 +180,9 @@ pub(crate) struct RawLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPlugin {
-    pub(crate) path: Spanned<PathBuf>,
+    pub(crate) path: Option<Spanned<PathBuf>>,
+    /// A pinned OCI reference instead of a path.
+    pub(crate) oci: Option<Spanned<String>>,
     pub(crate) series_budget: Option<usize>,
 }
 

@@ -14,6 +14,7 @@ use toml::Spanned;
 use super::diagnostic::{Diagnostic, Location, Source};
 use super::package::{self, PackageCap, PackageGrant, PackageInfo};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
+use super::registry::{self, RegistryConfig};
 use super::{
     ClientCert, Config, CronSchedule, DEFAULT_LISTEN, EngineConfig, LabelName, Limits, PluginName,
     PluginSource, ProbeConfig, ProbeName, SecretSource, ServerConfig, TlsMinVersion, TlsSettings,
@@ -21,6 +22,7 @@ use super::{
 use crate::egress::AllowList;
 use crate::names::{ENGINE_LABELS, PACKAGE_LABELS};
 use crate::tls_files::{self, PairFile};
+use wasmprobe_oci::Kind;
 
 /// Default series budget of one plugin across its probes.
 const DEFAULT_SERIES_BUDGET: usize = 10_000;
@@ -94,7 +96,8 @@ pub(super) fn resolve(source: &Source, mut raw: RawConfig) -> (Config, Vec<Diagn
     let server = resolve_server(&mut r, &raw);
     let engine = resolve_engine(&mut r, &raw);
     let base = merge_limits(&mut r, Limits::default(), &raw.limits, "limits", &engine);
-    let plugins = resolve_plugins(&mut r, &raw, &engine);
+    let registries = resolve_registries(&mut r, &raw);
+    let plugins = resolve_plugins(&mut r, &raw, &engine, &registries);
 
     let mut probes = BTreeMap::new();
     let mut missing_plugins = BTreeMap::new();
@@ -116,7 +119,15 @@ pub(super) fn resolve(source: &Source, mut raw: RawConfig) -> (Config, Vec<Diagn
     }
 
     let mut plugins = plugins;
-    let packages = resolve_packages(&mut r, &raw, base, &engine, &mut plugins, &mut probes);
+    let packages = resolve_packages(
+        &mut r,
+        &raw,
+        base,
+        &engine,
+        &registries,
+        &mut plugins,
+        &mut probes,
+    );
 
     r.errors
         .sort_by_key(|d| (d.location.line, d.location.column));
@@ -128,6 +139,7 @@ pub(super) fn resolve(source: &Source, mut raw: RawConfig) -> (Config, Vec<Diagn
         probes,
         missing_plugins,
         packages,
+        registries,
     };
     (config, r.errors)
 }
@@ -139,6 +151,7 @@ fn resolve_packages(
     raw: &RawConfig,
     base: Limits,
     engine: &EngineConfig,
+    registries: &BTreeMap<String, RegistryConfig>,
     plugins: &mut BTreeMap<PluginName, PluginSource>,
     probes: &mut BTreeMap<ProbeName, ProbeConfig>,
 ) -> Vec<PackageInfo> {
@@ -160,7 +173,18 @@ fn resolve_packages(
             }
             let grant = PackageGrant {
                 name: name.clone(),
-                path: Some(r.path(g.path.get_ref())),
+                path: (!g
+                    .path
+                    .get_ref()
+                    .to_string_lossy()
+                    .starts_with(registry::OCI_PREFIX))
+                .then(|| r.path(g.path.get_ref())),
+                oci: g
+                    .path
+                    .get_ref()
+                    .to_string_lossy()
+                    .strip_prefix(registry::OCI_PREFIX)
+                    .map(str::to_string),
                 env: g.env.iter().cloned().collect(),
                 files: g
                     .files
@@ -185,6 +209,37 @@ fn resolve_packages(
     let mut taken: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut infos = Vec::new();
     for (i, pattern) in raw.packages.include.iter().enumerate() {
+        if let Some(reference) = pattern.get_ref().strip_prefix(registry::OCI_PREFIX) {
+            let fetched = registry::fetch(
+                reference,
+                Kind::Package,
+                registries,
+                &oci_cache_root(engine),
+            );
+            match fetched {
+                Ok(f) => {
+                    let origin = format!("{}{}", registry::OCI_PREFIX, reference);
+                    let (info, loaded) = package::load_from(
+                        &f.file,
+                        Some(&origin),
+                        &unpack_dir,
+                        base,
+                        engine,
+                        &cap,
+                        &grants,
+                        &taken,
+                    );
+                    if info.refused.is_none() {
+                        taken.insert(info.name.clone(), f.file.clone());
+                        plugins.extend(loaded.plugins);
+                        probes.extend(loaded.probes);
+                    }
+                    infos.push(info);
+                }
+                Err(e) => r.error(pattern.span(), format!("packages.include.{i}"), e),
+            }
+            continue;
+        }
         let files = match package::expand(&r.dir, pattern.get_ref()) {
             Ok(f) => f,
             Err(e) => {
@@ -232,7 +287,8 @@ fn resolve_server(r: &mut Resolver<'_>, raw: &RawConfig) -> ServerConfig {
     }
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
+/// `$XDG_CACHE_HOME/wasmprobe`, else `~/.cache/wasmprobe`.
+pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
@@ -348,10 +404,60 @@ pub(crate) fn plugin_name_of(path: &Path) -> Option<PluginName> {
     PluginName::try_from(stem.to_string()).ok()
 }
 
+/// Where pulled OCI content is kept: beside the compile cache, or in the
+/// temporary directory when the cache is off.
+fn oci_cache_root(engine: &EngineConfig) -> PathBuf {
+    engine
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("wasmprobe"))
+}
+
+fn resolve_registries(r: &mut Resolver<'_>, raw: &RawConfig) -> BTreeMap<String, RegistryConfig> {
+    let mut out = BTreeMap::new();
+    for (host, spanned) in &raw.registries {
+        let key = format!("registries.{host}");
+        let g = spanned.get_ref();
+        let password = match &g.password {
+            None => None,
+            Some(p) => match (&p.get_ref().env, &p.get_ref().file) {
+                (Some(var), None) if !var.is_empty() => Some(SecretSource::Env(var.clone())),
+                (None, Some(file)) => Some(SecretSource::File(r.path(file))),
+                _ => {
+                    r.error(
+                        p.span(),
+                        format!("{key}.password"),
+                        "give exactly one of `env = \"VARIABLE\"` or `file = \"path\"`",
+                    );
+                    None
+                }
+            },
+        };
+        if g.username.is_some() != g.password.is_some() {
+            r.error(
+                spanned.span(),
+                key.clone(),
+                "give both `username` and `password`, or neither",
+            );
+        }
+        let mut config = RegistryConfig {
+            username: g.username.clone(),
+            password,
+            ..RegistryConfig::default()
+        };
+        if let Some(t) = &g.timeout {
+            config.timeout = t.0;
+        }
+        out.insert(host.clone(), config);
+    }
+    out
+}
+
 fn resolve_plugins(
     r: &mut Resolver<'_>,
     raw: &RawConfig,
     engine: &EngineConfig,
+    registries: &BTreeMap<String, RegistryConfig>,
 ) -> BTreeMap<PluginName, PluginSource> {
     let mut plugins: BTreeMap<PluginName, PluginSource> = BTreeMap::new();
     for (i, dir) in engine.plugin_dirs.iter().enumerate() {
@@ -406,6 +512,7 @@ fn resolve_plugins(
             plugins.insert(
                 name,
                 PluginSource {
+                    oci: None,
                     path: file,
                     series_budget: DEFAULT_SERIES_BUDGET,
                     location: None,
@@ -416,23 +523,52 @@ fn resolve_plugins(
         }
     }
     for (name, p) in &raw.plugins {
-        let path = r.path(p.get_ref().path.get_ref());
         let location = r.location(p.span(), format!("plugins.{name}"));
-        if !path.is_file() {
-            r.error(
-                p.get_ref().path.span(),
-                format!("plugins.{name}.path"),
-                format!("plugin file {} does not exist", path.display()),
-            );
-        }
+        let (path, oci, sha256) = match (&p.get_ref().path, &p.get_ref().oci) {
+            (Some(path), None) => {
+                let file = r.path(path.get_ref());
+                if !file.is_file() {
+                    r.error(
+                        path.span(),
+                        format!("plugins.{name}.path"),
+                        format!("plugin file {} does not exist", file.display()),
+                    );
+                }
+                (file, None, None)
+            }
+            (None, Some(reference)) => {
+                let fetched = registry::fetch(
+                    reference.get_ref(),
+                    Kind::Plugin,
+                    registries,
+                    &oci_cache_root(engine),
+                );
+                match fetched {
+                    Ok(f) => (f.file, Some(reference.get_ref().clone()), Some(f.sha256)),
+                    Err(e) => {
+                        r.error(reference.span(), format!("plugins.{name}.oci"), e);
+                        continue;
+                    }
+                }
+            }
+            _ => {
+                r.error(
+                    p.span(),
+                    format!("plugins.{name}"),
+                    "give exactly one of `path = \"file.wasm\"` or `oci = \"registry/name:tag@sha256:...\"`",
+                );
+                continue;
+            }
+        };
         plugins.insert(
             name.clone(),
             PluginSource {
                 path,
+                oci,
                 series_budget: p.get_ref().series_budget.unwrap_or(DEFAULT_SERIES_BUDGET),
                 location: Some(location),
                 budget_group: None,
-                sha256: None,
+                sha256,
             },
         );
     }

@@ -8,6 +8,7 @@
 mod check;
 mod new;
 mod probe;
+mod registry;
 mod run;
 mod setup;
 mod test;
@@ -80,6 +81,33 @@ enum Command {
         update: bool,
         /// Tapes to replay (default: tests/*.json).
         tapes: Vec<PathBuf>,
+    },
+    /// Push a plugin (.wasm) or a probe package (.tar.gz) to an OCI
+    /// registry; prints the reference to pin (`...@sha256:...`).
+    Push {
+        /// The plugin or package archive.
+        file: PathBuf,
+        /// Where to: `registry[:port]/name:tag`.
+        reference: String,
+        /// A config whose `[registries]` holds the credentials (default:
+        /// ./probes.toml when present; else WASMPROBE_REGISTRY_USERNAME
+        /// and WASMPROBE_REGISTRY_PASSWORD).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Pull a plugin or package into the cache, verified; prints the
+    /// pinned reference to write in probes.toml.
+    Pull {
+        /// `registry[:port]/name:tag`, or pinned `...@sha256:...`.
+        reference: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Also copy the verified content to FILE.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The reference is a probe package, not a plugin.
+        #[arg(long)]
+        package: bool,
     },
     /// Create something new from a template.
     #[command(subcommand)]
@@ -202,6 +230,17 @@ fn main() -> ExitCode {
             update,
             tapes,
         } => test::test(&config, tapes, update),
+        Command::Push {
+            file,
+            reference,
+            config,
+        } => registry::push(&file, &reference, config.as_deref()),
+        Command::Pull {
+            reference,
+            config,
+            output,
+            package,
+        } => registry::pull(&reference, config.as_deref(), output.as_deref(), package),
         Command::New(NewCommand::Plugin {
             name,
             lang,
