@@ -53,6 +53,14 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("probes.toml", PROBES_TOML),
     (
+        "tests/up.json",
+        include_str!("../../templates/plugin/tests/up.json"),
+    ),
+    (
+        "tests/up.expect.toml",
+        include_str!("../../templates/plugin/tests/up.expect.toml"),
+    ),
+    (
         "README.md",
         include_str!("../../templates/plugin/README.md"),
     ),
@@ -69,10 +77,26 @@ const PYTHON_FILES: &[(&str, &str)] = &[
         include_str!("../../templates/plugin-python/app.py"),
     ),
     (
+        "logic.py",
+        include_str!("../../templates/plugin-python/logic.py"),
+    ),
+    (
+        "test_logic.py",
+        include_str!("../../templates/plugin-python/test_logic.py"),
+    ),
+    (
         "build.sh",
         include_str!("../../templates/plugin-python/build.sh"),
     ),
     ("probes.toml", PROBES_TOML),
+    (
+        "tests/up.json",
+        include_str!("../../templates/plugin-python/tests/up.json"),
+    ),
+    (
+        "tests/up.expect.toml",
+        include_str!("../../templates/plugin-python/tests/up.expect.toml"),
+    ),
     (
         "README.md",
         include_str!("../../templates/plugin-python/README.md"),
@@ -84,16 +108,37 @@ const PYTHON_FILES: &[(&str, &str)] = &[
 ];
 
 /// The JavaScript template, as (relative path, text); [`WIT`] goes with it.
+/// Its tape is the Python template's: both make the same request.
 const JS_FILES: &[(&str, &str)] = &[
     (
         "probe.js",
         include_str!("../../templates/plugin-js/probe.js"),
     ),
     (
+        "logic.js",
+        include_str!("../../templates/plugin-js/logic.js"),
+    ),
+    (
+        "logic.test.js",
+        include_str!("../../templates/plugin-js/logic.test.js"),
+    ),
+    (
+        "package.json",
+        include_str!("../../templates/plugin-js/package.json"),
+    ),
+    (
         "build.sh",
         include_str!("../../templates/plugin-js/build.sh"),
     ),
     ("probes.toml", PROBES_TOML),
+    (
+        "tests/up.json",
+        include_str!("../../templates/plugin-python/tests/up.json"),
+    ),
+    (
+        "tests/up.expect.toml",
+        include_str!("../../templates/plugin-python/tests/up.expect.toml"),
+    ),
     (
         "README.md",
         include_str!("../../templates/plugin-js/README.md"),

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Builds {{name}}.wasm from probe.js with componentize-js (installed into
-# ./node_modules with npm when missing, or taken from $COMPONENTIZE_JS).
-# The component is ~12 MB: it carries the JavaScript engine.
+# Builds {{name}}.wasm from probe.js and the modules it imports (logic.js)
+# with componentize-js (installed into ./node_modules with npm when
+# missing, or taken from $COMPONENTIZE_JS). The component is ~12 MB: it
+# carries the JavaScript engine.
+#
+# No bundling step: componentize-js 0.23 follows probe.js's relative
+# imports (`./logic.js`) itself. It evaluates the modules once at build
+# time, with this folder as their root, and the component carries the
+# result; nothing is read from this folder when the plugin runs.
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -1,10 +1,14 @@
 // {{name}}: a wasmprobe probe plugin in JavaScript.
 //
 // GETs the probe's target through the host's `http` capability and reports
-// whether it answered with the expected status and body text. Build with
-// `./build.sh`; the imports below are the WIT contract in ./wit.
+// whether it answered with the expected status and body text. This file is
+// the glue between the host and logic.js, where the decisions are (and
+// their tests, logic.test.js). Build with `./build.sh`; the imports from
+// `wasmprobe:plugin` are the WIT contract in ./wit.
 import { send } from 'wasmprobe:plugin/http@0.1.0';
 import { log } from 'wasmprobe:plugin/log@0.1.0';
+
+import { failure, judge, parseConfig } from './logic.js';
 
 // The probe's `config` table in probes.toml, as JSON Schema: the host checks
 // every probe's config against it before the plugin runs.
@@ -23,6 +27,7 @@ export const plugin = {
   describe() {
     return {
       name: '{{name}}', version: '0.1.0', configSchema: JSON.stringify(SCHEMA),
+      // The samples `judge` emits; logic.test.js checks they match.
       families: [
         gauge('{{prefix}}_up', 'Whether the target answered as expected.'),
         gauge('{{prefix}}_status_code', 'HTTP status of the answer (0: none).'),
@@ -32,10 +37,8 @@ export const plugin = {
   },
 
   run(ctx) {
-    const config = JSON.parse(ctx.config || '{}');
-    const expectStatus = config.expect_status ?? 200;
-    const expectBody = config.expect_body ?? '';
-    let status = 0, seconds = 0, bodyOk = false, why;
+    const config = parseConfig(ctx.config);
+    let answer, why;
     try {
       const resp = send({
         method: 'GET', url: ctx.target, headers: [['user-agent', 'wasmprobe-{{name}}']],
@@ -44,25 +47,16 @@ export const plugin = {
         enableHttp2: true, http2PriorKnowledge: false, decompress: true,
       });
       const t = resp.timings;
-      status = resp.status;
-      seconds = t.resolve + t.connect + t.tls + t.processing + t.transfer;
-      bodyOk = new TextDecoder().decode(resp.body).includes(expectBody);
+      const seconds = t.resolve + t.connect + t.tls + t.processing + t.transfer;
+      answer = { status: resp.status, body: resp.body, seconds };
     } catch (e) {
-      const err = e.payload ?? e; // a result's err arrives as a thrown error's payload
-      why = `${err.kind ?? 'error'}: ${err.message ?? String(e)}`;
+      why = failure(e);
     }
-    const up = status === expectStatus && bodyOk;
-    if (why === undefined && !up) {
-      why = `status ${status}, body match ${bodyOk}`;
-    }
-    log(up ? 'debug' : 'info', why ?? 'up');
+    const verdict = judge(config, answer, why);
+    log(verdict.up ? 'debug' : 'info', verdict.message ?? 'up');
     return {
-      success: up, message: why,
-      samples: [
-        { name: '{{prefix}}_up', labels: [], value: up ? 1 : 0 },
-        { name: '{{prefix}}_status_code', labels: [], value: status },
-        { name: '{{prefix}}_response_seconds', labels: [], value: seconds },
-      ],
+      success: verdict.up, message: verdict.message,
+      samples: verdict.samples.map(([name, value]) => ({ name, labels: [], value })),
     };
   },
 };

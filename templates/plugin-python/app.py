@@ -1,9 +1,10 @@
 """{{name}}: a wasmprobe probe plugin in Python.
 
 GETs the probe's target through the host's `http` capability and reports
-whether it answered with the expected status and body text. Build with
-`./build.sh`; the bindings (`wit_world`) are generated from ./wit by
-componentize-py at build time.
+whether it answered with the expected status and body text. This file is
+the glue between the host and `logic.py`, where the decisions are (and
+their tests, `test_logic.py`). Build with `./build.sh`; the bindings
+(`wit_world`) are generated from ./wit by componentize-py at build time.
 """
 import json
 
@@ -12,6 +13,8 @@ from wit_world import exports
 from wit_world.imports import http, log
 from wit_world.imports.types import (
     MetricFamily, MetricKind, PluginInfo, ProbeError_InvalidConfig, Report, Sample)
+
+import logic
 
 # The probe's `config` table in probes.toml, as JSON Schema: the host
 # checks every probe's config against it before the plugin runs.
@@ -33,6 +36,7 @@ def gauge(name, text, unit=None):
 
 class Plugin(exports.Plugin):
     def describe(self):
+        # The samples `logic.judge` emits; test_logic.py checks they match.
         return PluginInfo("{{name}}", "0.1.0", [
             gauge("{{prefix}}_up", "Whether the target answered as expected."),
             gauge("{{prefix}}_status_code", "HTTP status of the answer (0: none)."),
@@ -40,31 +44,23 @@ class Plugin(exports.Plugin):
         ], json.dumps(SCHEMA))
 
     def run(self, ctx):
-        config = json.loads(ctx.config or "{}")
-        expect_status = config.get("expect_status", 200)
-        expect_body = config.get("expect_body", "")
-        if not isinstance(expect_body, str):
-            raise Err(ProbeError_InvalidConfig("`expect_body` must be a string"))
+        try:
+            config = logic.parse_config(ctx.config)
+        except logic.InvalidConfig as e:
+            raise Err(ProbeError_InvalidConfig(str(e)))
         req = http.Request(
             method="GET", url=ctx.target, headers=[("user-agent", "wasmprobe-{{name}}")],
             body=None, timeout_ms=None, follow_redirects=True, max_redirects=5,
             max_body_bytes=None, preferred_ip_protocol=None, ip_protocol_fallback=True,
             enable_http2=True, http2_prior_knowledge=False, decompress=True)
-        status, seconds, body_ok, why = 0, 0.0, False, None
         try:
             resp = http.send(req)
-            t = resp.timings
-            status = resp.status
-            seconds = t.resolve + t.connect + t.tls + t.processing + t.transfer
-            body_ok = expect_body.encode() in resp.body
         except Err as e:
-            why = f"{e.value.kind.name.lower()}: {e.value.message}"
-        up = status == expect_status and body_ok
-        if why is None and not up:
-            why = f"status {status}, body match {body_ok}"
-        log.log(log.Level.DEBUG if up else log.Level.INFO, why or "up")
-        return Report(up, why, [
-            Sample("{{prefix}}_up", [], float(up)),
-            Sample("{{prefix}}_status_code", [], float(status)),
-            Sample("{{prefix}}_response_seconds", [], seconds),
-        ])
+            verdict = logic.judge(config, None, (e.value.kind.name, e.value.message))
+        else:
+            t = resp.timings
+            seconds = t.resolve + t.connect + t.tls + t.processing + t.transfer
+            verdict = logic.judge(config, logic.Answer(resp.status, resp.body, seconds))
+        log.log(log.Level.DEBUG if verdict.up else log.Level.INFO, verdict.message or "up")
+        return Report(verdict.up, verdict.message,
+                      [Sample(name, [], value) for name, value in verdict.samples])

@@ -244,7 +244,46 @@ fn a_scaffolded_plugin_builds_and_its_metrics_reach_metrics() {
     std::fs::create_dir_all(&plugins).unwrap_or_else(|e| panic!("{e}"));
     std::fs::copy(&built, plugins.join("hello-probe.wasm")).unwrap_or_else(|e| panic!("{e}"));
 
+    // Where the folder's own probes.toml looks (the build above used a
+    // shared target dir): its tape test passes as written.
+    let local = dir.join("target/wasm32-wasip2/release");
+    std::fs::create_dir_all(&local).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(&built, local.join("hello_probe.wasm")).unwrap_or_else(|e| panic!("{e}"));
+    assert_scaffold_test_passes(&dir);
+
     assert_metrics_reach_metrics(&plugins, "hello-probe", "hello_probe");
+}
+
+/// `wasmprobe check` and `wasmprobe test` in a freshly built scaffold
+/// folder, as its README says; then an edited tape fails with a diff.
+fn assert_scaffold_test_passes(dir: &Path) {
+    let (code, out) = wasmprobe_in(dir, &["check"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = wasmprobe_in(dir, &["test"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("... ok") && out.contains("1 passed, 0 failed"),
+        "{out}"
+    );
+    let tape = dir.join("tests/up.json");
+    let text = std::fs::read_to_string(&tape).unwrap_or_default();
+    let down = dir.join("tests/down.json");
+    std::fs::write(&down, text.replace("\"status\": 200", "\"status\": 503"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (code, out) = wasmprobe_in(dir, &["test", "tests/down.json"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no expectation file"), "{out}");
+    let (code, out) = wasmprobe_in(dir, &["test", "--update", "tests/down.json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let expect = std::fs::read_to_string(dir.join("tests/down.expect.toml")).unwrap_or_default();
+    assert!(
+        expect.contains("success = false") && expect.contains("value = 503"),
+        "{expect}"
+    );
+    let (code, out) = wasmprobe_in(dir, &["test"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("2 passed, 0 failed"), "{out}");
+    println!("scaffold's wasmprobe test:\n{out}");
 }
 
 #[test]
@@ -280,6 +319,23 @@ fn build_script_plugin(lang: &str, name: &str, prefix: &str) {
     println!(
         "scaffolded {lang} plugin built in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+    assert_scaffold_test_passes(&dir);
+    // The plugin's pure logic, tested natively as its README says.
+    let (program, args): (&str, &[&str]) = match lang {
+        "python" => ("python3", &["-m", "unittest"]),
+        _ => ("node", &["--test"]),
+    };
+    let native = Command::new(program)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        native.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&native.stdout),
+        String::from_utf8_lossy(&native.stderr)
     );
     let plugins = tmp.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap_or_else(|e| panic!("{e}"));
