@@ -174,6 +174,23 @@ pub enum SecretSource {
     File(PathBuf),
 }
 
+/// Largest secret read from a file.
+pub const MAX_SECRET: u64 = 64 << 10;
+
+impl SecretSource {
+    /// The value now, with a trailing newline removed; `None` when unset,
+    /// empty or unreadable.
+    pub fn value(&self) -> Option<String> {
+        let value = match self {
+            SecretSource::Env(var) => std::env::var(var).ok()?,
+            // A regular file only: a FIFO would pin the reader.
+            SecretSource::File(path) => crate::files::read_regular_text(path, MAX_SECRET).ok()?,
+        };
+        let value = value.trim_end_matches(['\n', '\r']).to_string();
+        (!value.is_empty()).then_some(value)
+    }
+}
+
 /// Lowest TLS version a probe accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TlsMinVersion {

@@ -233,6 +233,20 @@ impl Exposition {
             for (reason, n) in &staged.rejected {
                 st.rejected[*reason as usize] += n;
             }
+            if !staged.examples.is_empty() {
+                // The counter says how many and why; the log says which.
+                let named: Vec<String> = staged
+                    .examples
+                    .iter()
+                    .map(|(name, why)| format!("{name} ({})", why.as_str()))
+                    .collect();
+                tracing::debug!(
+                    probe = %slot.name,
+                    rejected = staged.rejected_total(),
+                    samples = named.join(", "),
+                    "samples rejected"
+                );
+            }
             let next = st.series.with(&staged, &table);
             let held = next.series(&table);
             if slot.budget.exchange(st.held, held) {

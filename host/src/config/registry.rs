@@ -64,7 +64,7 @@ pub fn client_for(
         .unwrap_or_default();
     let credentials = match (&config.username, &config.password) {
         (Some(username), Some(source)) => {
-            let password = crate::hostcalls::secrets::read(source).ok_or_else(|| {
+            let password = source.value().ok_or_else(|| {
                 format!(
                     "the password of registry {} cannot be read ({})",
                     reference.registry(),

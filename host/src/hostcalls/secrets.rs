@@ -18,8 +18,7 @@ use super::{Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::secrets::{self as wit, Host};
 use crate::config::{ProbeConfig, SecretSource};
 
-/// Largest secret read from a file.
-pub const MAX_SECRET: u64 = 64 << 10;
+pub use crate::config::MAX_SECRET;
 /// Shorter values are not redacted: they would blank out ordinary text.
 const MIN_REDACTED: usize = 4;
 /// What replaces a secret in output.
@@ -27,13 +26,7 @@ pub const REDACTED: &str = "[redacted]";
 
 /// The value of `source` now, with a trailing newline removed.
 pub fn read(source: &SecretSource) -> Option<String> {
-    let value = match source {
-        SecretSource::Env(var) => std::env::var(var).ok()?,
-        // A regular file only: a FIFO would pin the probe worker.
-        SecretSource::File(path) => crate::files::read_regular_text(path, MAX_SECRET).ok()?,
-    };
-    let value = value.trim_end_matches(['\n', '\r']).to_string();
-    (!value.is_empty()).then_some(value)
+    source.value()
 }
 
 /// `text` with every value in `revealed` replaced by [`REDACTED`].

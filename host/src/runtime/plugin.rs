@@ -20,6 +20,11 @@ use crate::bindings::wasmprobe::plugin::types::MetricFamily;
 use crate::config::{Limits, PluginName};
 use crate::hostcalls::RunScope;
 
+/// When a compile still running gets its first progress line, and then
+/// how often.
+const PROGRESS_AFTER: Duration = Duration::from_secs(2);
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 pub use crate::files::MAX_WASM_SIZE;
 use crate::files::{self, FileError};
 /// Limits of the `describe()` call.
@@ -195,13 +200,30 @@ impl Plugin {
         let started = Instant::now();
         let compiled = {
             let engine = engine.clone();
-            tokio::task::spawn_blocking(move || Component::new(&engine.engine, &bytes))
-                .await
-                .map_err(|e| PluginError::Compile {
-                    plugin: plugin.clone(),
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?
+            let size = bytes.len();
+            let mut task =
+                tokio::task::spawn_blocking(move || Component::new(&engine.engine, &bytes));
+            // A first compile of a large component (Python carries its
+            // interpreter) takes seconds: say so rather than go silent.
+            let first = tokio::time::Instant::now() + PROGRESS_AFTER;
+            let mut tick = tokio::time::interval_at(first, PROGRESS_EVERY);
+            let joined = loop {
+                tokio::select! {
+                    joined = &mut task => break joined,
+                    _ = tick.tick() => tracing::info!(
+                        target: "wasmprobe::progress",
+                        plugin = %plugin,
+                        size_mb = format!("{:.1}", size as f64 / 1e6),
+                        seconds = started.elapsed().as_secs(),
+                        "compiling plugin (once: later loads come from the compile cache)"
+                    ),
+                }
+            };
+            joined.map_err(|e| PluginError::Compile {
+                plugin: plugin.clone(),
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?
         };
         let component = compiled.map_err(|e| PluginError::Compile {
             plugin: plugin.clone(),
@@ -249,13 +271,51 @@ impl Plugin {
 
     /// Checks a probe's config against the plugin's schema: one
     /// (JSON pointer, message) per problem.
+    /// The declared key nearest to a misspelt `key` of the object at
+    /// `pointer`, when the schema lists its properties plainly.
+    fn closest_key(&self, pointer: &str, key: &str) -> Option<String> {
+        let mut schema = self.info.schema.as_ref()?;
+        for part in pointer.split('/').skip(1) {
+            schema = schema.get("properties")?.get(part)?;
+        }
+        schema
+            .get("properties")?
+            .as_object()?
+            .keys()
+            .map(|k| (strsim::damerau_levenshtein(k, key), k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+            .min()
+            .map(|(_, k)| k.clone())
+    }
+
     pub fn validate_config(&self, config: &serde_json::Value) -> Vec<(String, String)> {
         let Some(v) = &self.validator else {
             return Vec::new();
         };
-        v.iter_errors(config)
-            .map(|e| (e.instance_path().to_string(), e.to_string()))
-            .collect()
+        let mut out = Vec::new();
+        for e in v.iter_errors(config) {
+            let at = e.instance_path().to_string();
+            match e.kind() {
+                // Each unknown key at its own line, not its table's.
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    for key in unexpected {
+                        let escaped = key.replace('~', "~0").replace('/', "~1");
+                        let hint = self
+                            .closest_key(&at, key)
+                            .map(|k| format!("; did you mean {k:?}?"))
+                            .unwrap_or_default();
+                        out.push((
+                            format!("{at}/{escaped}"),
+                            format!(
+                                "unknown key {key:?} (not in the plugin's config schema){hint}"
+                            ),
+                        ));
+                    }
+                }
+                _ => out.push((at, e.to_string())),
+            }
+        }
+        out
     }
 }
 

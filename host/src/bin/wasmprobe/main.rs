@@ -197,8 +197,9 @@ fn main() -> ExitCode {
     let default = match cli.command {
         Command::Run(_) => "info",
         // The plugin's own log lines are what an author runs `probe` for.
-        Command::Probe { .. } => "warn,wasmprobe::hostcalls::log=info",
-        _ => "warn",
+        Command::Probe { .. } => "warn,wasmprobe::hostcalls::log=info,wasmprobe::progress=info",
+        // Progress lines while a large plugin compiles the first time.
+        _ => "warn,wasmprobe::progress=info",
     };
     let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default))
         .unwrap_or_else(|_| EnvFilter::new(default));
