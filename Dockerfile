@@ -3,9 +3,9 @@
 # wasmprobe: the engine and its bundled plugins in one image.
 #
 #   docker build --build-arg WASMPROBE_REVISION=$(git rev-parse --short=12 HEAD) -t wasmprobe .
-#   docker run --rm -p 9464:9464 wasmprobe
+#   docker run --rm -p 10464:10464 wasmprobe
 #
-# The image runs as uid/gid 10001, listens on 0.0.0.0:9464 and reads
+# The image runs as uid/gid 10001, listens on 0.0.0.0:10464 and reads
 # /etc/wasmprobe/probes.toml (deploy/probes.container.toml: probes of the
 # container itself only). See README.md, "Running in a container and on Kubernetes".
 
@@ -71,21 +71,21 @@ COPY deploy/probes.container.toml /etc/wasmprobe/probes.toml
 # `check` and `probe` default to ./probes.toml: this one.
 WORKDIR /etc/wasmprobe
 
-EXPOSE 9464
+EXPOSE 10464
 USER 10001:10001
 
 # Liveness of the engine (never probe results). The CLI has no health
 # subcommand and bookworm-slim has neither curl nor wget; rather than add
 # curl and its libraries to the image, bash (always present) speaks the one
 # plain HTTP request through /dev/tcp and checks the status line.
-# It assumes plain HTTP on port 9464: with --listen on another port or TLS
+# It assumes plain HTTP on port 10464: with --listen on another port or TLS
 # from --web-config, override it (docker run --health-cmd ...) or turn it off
 # (--no-healthcheck). Kubernetes ignores HEALTHCHECK and uses the pod's own
 # probes (deploy/kubernetes/statefulset.yaml).
 # start-period covers the first start, when every plugin is compiled before
 # the port opens.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9464 && printf 'GET /healthz HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' >&3 && IFS= read -r status <&3 && [[ $status == 'HTTP/1.'[01]' 200 '* ]]"]
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/10464 && printf 'GET /healthz HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' >&3 && IFS= read -r status <&3 && [[ $status == 'HTTP/1.'[01]' 200 '* ]]"]
 
 # SIGTERM: readiness goes false, scheduling stops, runs in flight get
 # --drain (default 10s) to finish, exit 0. Give `docker stop` more than the

@@ -9,7 +9,7 @@ section_idle() {
     WP_PORT=$(free_port)
     # The default probes.toml on a spare port (its self-check follows the
     # port), with absolute plugin and cache paths.
-    sed -e "s|127\.0\.0\.1:9464|127.0.0.1:$WP_PORT|g" \
+    sed -e "s|127\.0\.0\.1:10464|127.0.0.1:$WP_PORT|g" \
         -e "s|^cache_dir = .*|cache_dir = \"$BENCH_CACHE\"|" \
         -e "s|^plugin_dirs = .*|plugin_dirs = [\"$BENCH_ROOT/dist/plugins\"]|" \
         "$BENCH_ROOT/probes.toml" > "$dir/probes.toml"

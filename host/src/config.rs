@@ -37,7 +37,7 @@ use crate::egress::AllowList;
 
 /// Default listen address: loopback only. Exposing the endpoint is a
 /// deliberate act.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10464";
 
 /// A validated config. Every value in it is usable as is.
 #[derive(Debug, Clone)]

@@ -34,8 +34,8 @@ fn image_root(fs: &Path, port: u16) -> PathBuf {
     let config = read(&root().join("deploy/probes.container.toml"))
         .replace("/usr/share/wasmprobe/plugins", &plugins.to_string_lossy())
         .replace("/var/cache/wasmprobe", &cache.to_string_lossy())
-        .replace("0.0.0.0:9464", &format!("127.0.0.1:{port}"))
-        .replace("127.0.0.1:9464", &format!("127.0.0.1:{port}"));
+        .replace("0.0.0.0:10464", &format!("127.0.0.1:{port}"))
+        .replace("127.0.0.1:10464", &format!("127.0.0.1:{port}"));
     let path = etc.join("probes.toml");
     std::fs::write(&path, config).unwrap_or_else(|e| panic!("{e}"));
     // Readable by everyone, as in the image; only the cache is the user's.
@@ -84,7 +84,7 @@ fn healthcheck(port: u16) -> String {
     let argv: Vec<String> = serde_json::from_str(line.trim())
         .unwrap_or_else(|e| panic!("HEALTHCHECK CMD: {e}: {line}"));
     assert_eq!(&argv[..2], ["bash", "-c"]);
-    argv[2].replace("9464", &port.to_string())
+    argv[2].replace("10464", &port.to_string())
 }
 
 fn health_ok(script: &str) -> bool {

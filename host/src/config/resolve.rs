@@ -262,7 +262,7 @@ fn resolve_packages(
 }
 
 fn resolve_server(r: &mut Resolver<'_>, raw: &RawConfig) -> ServerConfig {
-    let default_listen = SocketAddr::from(([127, 0, 0, 1], 9464));
+    let default_listen = SocketAddr::from(([127, 0, 0, 1], 10464));
     let listen = match &raw.server.listen {
         None => DEFAULT_LISTEN.parse().unwrap_or(default_listen),
         Some(l) => match l.get_ref().parse::<SocketAddr>() {
@@ -272,7 +272,7 @@ fn resolve_server(r: &mut Resolver<'_>, raw: &RawConfig) -> ServerConfig {
                     l.span(),
                     "server.listen",
                     format!(
-                        "{:?} is not an address:port (e.g. \"127.0.0.1:9464\" or \"[::1]:9464\")",
+                        "{:?} is not an address:port (e.g. \"127.0.0.1:10464\" or \"[::1]:10464\")",
                         l.get_ref()
                     ),
                 );

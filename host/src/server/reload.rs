@@ -151,11 +151,11 @@ mod tests {
 
     #[test]
     fn same_origin_and_tools_without_an_origin_pass() {
-        assert_eq!(cross_site(&headers(&[("host", "127.0.0.1:9464")])), None);
+        assert_eq!(cross_site(&headers(&[("host", "127.0.0.1:10464")])), None);
         assert_eq!(
             cross_site(&headers(&[
-                ("host", "127.0.0.1:9464"),
-                ("origin", "http://127.0.0.1:9464")
+                ("host", "127.0.0.1:10464"),
+                ("origin", "http://127.0.0.1:10464")
             ])),
             None
         );
@@ -165,15 +165,15 @@ mod tests {
     fn another_origin_or_a_cross_site_fetch_is_refused() {
         assert!(
             cross_site(&headers(&[
-                ("host", "127.0.0.1:9464"),
+                ("host", "127.0.0.1:10464"),
                 ("origin", "https://evil.example")
             ]))
             .is_some()
         );
-        assert!(cross_site(&headers(&[("host", "127.0.0.1:9464"), ("origin", "null")])).is_some());
+        assert!(cross_site(&headers(&[("host", "127.0.0.1:10464"), ("origin", "null")])).is_some());
         assert!(
             cross_site(&headers(&[
-                ("host", "127.0.0.1:9464"),
+                ("host", "127.0.0.1:10464"),
                 ("sec-fetch-site", "cross-site")
             ]))
             .is_some()
@@ -183,15 +183,15 @@ mod tests {
     #[test]
     fn only_addresses_and_localhost_name_a_loopback_endpoint() {
         for ok in [
-            "127.0.0.1:9464",
-            "localhost:9464",
-            "[::1]:9464",
+            "127.0.0.1:10464",
+            "localhost:10464",
+            "[::1]:10464",
             "LOCALHOST",
             "127.0.0.1",
         ] {
             assert!(names_loopback_directly(ok), "{ok}");
         }
-        for bad in ["rebind.example:9464", "evil.localhost.example", ""] {
+        for bad in ["rebind.example:10464", "evil.localhost.example", ""] {
             assert!(!names_loopback_directly(bad), "{bad}");
         }
     }

@@ -230,22 +230,22 @@ async fn reload_refuses_cross_site_and_rebound_requests_and_serves_tools() {
     };
     let route = || router(app.clone(), Some(lifecycle.clone()), None);
 
-    let (status, _, body) = call(route(), post(&[("host", "127.0.0.1:9464")])).await;
+    let (status, _, body) = call(route(), post(&[("host", "127.0.0.1:10464")])).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "unchanged\n"));
     let (status, _, body) = call(
         route(),
         post(&[
-            ("host", "127.0.0.1:9464"),
+            ("host", "127.0.0.1:10464"),
             ("origin", "https://evil.example"),
         ]),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, _, body) = call(route(), post(&[("host", "rebind.example:9464")])).await;
+    let (status, _, body) = call(route(), post(&[("host", "rebind.example:10464")])).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, _, _) = call(
         route(),
-        post(&[("host", "localhost:9464"), ("sec-fetch-site", "cross-site")]),
+        post(&[("host", "localhost:10464"), ("sec-fetch-site", "cross-site")]),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
