@@ -29,8 +29,10 @@ fn plugin_samples(text: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_recorded_run_replays_to_the_same_samples_without_network() {
+/// A probe `site` of a counting target's `/ok`, its config written: the
+/// target (to count what reached it), the engine (which owns the
+/// config's folder) and the config's path.
+fn site_config() -> (targets::Target, Engine, std::path::PathBuf) {
     let target = targets::counting();
     let engine = Engine::new().probe(
         "site",
@@ -41,6 +43,12 @@ fn a_recorded_run_replays_to_the_same_samples_without_network() {
     );
     let config = engine.config_path();
     std::fs::write(&config, engine.text()).unwrap_or_else(|e| panic!("{e}"));
+    (target, engine, config)
+}
+
+#[test]
+fn a_recorded_run_replays_to_the_same_samples_without_network() {
+    let (target, _engine, config) = site_config();
     // The recording's directory does not exist yet: `probe` makes it.
     let tape = config.with_file_name("tests").join("site.json");
     let tape_arg = tape.to_string_lossy().into_owned();
@@ -124,16 +132,7 @@ fn wasmprobe_in(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn wasmprobe_test_compares_a_replay_with_its_expectation() {
-    let target = targets::counting();
-    let engine = Engine::new().probe(
-        "site",
-        &format!(
-            "plugin = \"http-health\"\nschedule = \"0 0 * * * *\"\ntarget = {:?}\n[probes.site.config]\nfail_if_body_not_matches_regexp = [\"ok\"]",
-            target.url("/ok")
-        ),
-    );
-    let config = engine.config_path();
-    std::fs::write(&config, engine.text()).unwrap_or_else(|e| panic!("{e}"));
+    let (target, _engine, config) = site_config();
     let dir = config.parent().unwrap_or_else(|| panic!("no dir"));
     let (code, out) = wasmprobe_in(
         dir,

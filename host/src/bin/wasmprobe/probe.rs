@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use wasmprobe::app;
-use wasmprobe::exposition::{Exposition, Format};
+use wasmprobe::exposition::Format;
 use wasmprobe::hostcalls::tape::Tape;
 
-use crate::setup::{engine_for, load_config, probe_runtime, services};
+use crate::setup::{Prepared, load_config, prepare};
 use crate::{Exit, Status, exit};
 
 /// `wasmprobe probe --record` / `--replay`.
@@ -57,13 +56,12 @@ pub(crate) fn probe_once(
             ),
         ));
     }
-    let engine = engine_for(&config)?;
-    let rt = probe_runtime(1)?;
-    let exposition = Exposition::new();
-    let services = services(&exposition);
-    let set = rt
-        .block_on(app::prepare(&config, &engine, &services, &exposition, None))
-        .map_err(|d| Exit(Status::BadInput, anyhow::Error::new(d)))?;
+    let Prepared {
+        engine,
+        rt,
+        exposition,
+        set,
+    } = prepare(&config)?;
     let probe = set
         .probes
         .values()

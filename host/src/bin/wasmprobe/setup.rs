@@ -54,3 +54,28 @@ pub(crate) fn probe_runtime(threads: usize) -> Result<tokio::runtime::Runtime, E
         .context("cannot start the probe runtime")
         .map_err(exit(Status::Environment))
 }
+
+/// Everything an on-demand command runs probes with: the config's probes
+/// prepared (plugins compiled) on a one-thread runtime.
+pub(crate) struct Prepared {
+    pub(crate) engine: Arc<WasmEngine>,
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) exposition: Exposition,
+    pub(crate) set: app::ProbeSet,
+}
+
+pub(crate) fn prepare(config: &Config) -> Result<Prepared, Exit> {
+    let engine = engine_for(config)?;
+    let rt = probe_runtime(1)?;
+    let exposition = Exposition::new();
+    let services = services(&exposition);
+    let set = rt
+        .block_on(app::prepare(config, &engine, &services, &exposition, None))
+        .map_err(|d| Exit(Status::BadInput, anyhow::Error::new(d)))?;
+    Ok(Prepared {
+        engine,
+        rt,
+        exposition,
+        set,
+    })
+}

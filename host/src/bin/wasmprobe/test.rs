@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use wasmprobe::app::{self, Probe};
+use wasmprobe::app::Probe;
 use wasmprobe::expectation::{self, Expectation, ExpectationError, Observed};
 use wasmprobe::exposition::{Exposition, Format};
 use wasmprobe::hostcalls::tape::Tape;
 use wasmprobe::runtime::WasmEngine;
 
-use crate::setup::{engine_for, load_config, probe_runtime, services};
+use crate::setup::{Prepared, load_config, prepare};
 use crate::{Exit, Status};
 
 /// Where `wasmprobe test` looks for tapes when given none.
@@ -47,13 +47,12 @@ pub(crate) fn test(
         ));
     }
     config.probes.retain(|k, _| names.contains(k.as_str()));
-    let engine = engine_for(&config)?;
-    let rt = probe_runtime(1)?;
-    let exposition = Exposition::new();
-    let services = services(&exposition);
-    let set = rt
-        .block_on(app::prepare(&config, &engine, &services, &exposition, None))
-        .map_err(|d| Exit(Status::BadInput, anyhow::Error::new(d)))?;
+    let Prepared {
+        engine,
+        rt,
+        exposition,
+        set,
+    } = prepare(&config)?;
 
     let (mut passed, mut failed) = (0, 0);
     for tape in &tapes {
