@@ -216,6 +216,8 @@ pub struct OnDemand {
 pub struct ProbeSet {
     pub probes: BTreeMap<ProbeName, Arc<Probe>>,
     pub plugins: BTreeMap<PluginName, Arc<LoadedPlugin>>,
+    /// `[server] default_module`: what `/probe` runs without `module`.
+    pub default_module: Option<ProbeName>,
 }
 
 /// Pool slots for a config: scheduled runs, on-demand runs, and loads.
@@ -262,7 +264,11 @@ pub async fn prepare(
     }
 
     if errors.is_empty() {
-        Ok(ProbeSet { probes, plugins })
+        Ok(ProbeSet {
+            probes,
+            plugins,
+            default_module: config.server.default_module.clone(),
+        })
     } else {
         errors.sort_by(|a, b| {
             (&a.location.file, a.location.line, a.location.column).cmp(&(

@@ -74,6 +74,9 @@ pub struct ServerConfig {
     pub probe_concurrency: usize,
     /// Open HTTP connections at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// The probe `/probe` runs when the request names no `module`, as
+    /// blackbox_exporter falls back to `http_2xx`.
+    pub default_module: Option<ProbeName>,
 }
 
 #[derive(Debug, Clone)]

@@ -227,3 +227,53 @@ fn probe_honours_prometheus_scrape_timeout() {
     assert!(took < 10.0, "the run outlived the scrape timeout: {took} s");
     assert!(hanging.accepted() >= 1);
 }
+
+/// `/probe` without `module` runs `[server] default_module`, as
+/// blackbox_exporter falls back to `http_2xx`; without one it names what
+/// is missing. A default that names no probe is refused at load.
+#[test]
+fn probe_without_a_module_runs_the_default_module() {
+    let target = crate::targets::counting();
+    let probe = format!(
+        "plugin = \"http-health\"\nallow = [\"{}\"]",
+        target.origin("http")
+    );
+    let e = crate::harness::Engine::new()
+        .raw("[server]\ndefault_module = \"http_2xx\"\n")
+        .probe("http_2xx", &probe)
+        .start();
+    let reply = crate::harness::get(
+        &e.url(&format!("/probe?target={}", target.url("/ok"))),
+        None,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let s = crate::harness::Scrape::parse(&reply.body);
+    assert_eq!(s.value("probe_success", &[("probe", "http_2xx")]), 1.0);
+
+    let plain = crate::harness::Engine::new()
+        .probe("http_2xx", &probe)
+        .start();
+    let reply = crate::harness::get(
+        &plain.url(&format!("/probe?target={}", target.url("/ok"))),
+        None,
+    );
+    assert_eq!(reply.status, 400);
+    assert!(reply.body.contains("default_module"), "{}", reply.body);
+
+    let wrong = crate::harness::Engine::new()
+        .raw("[server]\ndefault_module = \"http_3xx\"\n")
+        .probe("http_2xx", &probe);
+    let config = wrong.config_path();
+    std::fs::write(&config, wrong.text()).unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("server.default_module") && stderr.contains("known: http_2xx"),
+        "{stderr}"
+    );
+}

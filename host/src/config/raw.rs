@@ -144,6 +144,7 @@ pub(crate) struct RawPackagePlugin {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServer {
     pub(crate) listen: Option<Spanned<String>>,
+    pub(crate) default_module: Option<Spanned<String>>,
     pub(crate) probe_concurrency: Option<usize>,
     pub(crate) max_connections: Option<usize>,
 }

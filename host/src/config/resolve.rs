@@ -280,10 +280,29 @@ fn resolve_server(r: &mut Resolver<'_>, raw: &RawConfig) -> ServerConfig {
             }
         },
     };
+    let default_module = raw.server.default_module.as_ref().and_then(|m| {
+        let name = ProbeName::try_from(m.get_ref().clone())
+            .ok()
+            .filter(|n| raw.probes.contains_key(n));
+        if name.is_none() {
+            let known: Vec<&str> = raw.probes.keys().map(ProbeName::as_str).collect();
+            r.error(
+                m.span(),
+                "server.default_module",
+                format!(
+                    "{:?} is not a probe of this config (known: {})",
+                    m.get_ref(),
+                    known.join(", ")
+                ),
+            );
+        }
+        name
+    });
     ServerConfig {
         listen,
         probe_concurrency: raw.server.probe_concurrency.unwrap_or(16).max(1),
         max_connections: raw.server.max_connections.unwrap_or(512).max(1),
+        default_module,
     }
 }
 

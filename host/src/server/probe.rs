@@ -56,10 +56,14 @@ pub(super) async fn probe(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(module) = params.get("module") else {
-        return plain(StatusCode::BAD_REQUEST, "missing `module` parameter".into());
-    };
     let set = app.set.load_full();
+    let default = set.default_module.as_ref().map(|m| m.as_str().to_string());
+    let Some(module) = params.get("module").or(default.as_ref()) else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "missing `module` parameter (and no `[server] default_module`)".into(),
+        );
+    };
     let probe = ProbeName::try_from(module.clone())
         .ok()
         .and_then(|n| set.probes.get(&n).cloned());
