@@ -245,7 +245,10 @@ async fn reload_refuses_cross_site_and_rebound_requests_and_serves_tools() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, _, _) = call(
         route(),
-        post(&[("host", "localhost:10464"), ("sec-fetch-site", "cross-site")]),
+        post(&[
+            ("host", "localhost:10464"),
+            ("sec-fetch-site", "cross-site"),
+        ]),
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
