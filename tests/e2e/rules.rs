@@ -179,3 +179,46 @@ fn rules_and_dashboard_name_only_real_metrics() {
         unknown.join("\n")
     );
 }
+
+/// Every engine alert links to its section of docs/runbooks.md, under the
+/// project's repository URL: a link that leads nowhere at 3 a.m. is worse
+/// than none.
+#[test]
+fn every_engine_alert_has_a_runbook_that_exists() {
+    let rules = std::fs::read_to_string(root().join("rules/engine.rules.yml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let runbooks =
+        std::fs::read_to_string(root().join("docs/runbooks.md")).unwrap_or_else(|e| panic!("{e}"));
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap_or_default();
+    let repository = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("repository = "))
+        .map(|r| r.trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no repository in Cargo.toml"));
+    let prefix = format!("{repository}/blob/main/docs/runbooks.md#");
+    let anchors: BTreeSet<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    let urls: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .map(|u| u.trim_matches('"'))
+        .collect();
+    assert_eq!(alerts.len(), urls.len(), "an alert without runbook_url");
+    for (alert, url) in alerts.iter().zip(&urls) {
+        let anchor = url
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("{alert}: {url} is not under {prefix}"));
+        assert_eq!(anchor, alert.to_lowercase(), "{alert}: {url}");
+        assert!(
+            anchors.contains(anchor),
+            "{alert}: docs/runbooks.md has no section {anchor}"
+        );
+    }
+}
