@@ -111,3 +111,119 @@ fn prometheus_scrapes_openmetrics_and_stores_every_probe() {
     let units = query(port, "misbehave_observed_seconds_count");
     assert_eq!(units["status"], "success");
 }
+
+/// The scrape config prometheus-operator generates from
+/// deploy/kubernetes/probe.yaml (static targets relabelled into
+/// `__param_target` and `instance`, the prober's address, `module`, a
+/// scrape timeout), run by a real Prometheus against the engine: every
+/// target is `up 1`, and `probe_success` says which answered. The hung
+/// target ends within the scrape timeout as `probe_success 0`.
+#[test]
+fn a_prometheus_operator_probe_scrapes_through_probe() {
+    let target = crate::targets::counting();
+    let hanging = crate::targets::hanging();
+    let e = Engine::new()
+        .probe(
+            "http_2xx",
+            &format!(
+                "plugin = \"http-health\"\ntimeout = \"30s\"\nallow = [\"{}\", \"{}\"]\n[probes.http_2xx.config]\nvalid_status_codes = [200]",
+                target.origin("http"),
+                hanging.origin("http")
+            ),
+        )
+        .start();
+    let good = target.url("/ok");
+    let bad = target.url("/status/503");
+    let hung = hanging.url("/");
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("tempdir: {err}"));
+    let config = dir.path().join("prometheus.yml");
+    // As the operator writes it for the Probe (job name, params, relabelling).
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 3s\n\
+             scrape_configs:\n\
+             - job_name: probe/monitoring/web-endpoints\n\
+             \x20 honor_timestamps: true\n\
+             \x20 scrape_interval: 3s\n\
+             \x20 scrape_timeout: 2s\n\
+             \x20 metrics_path: /probe\n\
+             \x20 scheme: http\n\
+             \x20 params:\n\
+             \x20   module: [http_2xx]\n\
+             \x20 static_configs:\n\
+             \x20 - targets: [\"{good}\", \"{bad}\", \"{hung}\"]\n\
+             \x20   labels:\n\
+             \x20     team: web\n\
+             \x20     namespace: monitoring\n\
+             \x20 relabel_configs:\n\
+             \x20 - source_labels: [job]\n\
+             \x20   target_label: __tmp_prometheus_job_name\n\
+             \x20 - target_label: job\n\
+             \x20   replacement: web-endpoints\n\
+             \x20 - source_labels: [__address__]\n\
+             \x20   target_label: __param_target\n\
+             \x20 - source_labels: [__param_target]\n\
+             \x20   target_label: instance\n\
+             \x20 - target_label: __address__\n\
+             \x20   replacement: {}\n",
+            e.addr
+        ),
+    )
+    .unwrap_or_else(|err| panic!("write: {err}"));
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("prometheus is missing ({err}): install Debian's `prometheus` package (scripts/test does)"));
+    let _prom = Peer(child);
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let (up, success) = loop {
+        let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        let up = if ready {
+            values(port, "up{job=\"web-endpoints\"}", "instance")
+        } else {
+            Vec::new()
+        };
+        let success = if ready {
+            values(port, "probe_success{job=\"web-endpoints\"}", "instance")
+        } else {
+            Vec::new()
+        };
+        if up.len() == 3 && success.len() == 3 {
+            break (up, success);
+        }
+        if Instant::now() > deadline {
+            let targets = get(&format!("http://127.0.0.1:{port}/api/v1/targets"), None).body;
+            panic!(
+                "prometheus did not scrape the three targets\n--- targets ---\n{targets}\n--- engine log ---\n{}",
+                e.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    println!("Probe through /probe: up {up:?}\nprobe_success {success:?}");
+    assert!(up.iter().all(|(_, v)| *v == 1.0), "{up:?}");
+    let of = |instance: &str| {
+        success
+            .iter()
+            .find(|(i, _)| i == instance)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no probe_success for {instance}: {success:?}"))
+    };
+    assert_eq!(of(&good), 1.0);
+    assert_eq!(of(&bad), 0.0);
+    assert_eq!(of(&hung), 0.0);
+    // The static labels reach the series, as the operator's do.
+    let teams = values(
+        port,
+        "probe_success{job=\"web-endpoints\",team=\"web\"}",
+        "team",
+    );
+    assert_eq!(teams.len(), 3, "{teams:?}");
+}
