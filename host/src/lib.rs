@@ -5,7 +5,8 @@
 //! its cron schedule ([`schedule`]) with the capabilities its config grants
 //! ([`hostcalls`]), and serves every result on one Prometheus/OpenMetrics
 //! endpoint ([`exposition`], [`server`]). [`config`] parses and validates
-//! `probes.toml`; [`app`] ties a loaded config to the running pieces.
+//! `probes.toml`; [`import`] writes one from another prober's config;
+//! [`app`] ties a loaded config to the running pieces.
 
 pub mod app;
 pub mod bindings;
@@ -16,6 +17,7 @@ pub mod expectation;
 pub mod exposition;
 pub mod files;
 pub mod hostcalls;
+pub mod import;
 pub mod lifecycle;
 pub mod names;
 pub mod runtime;
@@ -37,6 +39,7 @@ const LAYERS: &[&str] = &[
     "tls_files",
     "egress",
     "config",
+    "import",
     "hostcalls",
     "runtime",
     "exposition",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::harness::{Engine, Peer, Scrape, free_port, get};
 use crate::targets;
 
-fn start_blackbox(config: &std::path::Path, port: u16) -> Peer {
+pub(crate) fn start_blackbox(config: &std::path::Path, port: u16) -> Peer {
     let child = Command::new("prometheus-blackbox-exporter")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -137,7 +137,12 @@ fn covers(target: &str, theirs: &Scrape, ours: &Scrape) {
 }
 
 /// One module probed by both exporters; returns (theirs, ours).
-fn both(bb_port: u16, e: &crate::harness::Running, module: &str, target: &str) -> (Scrape, Scrape) {
+pub(crate) fn both(
+    bb_port: u16,
+    e: &crate::harness::Running,
+    module: &str,
+    target: &str,
+) -> (Scrape, Scrape) {
     let theirs = get(
         &format!("http://127.0.0.1:{bb_port}/probe?module={module}&target={target}"),
         None,

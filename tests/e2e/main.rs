@@ -35,6 +35,7 @@ mod hostile_plugins;
 mod hostile_targets;
 mod http_health;
 mod icmp;
+mod import;
 mod languages;
 mod operations;
 mod packages;

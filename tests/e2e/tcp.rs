@@ -59,7 +59,7 @@ fn smtp(pki: &TestPki) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 }
 
 /// Writes `banner` and closes.
-fn banner(banner: &'static [u8]) -> std::net::SocketAddr {
+pub(crate) fn banner(banner: &'static [u8]) -> std::net::SocketAddr {
     let (listener, addr) = bind();
     rt().spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {

@@ -1,0 +1,369 @@
+//! The `http` prober to the http-health plugin, whose `config` keys are
+//! plugins/http-health/src/config.rs: blackbox_exporter's own names, so
+//! most options carry over as they are. Credentials and proxies do not:
+//! probes.toml never holds a credential (a blackbox.yml holds them in
+//! clear, or in files only the operator can turn into secrets), and the
+//! host connects to targets itself.
+
+use yaml_serde::Value;
+
+use super::read::Ctx;
+use super::{Section, array, flag, ip_protocol, tls};
+use crate::import::lines::KeyPath;
+
+/// Why credentials stay behind; the probe then goes without them.
+pub(super) const CREDENTIALS: &str =
+    "credentials must come from secrets, never from probes.toml: the imported probe sends none";
+
+const PROXY: &str = "wasmprobe connects to targets itself, through no proxy";
+
+/// Headers that carry credentials.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
+/// The versions http-health reports (plugins/http-health/src/check.rs).
+const HTTP_VERSIONS: [&str; 4] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/2"];
+
+pub(super) fn convert(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Section {
+    let mut s = Section::default();
+    for (key, p, v) in ctx.entries(path, value) {
+        let c = &mut s.config;
+        match key.as_str() {
+            "valid_status_codes" => {
+                let codes = match v {
+                    Value::Null => Vec::new(),
+                    Value::Sequence(items) => items
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, item)| ctx.uint(&p.index(i), item, 999))
+                        .map(|n| toml::Value::Integer(n as i64))
+                        .collect(),
+                    _ => {
+                        ctx.strings(&p, v);
+                        Vec::new()
+                    }
+                };
+                if !codes.is_empty() {
+                    c.insert(key, toml::Value::Array(codes));
+                }
+            }
+            "valid_http_versions" => {
+                let mut versions = ctx.strings(&p, v).unwrap_or_default();
+                let before = versions.len();
+                versions.retain(|v| HTTP_VERSIONS.contains(&v.as_str()));
+                if versions.len() != before {
+                    ctx.not_carried(
+                        &p,
+                        format!(
+                            "http-health knows {}; the others are left out{}",
+                            HTTP_VERSIONS.join(", "),
+                            if versions.is_empty() {
+                                ", and an empty list accepts any version"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                }
+                if !versions.is_empty() {
+                    c.insert(key, array(versions));
+                }
+            }
+            "method" => {
+                if let Some(m) = ctx.string(&p, v).filter(|m| m != "GET" && !m.is_empty()) {
+                    c.insert(key, m.into());
+                }
+            }
+            "headers" => {
+                let mut headers = toml::Table::new();
+                for (name, hp, hv) in ctx.entries(&p, v) {
+                    if CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                        ctx.not_carried(&hp, CREDENTIALS);
+                    } else if let Some(value) = ctx.string(&hp, hv) {
+                        headers.insert(name, value.into());
+                    }
+                }
+                if !headers.is_empty() {
+                    c.insert(key, toml::Value::Table(headers));
+                }
+            }
+            "body" => {
+                if let Some(b) = ctx.string(&p, v).filter(|b| !b.is_empty()) {
+                    c.insert(key, b.into());
+                }
+            }
+            "body_file" => ctx.not_carried(
+                &p,
+                "plugins read no files: write the body into the module as `body`",
+            ),
+            "fail_if_ssl" | "fail_if_not_ssl" => flag(ctx, &p, v, &key, false, c),
+            "fail_if_body_matches_regexp" | "fail_if_body_not_matches_regexp" => {
+                if let Some(list) = ctx.regexes(&p, v).filter(|l| !l.is_empty()) {
+                    c.insert(key, array(list));
+                }
+            }
+            "fail_if_header_matches" | "fail_if_header_not_matches" => {
+                let specs = header_specs(ctx, &p, v);
+                if !specs.is_empty() {
+                    c.insert(key, toml::Value::Array(specs));
+                }
+            }
+            "fail_if_body_json_matches_cel" | "fail_if_body_json_not_matches_cel" => {
+                ctx.not_carried(&p, "http-health evaluates no CEL expressions")
+            }
+            "follow_redirects" => flag(ctx, &p, v, &key, true, c),
+            // blackbox_exporter's older spelling of the same switch.
+            "no_follow_redirects" => {
+                if ctx.boolean(&p, v) == Some(true) {
+                    c.insert("follow_redirects".into(), false.into());
+                }
+            }
+            "enable_http2" => flag(ctx, &p, v, &key, true, c),
+            "preferred_ip_protocol" => ip_protocol(ctx, &p, v, c),
+            "ip_protocol_fallback" => flag(ctx, &p, v, &key, true, c),
+            "compression" => match ctx.string(&p, v).as_deref() {
+                None | Some("" | "identity") => {}
+                Some(coding @ ("gzip" | "deflate")) => {
+                    c.insert(key, coding.into());
+                }
+                Some(other) => ctx.not_carried(
+                    &p,
+                    format!("http-health decodes gzip and deflate, not {other:?}"),
+                ),
+            },
+            "body_size_limit" => match body_size_limit(v) {
+                Some(0) => {}
+                Some(n) => {
+                    c.insert(key, toml::Value::Integer(n as i64));
+                }
+                None => ctx.not_carried(
+                    &p,
+                    "not a size (bytes, or a number with B, KB, MB, GB, KiB, MiB, GiB)",
+                ),
+            },
+            "tls_config" => tls::tls_config(ctx, &p, v, &mut s.tls),
+            "basic_auth" | "bearer_token" | "bearer_token_file" | "authorization" | "oauth2" => {
+                ctx.not_carried(&p, CREDENTIALS)
+            }
+            "http_headers" => ctx.not_carried(
+                &p,
+                "set plain headers with `headers`; header values from secrets or files are not supported",
+            ),
+            "proxy_url" | "no_proxy" | "proxy_from_environment" | "proxy_connect_header"
+            | "skip_resolve_phase_with_proxy" => {
+                if !is_unset(v) {
+                    ctx.not_carried(&p, PROXY);
+                }
+            }
+            _ => ctx.unknown(&p),
+        }
+    }
+    s
+}
+
+/// `[{ header, regexp, allow_missing }]`, as http-health's `HeaderMatch`.
+fn header_specs(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Vec<toml::Value> {
+    let items = match value {
+        Value::Null => return Vec::new(),
+        Value::Sequence(items) => items,
+        _ => {
+            ctx.strings(path, value);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = path.index(i);
+        let mut spec = toml::Table::new();
+        for (key, kp, kv) in ctx.entries(&p, item) {
+            match key.as_str() {
+                "header" => {
+                    if let Some(h) = ctx.string(&kp, kv) {
+                        spec.insert(key, h.into());
+                    }
+                }
+                "regexp" => {
+                    if let Some(re) = ctx.string(&kp, kv) {
+                        ctx.regex(&kp, &re);
+                        spec.insert(key, re.into());
+                    }
+                }
+                "allow_missing" => {
+                    if ctx.boolean(&kp, kv) == Some(true) {
+                        spec.insert(key, true.into());
+                    }
+                }
+                _ => ctx.unknown(&kp),
+            }
+        }
+        if spec.contains_key("header") && spec.contains_key("regexp") {
+            out.push(toml::Value::Table(spec));
+        } else {
+            ctx.not_carried(&p, "a header match needs `header` and `regexp`");
+        }
+    }
+    out
+}
+
+/// True for a value that leaves an option at its default (nothing, empty,
+/// false), which need not be carried.
+fn is_unset(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Mapping(m) => m.is_empty(),
+        Value::Sequence(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// `body_size_limit` in bytes: a number, or one with a unit as
+/// Prometheus' `Base2Bytes` reads it (`KB` and `KiB` alike are 1024).
+fn body_size_limit(value: &Value) -> Option<u64> {
+    if let Some(n) = value.as_u64() {
+        return Some(n);
+    }
+    let text = value.as_str()?.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let n: u64 = text.get(..digits)?.parse().ok()?;
+    let unit = text.get(digits..)?.trim().to_ascii_uppercase();
+    let power = match unit.as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 1,
+        "M" | "MB" | "MIB" => 2,
+        "G" | "GB" | "GIB" => 3,
+        "T" | "TB" | "TIB" => 4,
+        "P" | "PB" | "PIB" => 5,
+        "E" | "EB" | "EIB" => 6,
+        _ => return None,
+    };
+    n.checked_mul(1024u64.checked_pow(power)?)
+        .filter(|n| i64::try_from(*n).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::blackbox::tests::convert_section;
+
+    #[test]
+    fn every_option_with_a_counterpart_is_carried_over() {
+        let (s, report) = convert_section(
+            "http",
+            "valid_status_codes: [200, 204]
+valid_http_versions: [\"HTTP/1.1\", \"HTTP/2.0\"]
+method: POST
+headers:
+  Content-Type: application/json
+  Host: vhost.example.com
+body: '{\"a\": 1}'
+fail_if_ssl: true
+fail_if_not_ssl: false
+fail_if_body_matches_regexp: [\"Could not connect\"]
+fail_if_body_not_matches_regexp: [\"^ok\"]
+fail_if_header_matches:
+  - header: Set-Cookie
+    allow_missing: true
+    regexp: '.*'
+fail_if_header_not_matches:
+  - header: Access-Control-Allow-Origin
+    regexp: '(\\*|example\\.com)'
+follow_redirects: false
+enable_http2: false
+preferred_ip_protocol: ip4
+ip_protocol_fallback: false
+compression: gzip
+body_size_limit: 10MB
+tls_config:
+  server_name: vhost.example.com
+",
+        );
+        assert!(report.ends_with("everything carried over"), "{report}");
+        let expected: toml::Table = toml::from_str(
+            r#"valid_status_codes = [200, 204]
+valid_http_versions = ["HTTP/1.1", "HTTP/2.0"]
+method = "POST"
+headers = { Content-Type = "application/json", Host = "vhost.example.com" }
+body = '{"a": 1}'
+fail_if_ssl = true
+fail_if_body_matches_regexp = ["Could not connect"]
+fail_if_body_not_matches_regexp = ["^ok"]
+fail_if_header_matches = [{ header = "Set-Cookie", regexp = ".*", allow_missing = true }]
+fail_if_header_not_matches = [{ header = "Access-Control-Allow-Origin", regexp = '(\*|example\.com)' }]
+follow_redirects = false
+enable_http2 = false
+preferred_ip_protocol = "ip4"
+ip_protocol_fallback = false
+compression = "gzip"
+body_size_limit = 10485760
+"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(s.config, expected);
+        assert_eq!(s.tls.server_name.as_deref(), Some("vhost.example.com"));
+    }
+
+    #[test]
+    fn defaults_are_not_written() {
+        let (s, report) = convert_section(
+            "http",
+            "method: GET\nvalid_status_codes: []\nfollow_redirects: true\npreferred_ip_protocol: ip6\ncompression: identity\nbody_size_limit: 0\nproxy_url: ''\nno_follow_redirects: false\n",
+        );
+        assert!(s.config.is_empty(), "{:?}", s.config);
+        assert!(report.ends_with("everything carried over"), "{report}");
+    }
+
+    #[test]
+    fn credentials_proxies_and_the_rest_are_reported_at_their_lines() {
+        let (s, report) = convert_section(
+            "http",
+            "basic_auth:
+  username: user
+  password: hunter2
+bearer_token: t0ken
+headers:
+  Authorization: Bearer t0ken
+  Accept: text/plain
+proxy_url: http://127.0.0.1:3128
+compression: br
+valid_http_versions: [HTTP/3]
+body_file: /tmp/body
+no_follow_redirects: true
+frobnicate: 1
+",
+        );
+        for line in [
+            "b.yml:5: m.http.basic_auth: not carried over: credentials must come from secrets",
+            "b.yml:8: m.http.bearer_token: not carried over: credentials",
+            "b.yml:10: m.http.headers.Authorization: not carried over: credentials",
+            "b.yml:12: m.http.proxy_url: not carried over: wasmprobe connects to targets itself",
+            "b.yml:13: m.http.compression: not carried over: http-health decodes gzip and deflate, not \"br\"",
+            "b.yml:14: m.http.valid_http_versions: not carried over: http-health knows",
+            "b.yml:15: m.http.body_file: not carried over: plugins read no files",
+            "b.yml:17: m.http.frobnicate: unknown key: not carried over",
+        ] {
+            assert!(report.contains(line), "{line}\n---\n{report}");
+        }
+        assert!(
+            !report.contains("hunter2") && !report.contains("t0ken"),
+            "{report}"
+        );
+        assert_eq!(s.config["headers"]["Accept"].as_str(), Some("text/plain"));
+        assert!(s.config["headers"].get("Authorization").is_none());
+        assert_eq!(s.config["follow_redirects"].as_bool(), Some(false));
+    }
+
+    #[test]
+    fn sizes_read_as_base2_bytes() {
+        let v = |s: &str| body_size_limit(&Value::String(s.into()));
+        assert_eq!(v("1024"), Some(1024));
+        assert_eq!(v("10MB"), Some(10 << 20));
+        assert_eq!(v("1KiB"), Some(1024));
+        assert_eq!(v("2 GB"), Some(2 << 30));
+        assert_eq!(v("lots"), None);
+        assert_eq!(v("99999EB"), None);
+        assert_eq!(body_size_limit(&Value::Number(512.into())), Some(512));
+    }
+}
