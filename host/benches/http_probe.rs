@@ -257,7 +257,7 @@ fn main() -> anyhow::Result<()> {
         move || {
             let s = shared.clone();
             async move {
-                let req = to_host(s.check.request(&s.target));
+                let req = to_host(s.check.request(&s.target, None));
                 let deadline = Instant::now() + Duration::from_secs(5);
                 let result = from_host(
                     client::send(

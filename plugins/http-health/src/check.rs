@@ -5,10 +5,14 @@
 use regex::Regex;
 use wasmprobe_sdk::blackbox::{self, LastChainExpiry, TlsStyle, Unreached};
 use wasmprobe_sdk::family::{FamilyExt, gauge};
-use wasmprobe_sdk::http::{self, HttpError, HttpVersion, IpProtocol, Request, Response, TlsInfo};
+use wasmprobe_sdk::http::{
+    self, HttpError, HttpVersion, IpProtocol, PhaseTimings, Request, Response, TlsInfo,
+};
 use wasmprobe_sdk::{MetricFamily, Outcome, Report};
 
+use crate::auth::Auth;
 use crate::config::{self, Compression, Config};
+use crate::json_cel::{self, Expression};
 
 /// Every family this plugin emits, with blackbox_exporter's names.
 pub fn families() -> Vec<MetricFamily> {
@@ -45,6 +49,10 @@ pub fn families() -> Vec<MetricFamily> {
             "Indicates if probe failed due to regex.",
         ),
         gauge(
+            "probe_failed_due_to_cel",
+            "Indicates if probe failed due to CEL expression not matching.",
+        ),
+        gauge(
             "probe_http_last_modified_timestamp_seconds",
             "Returns the Last-Modified HTTP response header in unixtime.",
         )
@@ -73,7 +81,8 @@ const TLS: TlsStyle = TlsStyle {
     cut_long_labels: false,
 };
 
-/// A config with its regular expressions compiled.
+/// A config with its regular expressions and CEL expressions compiled and
+/// its credential keys checked.
 #[derive(Debug)]
 pub struct Check {
     config: Config,
@@ -81,6 +90,9 @@ pub struct Check {
     body_not_match: Vec<Regex>,
     header_match: Vec<(String, Regex)>,
     header_not_match: Vec<(String, Regex, bool)>,
+    cel_match: Option<Expression>,
+    cel_not_match: Option<Expression>,
+    auth: Auth,
 }
 
 fn compile(re: &str, key: &str) -> Result<Regex, String> {
@@ -127,24 +139,65 @@ impl Check {
                 ));
             }
         }
+        let cel_match = config
+            .fail_if_body_json_matches_cel
+            .as_deref()
+            .map(|e| Expression::parse(e, "fail_if_body_json_matches_cel"))
+            .transpose()?;
+        let cel_not_match = config
+            .fail_if_body_json_not_matches_cel
+            .as_deref()
+            .map(|e| Expression::parse(e, "fail_if_body_json_not_matches_cel"))
+            .transpose()?;
+        let auth = Auth::from_config(&config)?;
         Ok(Check {
             config,
             body_match,
             body_not_match,
             header_match,
             header_not_match,
+            cel_match,
+            cel_not_match,
+            auth,
         })
     }
 
-    /// The request for `target`.
-    pub fn request(&self, target: &str) -> Request {
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn has_cel(&self) -> bool {
+        self.cel_match.is_some() || self.cel_not_match.is_some()
+    }
+
+    /// A request to `url` with the probe's transport settings (IP
+    /// protocol, HTTP/2) and nothing else: the base of the probe's request
+    /// and of an OAuth 2.0 token request.
+    pub fn transport(&self, method: &str, url: &str) -> Request {
         let c = &self.config;
-        let mut req = http::request(&c.method, target);
+        let mut req = http::request(method, url);
+        req.preferred_ip_protocol = Some(match c.preferred_ip_protocol {
+            config::IpProtocol::Ip4 => IpProtocol::Ip4,
+            config::IpProtocol::Ip6 => IpProtocol::Ip6,
+        });
+        req.ip_protocol_fallback = c.ip_protocol_fallback;
+        req.enable_http2 = c.enable_http2;
+        req
+    }
+
+    /// The request for `target`, with `authorization` as its
+    /// `Authorization` header (`headers` cannot hold one).
+    pub fn request(&self, target: &str, authorization: Option<&str>) -> Request {
+        let c = &self.config;
+        let mut req = self.transport(&c.method, target);
         req.headers = c
             .headers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        if let Some(value) = authorization {
+            req.headers.push(("Authorization".into(), value.into()));
+        }
         if let Some(compression) = c.compression {
             req.decompress = true;
             if !c
@@ -164,13 +217,37 @@ impl Check {
         req.max_redirects = c.max_redirects;
         // One byte past the limit tells "at the limit" from "over it".
         req.max_body_bytes = c.body_size_limit.map(|l| l.saturating_add(1));
-        req.preferred_ip_protocol = Some(match c.preferred_ip_protocol {
-            config::IpProtocol::Ip4 => IpProtocol::Ip4,
-            config::IpProtocol::Ip6 => IpProtocol::Ip6,
-        });
-        req.ip_protocol_fallback = c.ip_protocol_fallback;
-        req.enable_http2 = c.enable_http2;
         req
+    }
+
+    /// The report of a run that sent no request (a secret missing, the
+    /// token endpoint failing): the zeroes of a request that got no answer.
+    pub fn not_sent(&self, message: String) -> Report {
+        let mut out = Outcome::new();
+        let none = PhaseTimings {
+            resolve: 0.0,
+            connect: 0.0,
+            tls: 0.0,
+            processing: 0.0,
+            transfer: 0.0,
+        };
+        phases(&mut out, &none);
+        self.unanswered(&mut out, 0);
+        out.finish(false, Some(message))
+    }
+
+    /// The gauges of a request that got no answer.
+    fn unanswered(&self, out: &mut Outcome, redirects: u32) {
+        out.set("probe_http_status_code", 0.0)
+            .set("probe_http_content_length", 0.0)
+            .set("probe_http_uncompressed_body_length", 0.0)
+            .set("probe_http_version", 0.0)
+            .set("probe_http_redirects", f64::from(redirects))
+            .set("probe_http_ssl", 0.0)
+            .set("probe_failed_due_to_regex", 0.0);
+        if self.has_cel() {
+            out.set("probe_failed_due_to_cel", 0.0);
+        }
     }
 
     /// Metrics and verdict of one exchange.
@@ -181,13 +258,7 @@ impl Check {
             Err(err) => {
                 phases(&mut out, &err.timings);
                 address(&mut out, err.remote_addr.as_deref(), err.ip_protocol);
-                out.set("probe_http_status_code", 0.0)
-                    .set("probe_http_content_length", 0.0)
-                    .set("probe_http_uncompressed_body_length", 0.0)
-                    .set("probe_http_version", 0.0)
-                    .set("probe_http_redirects", f64::from(err.redirects))
-                    .set("probe_http_ssl", 0.0)
-                    .set("probe_failed_due_to_regex", 0.0);
+                self.unanswered(&mut out, err.redirects);
                 if let Some(tls) = &err.tls {
                     tls_facts(&mut out, tls);
                 }
@@ -301,6 +372,21 @@ impl Check {
             "probe_failed_due_to_regex",
             if regex_failed { 1.0 } else { 0.0 },
         );
+        // Like the regular expressions, evaluated once the status passed;
+        // the gauge only when an expression is configured, as in
+        // blackbox_exporter.
+        if self.has_cel() {
+            let cel_failures = if status_ok {
+                self.cel_failures(&resp.body)
+            } else {
+                Vec::new()
+            };
+            out.set(
+                "probe_failed_due_to_cel",
+                if cel_failures.is_empty() { 0.0 } else { 1.0 },
+            );
+            failures.extend(cel_failures);
+        }
         if c.fail_if_ssl && ssl {
             failures.push("final request was over SSL".into());
         }
@@ -309,6 +395,35 @@ impl Check {
         }
         let success = failures.is_empty();
         out.finish(success, (!success).then(|| failures.join("; ")))
+    }
+}
+
+impl Check {
+    /// Why the CEL expressions fail `body`: none when they pass.
+    fn cel_failures(&self, body: &[u8]) -> Vec<String> {
+        let body = match json_cel::Body::parse(body) {
+            Ok(b) => b,
+            Err(e) => return vec![e],
+        };
+        let mut failures = Vec::new();
+        if let Some(e) = &self.cel_match {
+            match e.matches(&body) {
+                Ok(true) => failures.push(format!("body matched CEL expression {:?}", e.source())),
+                Ok(false) => {}
+                Err(why) => failures.push(why),
+            }
+        }
+        if let Some(e) = &self.cel_not_match {
+            match e.matches(&body) {
+                Ok(true) => {}
+                Ok(false) => failures.push(format!(
+                    "body did not match CEL expression {:?}",
+                    e.source()
+                )),
+                Err(why) => failures.push(why),
+            }
+        }
+        failures
     }
 }
 

@@ -1,12 +1,19 @@
 //! http-health: blackbox_exporter's http prober as a wasmprobe plugin.
 //!
-//! Glue only: the request, the checks and the metrics live in [`check`].
+//! Glue only: the checks and the metrics live in [`check`], credentials in
+//! [`auth`], a run in [`run`]; here [`run::Io`] is the SDK's host calls.
 
+pub mod auth;
 pub mod check;
 pub mod config;
+pub mod json_cel;
+pub mod run;
 
-use wasmprobe_sdk::http::RequestExt;
-use wasmprobe_sdk::{Context, MetricFamily, Plugin, ProbeError, Report, plugin};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wasmprobe_sdk::http::{self, HttpError, Request, Response};
+use wasmprobe_sdk::state::{self, StateError};
+use wasmprobe_sdk::{Context, MetricFamily, Plugin, ProbeError, Report, log, plugin, secrets};
 
 struct HttpHealth;
 
@@ -21,8 +28,45 @@ impl Plugin for HttpHealth {
 
     fn run(ctx: &Context, config: config::Config) -> Result<Report, ProbeError> {
         let check = check::Check::new(config).map_err(ProbeError::InvalidConfig)?;
-        let result = check.request(&ctx.target).send();
-        Ok(check.evaluate(result))
+        Ok(run::run(&check, &ctx.target, &Sdk))
+    }
+}
+
+/// The host, through the SDK.
+struct Sdk;
+
+impl run::Io for Sdk {
+    fn secret(&self, name: &str) -> Option<String> {
+        secrets::get(name)
+    }
+
+    fn state_get(&self, key: &str) -> Option<Vec<u8>> {
+        state::get(key)
+    }
+
+    fn state_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        state::set(key, value).map_err(|e| match e {
+            StateError::QuotaExceeded => "the probe's state is full (limits.state_bytes)".into(),
+            StateError::InvalidKey => format!("invalid state key {key:?}"),
+        })
+    }
+
+    fn state_delete(&self, key: &str) {
+        state::delete(key);
+    }
+
+    fn send(&self, request: &Request) -> Result<Response, HttpError> {
+        http::send(request)
+    }
+
+    fn now(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn note(&self, message: &str) {
+        log::info(message);
     }
 }
 

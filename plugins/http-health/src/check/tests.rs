@@ -187,7 +187,7 @@ fn body_size_limit() {
     });
     assert!(c.evaluate(Ok(response(200, "abc", &[]))).success);
     assert!(!c.evaluate(Ok(response(200, "abcd", &[]))).success);
-    assert_eq!(c.request("http://x/").max_body_bytes, Some(4));
+    assert_eq!(c.request("http://x/", None).max_body_bytes, Some(4));
 }
 
 #[test]
@@ -209,7 +209,11 @@ fn bad_config_is_refused() {
 #[test]
 fn every_sample_is_declared() {
     let declared: Vec<String> = families().into_iter().map(|f| f.name).collect();
-    let mut r = check(Config::default()).evaluate(Ok(response(
+    let c = check(Config {
+        fail_if_body_json_matches_cel: Some("false".into()),
+        ..Config::default()
+    });
+    let mut r = c.evaluate(Ok(response(
         200,
         "",
         &[("Last-Modified", "Sun, 06 Nov 1994 08:49:37 GMT")],
@@ -220,4 +224,214 @@ fn every_sample_is_declared() {
     );
     r.samples.retain(|s| !declared.contains(&s.name));
     assert!(r.samples.is_empty(), "{:?}", r.samples);
+}
+
+fn cel(matches: Option<&str>, not_matches: Option<&str>) -> Check {
+    check(Config {
+        fail_if_body_json_matches_cel: matches.map(String::from),
+        fail_if_body_json_not_matches_cel: not_matches.map(String::from),
+        ..Config::default()
+    })
+}
+
+#[test]
+fn cel_on_the_json_body() {
+    let c = cel(
+        Some("body.status == 'maintenance'"),
+        Some("body.checks.all(c, c.ok) && body.count == 3 && body.count > 2.5"),
+    );
+    let ok = r#"{"status": "up", "count": 3, "checks": [{"ok": true}, {"ok": true}]}"#;
+    let r = c.evaluate(Ok(response(200, ok, &[])));
+    assert!(r.success, "{:?}", r.message);
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), Some(0.0));
+    assert_eq!(value(&r, "probe_failed_due_to_regex"), Some(0.0));
+
+    let down = r#"{"status": "up", "count": 3, "checks": [{"ok": true}, {"ok": false}]}"#;
+    let r = c.evaluate(Ok(response(200, down, &[])));
+    assert!(!r.success);
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), Some(1.0));
+    assert_eq!(
+        r.message.as_deref(),
+        Some(
+            "body did not match CEL expression \"body.checks.all(c, c.ok) && body.count == 3 && body.count > 2.5\""
+        )
+    );
+
+    let maintenance = r#"{"status": "maintenance", "count": 3, "checks": []}"#;
+    let r = c.evaluate(Ok(response(200, maintenance, &[])));
+    assert!(!r.success);
+    assert_eq!(
+        r.message.as_deref(),
+        Some("body matched CEL expression \"body.status == 'maintenance'\"")
+    );
+}
+
+#[test]
+fn json_numbers_are_doubles_as_in_blackbox() {
+    let c = cel(
+        None,
+        Some("type(body.n) == double && body.n == 2 && body.f == 1.5"),
+    );
+    assert!(
+        c.evaluate(Ok(response(200, r#"{"n": 2, "f": 1.5}"#, &[])))
+            .success
+    );
+}
+
+#[test]
+fn cel_matches_uses_re2_syntax() {
+    let c = cel(
+        None,
+        Some(r"body.version.matches('^v1\\.[0-9]+$') && matches(body.region, 'eu-')"),
+    );
+    let r = c.evaluate(Ok(response(
+        200,
+        r#"{"version": "v1.12", "region": "eu-west"}"#,
+        &[],
+    )));
+    assert!(r.success, "{:?}", r.message);
+    assert!(
+        !c.evaluate(Ok(response(
+            200,
+            r#"{"version": "v2.0", "region": "eu-west"}"#,
+            &[]
+        )))
+        .success
+    );
+    let bad = cel(None, Some("body.v.matches('(')"));
+    let r = bad.evaluate(Ok(response(200, r#"{"v": "x"}"#, &[])));
+    assert!(!r.success);
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), Some(1.0));
+}
+
+#[test]
+fn cel_failures_that_are_not_a_match() {
+    let c = cel(None, Some("body.status == 'up'"));
+    let r = c.evaluate(Ok(response(200, "<html>up</html>", &[])));
+    assert!(!r.success);
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), Some(1.0));
+    assert!(
+        r.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("body is not JSON: ")),
+        "{:?}",
+        r.message
+    );
+
+    let r = c.evaluate(Ok(response(200, r#"{"other": 1}"#, &[])));
+    assert!(!r.success);
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), Some(1.0));
+    assert!(
+        r.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("CEL expression \"body.status == 'up'\" failed: ")),
+        "{:?}",
+        r.message
+    );
+
+    let r = cel(Some("body.status"), None).evaluate(Ok(response(200, r#"{"status": "up"}"#, &[])));
+    assert!(!r.success);
+    assert_eq!(
+        r.message.as_deref(),
+        Some("CEL expression \"body.status\" gives a string, not a bool")
+    );
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), Some(1.0));
+}
+
+#[test]
+fn cel_runs_only_on_an_accepted_status_and_reports_only_when_configured() {
+    let c = cel(None, Some("body.status == 'up'"));
+    let r = c.evaluate(Ok(response(503, "not json", &[])));
+    assert!(!r.success);
+    assert_eq!(
+        r.message.as_deref(),
+        Some("invalid HTTP response status code 503")
+    );
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), Some(0.0));
+    let r = c.not_sent("no".into());
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), Some(0.0));
+
+    let r = check(Config::default()).evaluate(Ok(response(200, "", &[])));
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), None);
+}
+
+#[test]
+fn an_invalid_cel_expression_is_an_invalid_config() {
+    let e = Check::new(Config {
+        fail_if_body_json_not_matches_cel: Some("body.status ==".into()),
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert!(
+        e.starts_with(
+            "fail_if_body_json_not_matches_cel: invalid CEL expression \"body.status ==\": 1:"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_authorization_header_comes_last_and_once() {
+    let c = check(Config {
+        headers: [("X-Probe".to_string(), "1".to_string())].into(),
+        ..Config::default()
+    });
+    let req = c.request("http://127.0.0.1:8080/", Some("Bearer t"));
+    assert_eq!(
+        req.headers,
+        vec![
+            ("X-Probe".to_string(), "1".to_string()),
+            ("Authorization".to_string(), "Bearer t".to_string())
+        ]
+    );
+}
+
+#[test]
+fn a_request_not_sent_reports_zeroes_all_declared() {
+    let declared: Vec<String> = families().into_iter().map(|f| f.name).collect();
+    let r = cel(Some("false"), None).not_sent("oauth2: token endpoint answered 500".into());
+    assert!(!r.success);
+    assert_eq!(value(&r, "probe_http_status_code"), Some(0.0));
+    assert_eq!(
+        r.samples
+            .iter()
+            .filter(|s| s.name == "probe_http_duration_seconds")
+            .count(),
+        5
+    );
+    assert!(r.samples.iter().all(|s| declared.contains(&s.name)));
+}
+
+#[test]
+fn cel_as_the_readme_says() {
+    // Arithmetic does not mix double and int, as in cel-go.
+    let r = cel(None, Some("body.n + 1 == 3")).evaluate(Ok(response(200, r#"{"n": 2}"#, &[])));
+    assert!(!r.success);
+    assert_eq!(value(&r, "probe_failed_due_to_cel"), Some(1.0));
+    assert!(
+        cel(None, Some("body.n + 1.0 == 3.0"))
+            .evaluate(Ok(response(200, r#"{"n": 2}"#, &[])))
+            .success
+    );
+    // has() tells a missing key from a failing expression.
+    let c = cel(
+        None,
+        Some(r#"!has(body.maintenance) && body.status == "up" && body.checks.all(c, c.ok)"#),
+    );
+    assert!(
+        c.evaluate(Ok(response(
+            200,
+            r#"{"status": "up", "checks": [{"ok": true}]}"#,
+            &[]
+        )))
+        .success
+    );
+    assert!(
+        !c.evaluate(Ok(response(
+            200,
+            r#"{"status": "up", "checks": [], "maintenance": true}"#,
+            &[]
+        )))
+        .success
+    );
 }
