@@ -228,6 +228,7 @@ impl Tape {
         let values = revealed.values();
         let mut args = Value::Object(args.clone());
         redact_bytes(&mut args, &values);
+        redact_credentials(&mut args);
         let live = redact_json(&json(&args), &values);
         let why = match queue.front() {
             None => format!(
@@ -289,6 +290,7 @@ impl Tape {
             .map(|mut e| {
                 for value in e.fields.values_mut() {
                     redact_bytes(value, &revealed);
+                    redact_credentials(value);
                     bytes_to_text(value);
                 }
                 e
@@ -323,6 +325,76 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Header fields whose values are credentials whatever their origin: a
+/// plugin builds `Basic base64(user:password)` or `Bearer TOKEN` from its
+/// secrets, and neither spelling is a value the run read.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+];
+
+/// Tokens an answer hands out (an OAuth2 token endpoint's JSON) and keys
+/// a request may carry in a JSON body.
+static TOKEN_FIELDS: std::sync::LazyLock<Option<regex::bytes::Regex>> = std::sync::LazyLock::new(
+    || {
+        regex::bytes::Regex::new(
+            r#"("(?:access_token|refresh_token|id_token|client_secret|password)"\s*:\s*")(?:[^"\\]|\\.)*(")"#,
+        )
+        .ok()
+    },
+);
+
+/// Redacts, wherever they are in a call, the values of credential header
+/// fields and token fields of JSON bodies: they are derived from secrets
+/// (or are secrets the server made), so the run's read secrets do not
+/// match them. Applied to the live call on replay as well, so the two
+/// still compare equal.
+fn redact_credentials(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if key == "headers" || key == "trailers" {
+                    redact_header_list(field);
+                }
+                redact_credentials(field);
+            }
+        }
+        Value::Array(items) => match as_bytes(items) {
+            Some(bytes) if !bytes.is_empty() => {
+                if let Some(re) = TOKEN_FIELDS.as_ref()
+                    && re.is_match(&bytes)
+                {
+                    let marker = format!("${{1}}{}${{2}}", super::secrets::REDACTED);
+                    let redacted = re.replace_all(&bytes, marker.as_bytes());
+                    *items = redacted.iter().map(|b| Value::from(*b)).collect();
+                }
+            }
+            _ => items.iter_mut().for_each(redact_credentials),
+        },
+        _ => {}
+    }
+}
+
+/// `[[name, value], ...]` with the values of credential fields redacted.
+fn redact_header_list(list: &mut Value) {
+    let Value::Array(pairs) = list else {
+        return;
+    };
+    for pair in pairs {
+        if let Value::Array(kv) = pair
+            && kv.len() == 2
+            && kv[0]
+                .as_str()
+                .is_some_and(|n| CREDENTIAL_HEADERS.contains(&n.to_ascii_lowercase().as_str()))
+        {
+            kv[1] = Value::from(super::secrets::REDACTED);
+        }
+    }
 }
 
 /// Replaces each secret inside every byte array of `value` (a JSON array
@@ -705,6 +777,31 @@ mod tests {
             err.contains(r#"{"body":{"utf8":"second"}}"#)
                 && err.contains(r#"{"body":{"utf8":"first"}}"#),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn credentials_a_plugin_derived_from_secrets_are_redacted() {
+        let mut value = serde_json::json!({
+            "request": {
+                "headers": [["Authorization", "Basic cHJvYmU6czNjcmV0"], ["accept", "*/*"]],
+                "url": "http://x/token",
+            },
+            "result": {"Ok": {
+                "headers": [["set-cookie", "session=abc"]],
+                "body": br#"{"access_token":"at-1","token_type":"bearer","expires_in":3600}"#.to_vec(),
+            }},
+        });
+        redact_credentials(&mut value);
+        let text = readable(&value);
+        for leaked in ["cHJvYmU6czNjcmV0", "session=abc", "at-1"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+        assert!(text.contains(r#"["accept","*/*"]"#), "{text}");
+        assert!(text.contains(r#"\"token_type\":\"bearer\""#), "{text}");
+        assert!(
+            text.contains(r#"\"access_token\":\"[redacted]\""#),
+            "{text}"
         );
     }
 }
