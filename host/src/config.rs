@@ -244,6 +244,8 @@ pub struct ProbeConfig {
     pub plugin: PluginName,
     /// `None`: the probe runs only on demand through `/probe`.
     pub schedule: Option<CronSchedule>,
+    /// The zone `schedule` is read in; `None`: UTC.
+    pub timezone: Option<chrono_tz::Tz>,
     pub target: Option<String>,
     /// Longest random-looking (but per-probe stable) delay added to each
     /// scheduled start, to spread probes that share a schedule.

@@ -81,7 +81,7 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
     let mut after = Utc::now();
     let mut warnings = WarnGate::default();
     loop {
-        let Some(next) = schedule.0.after(&after).next() else {
+        let Some(next) = schedule.next_after(&after, probe.config.timezone) else {
             tracing::info!(probe = %probe.name(), "schedule has no further times");
             return;
         };
@@ -115,12 +115,13 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
         // Cron times that passed while this run went on were skipped: a
         // probe never runs twice at once.
         let now = Utc::now();
-        let skipped = schedule
-            .0
-            .after(&next)
-            .take_while(|t| *t + offset <= now)
-            .take(1000)
-            .count();
+        let skipped = std::iter::successors(Some(next), |t| {
+            schedule.next_after(t, probe.config.timezone)
+        })
+        .skip(1)
+        .take_while(|t| *t + offset <= now)
+        .take(1000)
+        .count();
         for _ in 0..skipped {
             app.exposition.count_skip(&probe.slot);
         }

@@ -148,3 +148,67 @@ fn sigterm_turns_readiness_off_drains_runs_and_exits_zero() {
     assert!(log.contains("draining runs"), "{log}");
     assert!(log.contains("cancelling runs still in flight"), "{log}");
 }
+
+/// `--log.format=json` writes one JSON object per line, and `logfmt`
+/// `key=value` pairs, as log pipelines of Prometheus exporters expect.
+#[test]
+fn log_lines_come_as_json_or_logfmt_on_request() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.path().join("probes.toml");
+    std::fs::write(&config, "").unwrap_or_else(|e| panic!("{e}"));
+    let first_lines = |format: &str| -> Vec<String> {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+            .arg(format!("--log.format={format}"))
+            .args(["run", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .env_remove("WASMPROBE_LOG")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let done = line.contains("listening");
+            lines.push(line);
+            if done || lines.len() > 20 {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        lines
+    };
+    let json = first_lines("json");
+    let listening = json
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"))
+        })
+        .find(|v| v["fields"]["message"] == "listening")
+        .unwrap_or_else(|| panic!("{json:?}"));
+    assert_eq!(listening["level"], "INFO");
+    assert!(
+        listening["fields"]["addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
+
+    let logfmt = first_lines("logfmt");
+    let line = logfmt
+        .iter()
+        .find(|l| l.contains("message=listening"))
+        .unwrap_or_else(|| panic!("{logfmt:?}"));
+    for key in [
+        "ts=",
+        "level=info",
+        "target=wasmprobe::run",
+        "addr=127.0.0.1:",
+    ] {
+        assert!(line.contains(key), "{key} not in {line}");
+    }
+}

@@ -194,6 +194,8 @@ pub(crate) struct RawProbe {
     pub(crate) schedule: Option<CronSchedule>,
     /// Every so often, instead of a cron `schedule`.
     pub(crate) interval: Option<Spanned<HumanDuration>>,
+    /// The time zone `schedule` is read in (IANA name); UTC by default.
+    pub(crate) timezone: Option<Spanned<String>>,
     pub(crate) target: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<HumanDuration>>,
     pub(crate) jitter: Option<HumanDuration>,

@@ -643,6 +643,21 @@ pub(super) fn resolve_probe(
         (schedule, None) => schedule.clone(),
     };
 
+    let timezone = p.timezone.as_ref().and_then(|t| {
+        let zone = t.get_ref().parse::<chrono_tz::Tz>();
+        if zone.is_err() {
+            r.error(
+                t.span(),
+                format!("{key}.timezone"),
+                format!(
+                    "unknown time zone {:?}; write an IANA name such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\"",
+                    t.get_ref()
+                ),
+            );
+        }
+        zone.ok()
+    });
+
     // A scheduled probe without a target is for plugins that need none (a
     // batch job); the plugin reports a missing target itself.
     let target = p.target.as_ref().map(|t| t.get_ref().clone());
@@ -676,6 +691,7 @@ pub(super) fn resolve_probe(
         name: name.clone(),
         plugin,
         schedule,
+        timezone,
         target,
         jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
         allow,

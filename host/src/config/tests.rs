@@ -247,4 +247,23 @@ fn an_interval_is_a_schedule_and_not_both() {
             .any(|e| e.contains("probes.api.interval: interval 7s does not divide")),
         "{odd:?}"
     );
+    let zoned = parse_str(&probe(
+        "schedule = \"0 0 9 * * *\"\ntimezone = \"Europe/Berlin\"",
+    ));
+    let zone = zoned
+        .ok()
+        .and_then(|c| c.probes.values().next().and_then(|p| p.timezone));
+    assert_eq!(
+        zone.map(|z| z.name().to_string()).as_deref(),
+        Some("Europe/Berlin")
+    );
+    let unknown = errors(&probe(
+        "schedule = \"0 0 9 * * *\"\ntimezone = \"Mars/Olympus\"",
+    ));
+    assert!(
+        unknown
+            .iter()
+            .any(|e| e.contains(":7:12: probes.api.timezone: unknown time zone \"Mars/Olympus\"")),
+        "{unknown:?}"
+    );
 }

@@ -217,6 +217,24 @@ impl TryFrom<String> for CronSchedule {
 }
 
 impl CronSchedule {
+    /// The first time after `after` the expression names, read on the
+    /// clocks of `zone` (UTC when `None`): `0 0 9 * * 2-6` in
+    /// `Europe/Berlin` is nine in Berlin, summer and winter.
+    pub fn next_after(
+        &self,
+        after: &chrono::DateTime<chrono::Utc>,
+        zone: Option<chrono_tz::Tz>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        match zone {
+            None => self.0.after(after).next(),
+            Some(zone) => self
+                .0
+                .after(&after.with_timezone(&zone))
+                .next()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+        }
+    }
+
     /// The schedule of `interval = "15s"`: the cron expression that fires
     /// at that period, aligned to the clock (every 15 s at :00, :15, ...).
     /// Only periods that divide a minute, an hour or a day have one; any
@@ -249,6 +267,51 @@ impl CronSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe's `timezone` moves the schedule with the zone's clocks,
+    /// daylight saving time included.
+    #[test]
+    fn a_schedule_is_read_on_its_time_zones_clocks() {
+        use chrono::TimeZone;
+        let nine =
+            CronSchedule::try_from("0 0 9 * * *".to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap_or_else(|e| panic!("{e}"));
+        let at = |y, m, d, h| {
+            chrono::Utc
+                .with_ymd_and_hms(y, m, d, h, 0, 0)
+                .single()
+                .unwrap_or_else(|| panic!("time"))
+        };
+        assert_eq!(
+            nine.next_after(&at(2026, 12, 3, 0), None),
+            Some(at(2026, 12, 3, 9))
+        );
+        // Winter: Berlin is UTC+1; summer: UTC+2.
+        assert_eq!(
+            nine.next_after(&at(2026, 12, 3, 0), Some(berlin)),
+            Some(at(2026, 12, 3, 8))
+        );
+        assert_eq!(
+            nine.next_after(&at(2026, 7, 1, 0), Some(berlin)),
+            Some(at(2026, 7, 1, 7))
+        );
+        // The days the clocks move: 02:30 does not exist on 29 March and
+        // happens twice on 25 October.
+        let half_two =
+            CronSchedule::try_from("0 30 2 * * *".to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let min = |y, m, d, h, mi| {
+            chrono::Utc
+                .with_ymd_and_hms(y, m, d, h, mi, 0)
+                .single()
+                .unwrap_or_else(|| panic!("time"))
+        };
+        let spring = half_two.next_after(&min(2026, 3, 28, 12, 0), Some(berlin));
+        let autumn = half_two.next_after(&min(2026, 10, 24, 12, 0), Some(berlin));
+        let after_autumn = autumn.and_then(|t| half_two.next_after(&t, Some(berlin)));
+        assert_eq!(spring, Some(min(2026, 3, 30, 0, 30)), "skipped, next day");
+        assert_eq!(autumn, Some(min(2026, 10, 25, 0, 30)), "the first 02:30");
+        assert_eq!(after_autumn, Some(min(2026, 10, 26, 1, 30)), "only once");
+    }
 
     /// The dialect the README documents: UTC, seconds first, day of week
     /// 1-7 with 1 = Sunday (or SUN-SAT).

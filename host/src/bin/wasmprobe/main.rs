@@ -1,11 +1,13 @@
 //! The `wasmprobe` command: the only place errors become exit codes.
 //!
 //! Exit codes: 0 success; 1 the probe run by `wasmprobe probe` failed, or
-//! a `wasmprobe test` did;
+//! a `wasmprobe test` did, or `wasmprobe import --check` found options not
+//! carried over;
 //! 2 the config (or a plugin it names) is invalid; 3 the engine could not
 //! start (listener, runtime, cache).
 
 mod check;
+mod import;
 mod new;
 mod probe;
 mod registry;
@@ -34,6 +36,18 @@ struct Cli {
     /// `--log.level` is accepted too, as the Prometheus exporters spell it.
     #[arg(long, global = true, env = "WASMPROBE_LOG", alias = "log.level")]
     log: Option<String>,
+    /// How log lines are written: `text` (for people), `logfmt` or `json`
+    /// (for log pipelines; `--log.format` too, as the Prometheus
+    /// exporters spell it).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "WASMPROBE_LOG_FORMAT",
+        alias = "log.format"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,6 +126,37 @@ enum Command {
     /// Create something new from a template.
     #[command(subcommand)]
     New(NewCommand),
+    /// Convert another prober's config into probes.toml.
+    Import {
+        #[command(subcommand)]
+        from: ImportCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// A blackbox_exporter blackbox.yml: each module becomes a probe run
+    /// through /probe. Prints probes.toml, and on stderr a report of every
+    /// option not carried over, with its line.
+    Blackbox {
+        /// The blackbox.yml.
+        file: PathBuf,
+        /// Only print the report (on stdout); exit 1 when something is not
+        /// carried over.
+        #[arg(long, conflicts_with = "output")]
+        check: bool,
+        /// An allow-list rule (`scheme://host[:port]`) for the probes whose
+        /// plugin speaks its scheme; repeatable. Without any, every probe
+        /// gets `allow = []` and /probe refuses every target.
+        #[arg(long, value_name = "RULE")]
+        allow: Vec<String>,
+        /// Write the probes.toml to FILE instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The plugin directory the probes.toml names.
+        #[arg(long, value_name = "DIR", default_value = wasmprobe::import::DEFAULT_PLUGIN_DIR)]
+        plugin_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,12 +211,50 @@ pub(crate) struct RunArgs {
     shard: Option<Shard>,
 }
 
+/// The shape of log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Logfmt,
+    Json,
+}
+
+fn init_logging(filter: EnvFilter, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false),
+            )
+            .init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}
+
 /// How the process ends; scripts and CI rely on these numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Ok = 0,
     /// `probe`: the probe failed, or a replay did not match its recording;
-    /// `test`: a test failed.
+    /// `test`: a test failed; `import --check`: something was not carried
+    /// over.
     ProbeFailed = 1,
     /// The input is wrong: config, plugin, arguments, recording.
     BadInput = 2,
@@ -203,11 +286,7 @@ fn main() -> ExitCode {
     };
     let filter = EnvFilter::try_new(cli.log.as_deref().unwrap_or(default))
         .unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    init_logging(filter, cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Check { config } => check::check(&config),
@@ -248,6 +327,16 @@ fn main() -> ExitCode {
             dir,
             sdk,
         }) => new::new_plugin(&name, lang, dir, sdk),
+        Command::Import {
+            from:
+                ImportCommand::Blackbox {
+                    file,
+                    check,
+                    allow,
+                    output,
+                    plugin_dir,
+                },
+        } => import::blackbox(&file, check, &allow, output.as_deref(), &plugin_dir),
     };
     match result {
         Ok(code) => code,
