@@ -404,3 +404,140 @@ fn gzip_bodies_are_decoded_and_measured() {
     assert_eq!(s.value("probe_http_uncompressed_body_length", &l), 6000.0);
     assert!(s.value("probe_http_content_length", &l) < 6000.0);
 }
+
+/// Credentials come from secrets only and reach the target as the
+/// configured scheme: HTTP basic auth with a CEL check of the JSON body,
+/// and an OAuth2 client-credentials token fetched once and reused across
+/// runs. A probe whose secret is missing sends nothing.
+#[test]
+fn credentials_from_secrets_and_cel_checks_reach_a_real_server() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::{get, post};
+
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let api_calls = Arc::new(AtomicUsize::new(0));
+    let auth = |h: &HeaderMap| {
+        h.get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let router = axum::Router::new()
+        .route(
+            "/basic",
+            get(move |h: HeaderMap| async move {
+                // probe:s3cret
+                if auth(&h) == "Basic cHJvYmU6czNjcmV0" {
+                    (
+                        StatusCode::OK,
+                        r#"{"status":"up","count":3,"checks":[{"ok":true}]}"#,
+                    )
+                } else {
+                    (StatusCode::UNAUTHORIZED, "{}")
+                }
+            }),
+        )
+        .route("/html", get(|| async { "<html></html>" }))
+        .route("/token", {
+            let tokens = tokens.clone();
+            post(move |h: HeaderMap, body: String| {
+                let tokens = tokens.clone();
+                async move {
+                    tokens.fetch_add(1, Ordering::SeqCst);
+                    // wasmprobe:cs3cret
+                    if auth(&h) == "Basic d2FzbXByb2JlOmNzM2NyZXQ="
+                        && body.contains("grant_type=client_credentials")
+                    {
+                        (
+                            StatusCode::OK,
+                            r#"{"access_token":"at-1","token_type":"bearer","expires_in":3600}"#,
+                        )
+                    } else {
+                        (StatusCode::UNAUTHORIZED, r#"{"error":"invalid_client"}"#)
+                    }
+                }
+            })
+        })
+        .route("/api", {
+            let api_calls = api_calls.clone();
+            get(move |h: HeaderMap| {
+                let api_calls = api_calls.clone();
+                async move {
+                    api_calls.fetch_add(1, Ordering::SeqCst);
+                    if auth(&h) == "Bearer at-1" {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::UNAUTHORIZED
+                    }
+                }
+            })
+        });
+    let t = targets::serve(router);
+    let engine = Engine::new();
+    let pw = engine.file("pw", "s3cret\n");
+    let cs = engine.file("cs", "cs3cret\n");
+    let missing = engine.config_path().with_file_name("no-such-secret");
+    let e = engine
+        .probe(
+            "basic",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"* * * * * *\"\ntarget = \"{}\"\nsecrets = {{ pw = {{ file = {pw:?} }} }}\n[probes.basic.config]\nbasic_auth = {{ username = \"probe\", password_secret = \"pw\" }}\nfail_if_body_json_not_matches_cel = 'body.status == \"up\" && body.checks.all(c, c.ok) && body.count > 2.0'",
+                t.url("/basic")
+            ),
+        )
+        .probe(
+            "html",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"* * * * * *\"\ntarget = \"{}\"\n[probes.html.config]\nfail_if_body_json_matches_cel = 'body.status == \"down\"'",
+                t.url("/html")
+            ),
+        )
+        .probe(
+            "nosecret",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"* * * * * *\"\ntarget = \"{}\"\nsecrets = {{ pw = {{ file = {missing:?} }} }}\n[probes.nosecret.config]\nbasic_auth = {{ username = \"probe\", password_secret = \"pw\" }}",
+                t.url("/basic")
+            ),
+        )
+        .probe(
+            "oauth",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"* * * * * *\"\ntarget = \"{}\"\nsecrets = {{ cs = {{ file = {cs:?} }} }}\n[probes.oauth.config]\noauth2 = {{ client_id = \"wasmprobe\", client_secret_secret = \"cs\", token_url = \"{}\", scopes = [\"health:read\"] }}",
+                t.url("/api"),
+                t.url("/token")
+            ),
+        )
+        .start();
+    let s = e.wait_for("three runs of oauth", WAIT, |s| {
+        s.get(
+            "wasmprobe_probe_runs_total",
+            &[("probe", "oauth"), ("result", "success")],
+        )
+        .is_some_and(|n| n >= 3.0)
+            && ["basic", "html", "nosecret"].iter().all(|p| ran(s, p))
+    });
+    let of = |probe: &str, name: &str| s.get(name, &[("probe", probe)]);
+    assert_eq!(of("basic", "probe_success"), Some(1.0), "{}", s.text);
+    assert_eq!(of("basic", "probe_failed_due_to_cel"), Some(0.0));
+    assert_eq!(of("html", "probe_success"), Some(0.0));
+    assert_eq!(of("html", "probe_http_status_code"), Some(200.0));
+    assert_eq!(of("html", "probe_failed_due_to_cel"), Some(1.0));
+    assert_eq!(of("nosecret", "probe_success"), Some(0.0));
+    assert_eq!(of("nosecret", "probe_http_status_code"), Some(0.0));
+    assert_eq!(of("oauth", "probe_success"), Some(1.0));
+    let (fetched, calls) = (
+        tokens.load(Ordering::SeqCst),
+        api_calls.load(Ordering::SeqCst),
+    );
+    println!("oauth2: {fetched} token request(s) for {calls} authorised runs");
+    assert_eq!(fetched, 1, "the token is kept between runs");
+    assert!(calls >= 3);
+    // No credential reaches the log.
+    let log = e.log();
+    for secret in ["s3cret", "cs3cret", "at-1", "cHJvYmU6czNjcmV0"] {
+        assert!(!log.contains(secret), "{secret} in the log");
+    }
+}

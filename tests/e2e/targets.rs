@@ -133,7 +133,18 @@ fn router() -> Router {
 }
 
 async fn serve_plain(listener: TcpListener, connections: Arc<AtomicUsize>) {
-    let router = router();
+    serve_router(listener, connections, router()).await;
+}
+
+/// A target answering with a test's own routes.
+pub fn serve(router: Router) -> Target {
+    let (listener, addr) = bind();
+    let connections = Arc::new(AtomicUsize::new(0));
+    rt().spawn(serve_router(listener, connections.clone(), router));
+    Target { addr, connections }
+}
+
+async fn serve_router(listener: TcpListener, connections: Arc<AtomicUsize>, router: Router) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
