@@ -14,6 +14,7 @@
 //! wasmprobe reaches only what `allow` lists, so the probes get the
 //! operator's `--allow` rules or an empty list, and the report says which.
 
+mod credentials;
 mod dns;
 mod grpc;
 mod http;
@@ -127,6 +128,7 @@ pub fn import(source: &Path, text: &str, options: &Options) -> Result<Imported, 
                 allow,
                 tls: (!tls.is_empty()).then_some(tls),
                 config: converted.section.config,
+                secrets: converted.section.secrets,
             },
         });
     }
@@ -235,6 +237,9 @@ impl Plugin {
 struct Section {
     config: toml::Table,
     tls: Tls,
+    /// The probe's `secrets`: credentials from files (as blackbox's
+    /// `*_file` keys name them) or environment variables.
+    secrets: toml::Table,
     /// An ICMP source address, for `[engine] icmp_sources`.
     icmp_source: Option<String>,
 }

@@ -7,6 +7,7 @@
 
 use yaml_serde::Value;
 
+use super::credentials;
 use super::read::Ctx;
 use super::{Section, array, flag, ip_protocol, tls};
 use crate::import::lines::KeyPath;
@@ -108,7 +109,9 @@ pub(super) fn convert(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Secti
                 }
             }
             "fail_if_body_json_matches_cel" | "fail_if_body_json_not_matches_cel" => {
-                ctx.not_carried(&p, "http-health evaluates no CEL expressions")
+                if let Some(expr) = ctx.string(&p, v).filter(|e| !e.is_empty()) {
+                    c.insert(key, expr.into());
+                }
             }
             "follow_redirects" => flag(ctx, &p, v, &key, true, c),
             // blackbox_exporter's older spelling of the same switch.
@@ -142,7 +145,7 @@ pub(super) fn convert(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Secti
             },
             "tls_config" => tls::tls_config(ctx, &p, v, &mut s.tls),
             "basic_auth" | "bearer_token" | "bearer_token_file" | "authorization" | "oauth2" => {
-                ctx.not_carried(&p, CREDENTIALS)
+                credentials::convert(ctx, &key, &p, v, &mut s);
             }
             "http_headers" => ctx.not_carried(
                 &p,
@@ -335,8 +338,8 @@ frobnicate: 1
 ",
         );
         for line in [
-            "b.yml:5: m.http.basic_auth: not carried over: credentials must come from secrets",
-            "b.yml:8: m.http.bearer_token: not carried over: credentials",
+            "b.yml:7: m.http.basic_auth.password: not carried over: a credential in clear is never copied into probes.toml; set environment variable BLACKBOX_M_HTTP_BASIC_AUTH_PASSWORD",
+            "b.yml:8: m.http.bearer_token: not carried over: http-health takes one of basic_auth, authorization and oauth2",
             "b.yml:10: m.http.headers.Authorization: not carried over: credentials",
             "b.yml:12: m.http.proxy_url: not carried over: wasmprobe connects to targets itself",
             "b.yml:13: m.http.compression: not carried over: http-health decodes gzip and deflate, not \"br\"",
@@ -353,6 +356,14 @@ frobnicate: 1
         assert_eq!(s.config["headers"]["Accept"].as_str(), Some("text/plain"));
         assert!(s.config["headers"].get("Authorization").is_none());
         assert_eq!(s.config["follow_redirects"].as_bool(), Some(false));
+        assert_eq!(
+            s.config["basic_auth"]["password_secret"].as_str(),
+            Some("basic_auth_password")
+        );
+        assert_eq!(
+            s.secrets["basic_auth_password"]["env"].as_str(),
+            Some("BLACKBOX_M_HTTP_BASIC_AUTH_PASSWORD")
+        );
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub(super) struct Probe {
     pub(super) tls: Option<Tls>,
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
     pub(super) config: toml::Table,
+    #[serde(skip_serializing_if = "toml::Table::is_empty")]
+    pub(super) secrets: toml::Table,
 }
 
 /// A probe with where it came from, for its comment.
@@ -134,6 +136,7 @@ mod tests {
                 ..Tls::default()
             }),
             config,
+            secrets: toml::Table::new(),
         };
         let written = vec![
             Written {
