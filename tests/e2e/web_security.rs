@@ -302,3 +302,60 @@ fn wait_log(e: &Running, needle: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// exporter-toolkit's web config as it is: a YAML file (`--web.config.file`,
+/// blackbox_exporter's spelling) with TLS and bcrypt basic-auth users; an
+/// exporter-toolkit key the engine does not implement is refused by name
+/// and line, never ignored.
+#[test]
+fn an_exporter_toolkit_yaml_web_config_is_read_as_it_is() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let pki = pki();
+    let ca = write(d, "ca.crt", &pki.ca).to_string_lossy().into_owned();
+    write(d, "tls.crt", &pki.server.0);
+    write(d, "tls.key", &pki.server.1);
+    let web = write(
+        d,
+        "web-config.yml",
+        &format!(
+            "# As exporter-toolkit documents it.\ntls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS12\nbasic_auth_users:\n  alice: {}\n",
+            hash("wonderland")
+        ),
+    );
+    let e = Engine::new()
+        .arg(&format!("--web.config.file={}", web.display()))
+        .start();
+    let metrics = https(&e, "/metrics");
+    assert_eq!(
+        curl(&metrics, &["--cacert", &ca, "-u", "alice:wonderland"]).0,
+        200
+    );
+    assert_eq!(
+        curl(&metrics, &["--cacert", &ca, "-u", "alice:nope"]).0,
+        401
+    );
+    assert_eq!(curl(&metrics, &["--cacert", &ca]).0, 401);
+
+    let unsupported = write(
+        d,
+        "unsupported.yml",
+        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nhttp_server_config:\n  http2: false\n",
+    );
+    write(d, "probes.toml", "[engine]\nplugin_dirs = []\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["run", "--listen", "127.0.0.1:0", "--web.config.file"])
+        .arg(&unsupported)
+        .arg("--config")
+        .arg(d.join("probes.toml"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("unsupported.yml")
+            && stderr.contains("http_server_config")
+            && stderr.contains("line 4"),
+        "{stderr}"
+    );
+}

@@ -115,9 +115,19 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         path: path.to_path_buf(),
         error,
     })?;
-    let raw: RawWebConfig = toml::from_str(&text).map_err(|e| WebConfigError::Syntax {
+    // exporter-toolkit's web config is YAML; the same keys in TOML are
+    // read too, by the file's extension.
+    let yaml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"));
+    let parsed: Result<RawWebConfig, String> = if yaml {
+        yaml_serde::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        toml::from_str(&text).map_err(|e| e.to_string())
+    };
+    let raw = parsed.map_err(|message| WebConfigError::Syntax {
         path: path.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
+        message: message.trim_end().to_string(),
     })?;
     let dir = path.parent().unwrap_or(Path::new(""));
     let tls = match &raw.tls_server_config {

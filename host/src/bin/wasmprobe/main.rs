@@ -199,9 +199,15 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     demo: bool,
     /// Web security: TLS, client certificates and basic auth for the
-    /// endpoint (TOML, like Prometheus exporter-toolkit's web config).
-    /// Reloaded on SIGHUP.
-    #[arg(long, value_name = "FILE", env = "WASMPROBE_WEB_CONFIG")]
+    /// endpoint: Prometheus exporter-toolkit's web config, as YAML
+    /// (`.yml`, `.yaml`) or the same keys in TOML. Reloaded on SIGHUP.
+    /// `--web.config.file` too, as the Prometheus exporters spell it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WASMPROBE_WEB_CONFIG",
+        alias = "web.config.file"
+    )]
     web_config: Option<PathBuf>,
     /// Run only this replica's share of the scheduled probes: INDEX/COUNT
     /// (0-based), or ordinal/COUNT to take INDEX from the host name's
