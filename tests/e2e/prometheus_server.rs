@@ -47,6 +47,21 @@ fn values(port: u16, q: &str, label: &str) -> Vec<(String, f64)> {
         .unwrap_or_default()
 }
 
+/// A Prometheus server with `config`, storing under `dir`: its port, and
+/// the process (stopped on drop).
+fn prometheus(config: &std::path::Path, dir: &std::path::Path) -> (u16, Peer) {
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("prometheus is missing ({err}): install Debian's `prometheus` package (scripts/test does)"));
+    (port, Peer(child))
+}
+
 #[test]
 fn prometheus_scrapes_openmetrics_and_stores_every_probe() {
     let e = Engine::new()
@@ -69,16 +84,7 @@ fn prometheus_scrapes_openmetrics_and_stores_every_probe() {
         ),
     )
     .unwrap_or_else(|err| panic!("write: {err}"));
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|err| panic!("prometheus is missing ({err}): install Debian's `prometheus` package (scripts/test does)"));
-    let _prom = Peer(child);
+    let (port, _prom) = prometheus(&config, dir.path());
 
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -171,16 +177,7 @@ fn a_prometheus_operator_probe_scrapes_through_probe() {
         ),
     )
     .unwrap_or_else(|err| panic!("write: {err}"));
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|err| panic!("prometheus is missing ({err}): install Debian's `prometheus` package (scripts/test does)"));
-    let _prom = Peer(child);
+    let (port, _prom) = prometheus(&config, dir.path());
 
     let deadline = Instant::now() + Duration::from_secs(90);
     let (up, success) = loop {
