@@ -42,6 +42,7 @@ const LAYERS: &[&str] = &[
     "import",
     "hostcalls",
     "runtime",
+    "expectation",
     "exposition",
     "app",
     "schedule",
