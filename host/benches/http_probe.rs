@@ -235,6 +235,7 @@ fn main() -> anyhow::Result<()> {
         allow,
         tls: Arc::new(TlsClient::new(&TlsSettings::default())?),
         max_body: 10 << 20,
+        virtual_host: None,
     });
     let name = PluginName::try_from("http-health".to_string()).map_err(anyhow::Error::msg)?;
     let plugin = rt.block_on(Plugin::load(&engine, &name, &path, None))?;
@@ -285,6 +286,7 @@ fn main() -> anyhow::Result<()> {
                     grants: &s.grants,
                     state: None,
                     tape: None,
+                    hostname: None,
                 };
                 run(&s.engine, &s.plugin, spec).await.result == RunResult::Success
             }

@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         grants: &grants,
         state: None,
         tape: None,
+        hostname: None,
     };
     let iterations = std::env::args()
         .nth(1)

@@ -95,7 +95,7 @@ impl Probe {
         target: &str,
         persist_state: bool,
     ) -> RunRecord {
-        self.run_taped(engine, target, persist_state, None, None)
+        self.run_taped(engine, target, persist_state, None, None, None)
             .await
     }
 
@@ -135,11 +135,12 @@ impl Probe {
         engine: &WasmEngine,
         exposition: &Exposition,
         target: &str,
-        tape: Option<Arc<Tape>>,
-        format: Format,
-        timeout: Option<std::time::Duration>,
+        how: OnDemandRun<'_>,
     ) -> OnDemand {
-        let mut record = self.run_taped(engine, target, false, tape, timeout).await;
+        let format = how.format;
+        let mut record = self
+            .run_taped(engine, target, false, how.tape, how.timeout, how.hostname)
+            .await;
         let samples = record.samples.clone();
         let staged = Staged::new(&self.plugin.families, std::mem::take(&mut record.samples));
         let text =
@@ -165,6 +166,7 @@ impl Probe {
         persist_state: bool,
         tape: Option<Arc<Tape>>,
         timeout: Option<std::time::Duration>,
+        hostname: Option<&str>,
     ) -> RunRecord {
         let mut limits = self.config.limits;
         if let Some(t) = timeout {
@@ -178,9 +180,23 @@ impl Probe {
             grants: &self.grants,
             state: persist_state.then_some(&self.state),
             tape,
+            hostname,
         };
         run::run(engine, &self.plugin.plugin, spec).await
     }
+}
+
+/// How an on-demand run goes: recorded or replayed, in which format, under
+/// which scrape timeout, for which virtual host.
+#[derive(Debug, Default)]
+pub struct OnDemandRun<'a> {
+    pub tape: Option<Arc<Tape>>,
+    pub format: Format,
+    /// Prometheus's scrape timeout less the offset, when it sent one.
+    pub timeout: Option<std::time::Duration>,
+    /// `/probe?hostname=`: the name requests to the target's host present
+    /// (`Host` and the TLS server name).
+    pub hostname: Option<&'a str>,
 }
 
 /// Why an on-demand run cannot start.

@@ -181,6 +181,17 @@ impl RunScope {
     }
 }
 
+/// `/probe?hostname=NAME`: the name a run's requests to its target's host
+/// present instead of that host, in `Host` and as the TLS server name, as
+/// blackbox_exporter's `hostname` parameter does for a virtual host
+/// behind an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualHost {
+    /// The host of the run's target, whose requests are renamed.
+    pub target_host: String,
+    pub name: String,
+}
+
 /// What every unit may know of the run it serves.
 #[derive(Debug, Clone)]
 pub struct RunScope {
@@ -199,4 +210,6 @@ pub struct RunScope {
     pub state: Option<state::ProbeState>,
     /// What the run's host calls use, counted as they go.
     pub usage: Arc<Usage>,
+    /// The on-demand run's `hostname`, if it was given one.
+    pub virtual_host: Option<VirtualHost>,
 }

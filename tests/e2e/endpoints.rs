@@ -277,3 +277,59 @@ fn probe_without_a_module_runs_the_default_module() {
         "{stderr}"
     );
 }
+
+/// `/probe?hostname=NAME`, as blackbox_exporter has it: the run's
+/// requests to the target's address present NAME as `Host` and as the TLS
+/// server name, so a virtual host behind an address can be checked (and
+/// its certificate verified against NAME).
+#[test]
+fn probe_hostname_names_the_virtual_host_behind_the_target() {
+    let plain = crate::targets::http();
+    let pki = crate::targets::pki();
+    let tls = crate::targets::https(&pki);
+    let e = crate::harness::Engine::new();
+    let ca = e.file("ca.pem", &pki.ca_pem);
+    let e = e
+        .probe(
+            "vhost",
+            &format!(
+                "plugin = \"http-health\"\nallow = [\"{}\", \"{}\"]\n[probes.vhost.tls]\nca_file = {:?}\n[probes.vhost.config]\nfail_if_body_not_matches_regexp = [\"^localhost(:[0-9]+)?$\"]",
+                plain.origin("http"),
+                tls.origin("https"),
+                ca
+            ),
+        )
+        .start();
+    let success = |target: &str, hostname: Option<&str>| {
+        let mut url = format!("/probe?module=vhost&target={target}");
+        if let Some(h) = hostname {
+            url.push_str(&format!("&hostname={h}"));
+        }
+        let reply = crate::harness::get(&e.url(&url), None);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        crate::harness::Scrape::parse(&reply.body).value("probe_success", &[("probe", "vhost")])
+    };
+    // Plain HTTP: the Host header is the name (with the target's port).
+    assert_eq!(success(&plain.url("/host"), Some("localhost")), 1.0);
+    assert_eq!(
+        success(&plain.url("/host"), None),
+        0.0,
+        "Host is 127.0.0.1:PORT"
+    );
+    // HTTPS to an address: the certificate is verified against the name.
+    assert_eq!(success(&tls.https_url("/host"), Some("localhost")), 1.0);
+    assert_eq!(
+        success(&tls.https_url("/host"), Some("portal.example")),
+        0.0,
+        "the certificate does not name portal.example"
+    );
+    let bad = crate::harness::get(
+        &e.url(&format!(
+            "/probe?module=vhost&target={}&hostname=a%20b",
+            plain.url("/host")
+        )),
+        None,
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("hostname"), "{}", bad.body);
+}

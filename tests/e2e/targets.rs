@@ -57,6 +57,17 @@ impl Target {
 fn router() -> Router {
     Router::new()
         .route("/ok", get(|| async { "ok\n" }))
+        // The Host the request came with (`/probe?hostname=` tests).
+        .route(
+            "/host",
+            get(|headers: HeaderMap| async move {
+                headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            }),
+        )
         .route(
             "/slow/{ms}",
             get(|Path(ms): Path<u64>| async move {

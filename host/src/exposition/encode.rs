@@ -10,9 +10,10 @@ use std::fmt::Write;
 use super::family::{FamilyDef, Kind};
 
 /// The exposition format a scrape asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     OpenMetrics,
+    #[default]
     Classic,
 }
 

@@ -25,12 +25,14 @@ use crate::config::ProbeConfig;
 use crate::egress::AllowList;
 
 /// What one probe may do over HTTP, built once per config load.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HttpGrant {
     pub allow: AllowList,
     pub tls: Arc<tls::TlsClient>,
     /// Body bytes kept per response.
     pub max_body: u64,
+    /// Set per run, for an on-demand run given a `hostname`.
+    pub virtual_host: Option<super::VirtualHost>,
 }
 
 /// Most requests in one `send-batch`.
@@ -59,12 +61,20 @@ impl Capability for Http {
             allow: probe.allow.clone(),
             tls: load.cache::<TlsClients>().client_for(&probe.tls)?,
             max_body: probe.limits.max_body,
+            virtual_host: None,
         })
     }
 
     fn context(grant: Option<&Arc<HttpGrant>>, run: &RunScope) -> HttpContext {
+        let grant = match (grant, &run.virtual_host) {
+            (Some(g), Some(v)) => Some(Arc::new(HttpGrant {
+                virtual_host: Some(v.clone()),
+                ..HttpGrant::clone(g)
+            })),
+            (g, _) => g.cloned(),
+        };
         HttpContext {
-            grant: grant.cloned(),
+            grant,
             run: run.calls(),
         }
     }
@@ -277,6 +287,7 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{e}")),
             ),
             max_body: 1 << 20,
+            virtual_host: None,
         })
     }
 

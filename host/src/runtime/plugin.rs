@@ -329,6 +329,7 @@ async fn describe(
         message,
     };
     let scope = RunScope {
+        virtual_host: None,
         probe: format!("describe:{plugin}").into(),
         deadline: Instant::now() + DESCRIBE_TIMEOUT,
         limits: Limits {

@@ -39,6 +39,9 @@ pub struct RunSpec<'a> {
     pub state: Option<&'a ProbeState>,
     /// Record or replay the run's host calls.
     pub tape: Option<Arc<Tape>>,
+    /// `/probe?hostname=`: the name its requests to the target's host
+    /// present.
+    pub hostname: Option<&'a str>,
 }
 
 /// Runs the plugin once and accounts for the outcome: what the plugin
@@ -50,7 +53,15 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
     // Host calls give up a little before the run's deadline, so the plugin
     // still gets to report the failure (with its timings) itself.
     let margin = (spec.limits.timeout / 10).min(HOST_CALL_MARGIN);
+    let virtual_host = spec.hostname.and_then(|name| {
+        let url = url::Url::parse(spec.target).ok()?;
+        Some(crate::hostcalls::VirtualHost {
+            target_host: url.host_str()?.trim_matches(['[', ']']).to_string(),
+            name: name.to_string(),
+        })
+    });
     let scope = RunScope {
+        virtual_host,
         probe: Arc::from(spec.probe),
         deadline: deadline - margin,
         limits: spec.limits,

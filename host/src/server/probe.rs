@@ -97,14 +97,31 @@ pub(super) async fn probe(
         return r;
     };
 
+    // blackbox_exporter's `hostname`: a virtual host behind the target's
+    // address, presented as `Host` and as the TLS server name.
+    let hostname = params.get("hostname").filter(|h| !h.is_empty()).cloned();
+    if let Some(h) = &hostname
+        && (h.len() > 253 || rustls_pki_types::ServerName::try_from(h.as_str()).is_err())
+    {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("`hostname` {h:?} is not a DNS name or an address"),
+        );
+    }
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let budget = scrape_budget(&headers);
     let run = {
         let app = app.clone();
         let probe = probe.clone();
         app.probe_runtime.clone().spawn(async move {
+            let how = crate::app::OnDemandRun {
+                format,
+                timeout: budget,
+                hostname: hostname.as_deref(),
+                ..Default::default()
+            };
             let done = probe
-                .run_on_demand(&app.engine, &app.exposition, &target, None, format, budget)
+                .run_on_demand(&app.engine, &app.exposition, &target, how)
                 .await;
             drop(permit);
             done

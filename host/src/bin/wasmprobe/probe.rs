@@ -77,8 +77,16 @@ pub(crate) fn probe_once(
     } else {
         Format::Classic
     };
-    let done =
-        rt.block_on(probe.run_on_demand(&engine, &exposition, &target, tape.clone(), format, None));
+    let done = rt.block_on(probe.run_on_demand(
+        &engine,
+        &exposition,
+        &target,
+        wasmprobe::app::OnDemandRun {
+            tape: tape.clone(),
+            format,
+            ..Default::default()
+        },
+    ));
     let mut tape_problems = Vec::new();
     match (&tape_mode, &tape) {
         (Some(TapeMode::Record(file)), Some(tape)) => {

@@ -206,9 +206,11 @@ impl Case<'_> {
                 self.engine,
                 self.exposition,
                 &target,
-                Some(tape.clone()),
-                Format::Classic,
-                None,
+                wasmprobe::app::OnDemandRun {
+                    tape: Some(tape.clone()),
+                    format: Format::Classic,
+                    ..Default::default()
+                },
             )
             .await;
         let problems = tape.problems();

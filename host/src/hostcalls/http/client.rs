@@ -461,13 +461,45 @@ async fn hop(
     let tcp = tcp.map_err(|e| (ErrorKind::Connect, format!("connect to {addr}: {e}")))?;
     let _ = tcp.set_nodelay(true);
 
-    let (request, absolute) = build_request(req, method, url, body, &dest)?;
+    let (mut request, mut absolute) = build_request(req, method, url, body, &dest)?;
+    let host = match &dest.host {
+        DestHost::Name(n) => n.clone(),
+        DestHost::Ip(ip) => ip.to_string(),
+    };
+    // `/probe?hostname=`: requests to the target's host present the
+    // virtual host's name instead, in `Host` (`:authority` for HTTP/2)
+    // and as the TLS server name.
+    let host = match grant
+        .virtual_host
+        .as_ref()
+        .filter(|v| v.target_host == host)
+    {
+        Some(v) => {
+            let authority = match url.port() {
+                Some(p) => format!("{}:{p}", v.name),
+                None => v.name.clone(),
+            };
+            let value = HeaderValue::from_str(&authority).map_err(|_| {
+                (
+                    ErrorKind::InvalidRequest,
+                    format!("invalid hostname {authority:?}"),
+                )
+            })?;
+            request.headers_mut().insert(HOST, value);
+            let mut parts = absolute.into_parts();
+            parts.authority = authority.parse().ok();
+            absolute = http::Uri::from_parts(parts).map_err(|e| {
+                (
+                    ErrorKind::InvalidRequest,
+                    format!("invalid hostname {authority:?}: {e}"),
+                )
+            })?;
+            v.name.clone()
+        }
+        None => host,
+    };
 
     if https {
-        let host = match &dest.host {
-            DestHost::Name(n) => n.clone(),
-            DestHost::Ip(ip) => ip.to_string(),
-        };
         let alpn = if req.enable_http2 {
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         } else {
