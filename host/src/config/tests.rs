@@ -267,3 +267,92 @@ fn an_interval_is_a_schedule_and_not_both() {
         "{unknown:?}"
     );
 }
+
+/// The OCI inputs, written as attacks: a package naming an OCI reference
+/// for its plugin (the engine would fetch what a team points it at), a
+/// local package claiming a name the operator bound to a repository, and
+/// a registry password written in clear. Each is refused, located, and no
+/// connection is made.
+#[test]
+fn oci_inputs_cannot_make_the_engine_fetch_or_claim_what_the_operator_did_not_grant() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .set_nonblocking(true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let registry = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string();
+    let pin = format!("sha256:{}", "ab".repeat(32));
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"\0asm"))
+    };
+    for (name, plugin) in [
+        (
+            "fetcher",
+            format!(
+                "[plugins.probe]\noci = \"{registry}/evil/probe:1@{pin}\"\nsha256 = \"{sha}\"\n"
+            ),
+        ),
+        (
+            "squatter",
+            format!("[plugins.probe]\npath = \"probe.wasm\"\nsha256 = \"{sha}\"\n"),
+        ),
+    ] {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("probe.wasm"), b"\0asm").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.join("package.toml"),
+            format!("name = \"{name}\"\n{plugin}"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::write(root.path().join("Cargo.toml"), "").unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "{PLUGIN}[packages]\ninclude = [\"{root}/*/package.toml\"]\n[packages.grants.squatter]\npath = \"oci://{registry}/team/squatter\"\n",
+        root = root.path().display()
+    );
+    let (config, _) =
+        parse_partial(&root.path().join("probes.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let refusal = |name: &str| -> String {
+        config
+            .packages
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.refused.as_ref())
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| panic!("package {name} was not refused: {:?}", config.packages))
+    };
+    let fetcher = refusal("fetcher");
+    assert!(
+        fetcher.contains("fetcher/package.toml:3:1") && fetcher.contains("unknown field `oci`"),
+        "{fetcher}"
+    );
+    let squatter = refusal("squatter");
+    assert!(
+        squatter.contains("squatter/package.toml:1:8: name:")
+            && squatter.contains(&format!(
+                "bound by the operator to oci://{registry}/team/squatter"
+            )),
+        "{squatter}"
+    );
+    assert!(config.plugins.keys().all(|p| p.as_str() == "http-health"));
+    assert!(
+        listener.accept().is_err(),
+        "nothing may connect to the address a package named"
+    );
+
+    let clear = errors(&format!(
+        "{PLUGIN}[registries.\"{registry}\"]\nusername = \"ci\"\npassword = \"hunter22\"\n"
+    ));
+    assert!(
+        clear
+            .iter()
+            .any(|e| e.contains(":5:12: registries.") && e.contains("never goes in probes.toml")),
+        "{clear:?}"
+    );
+    assert!(!clear.iter().any(|e| e.contains("hunter22")), "{clear:?}");
+}
