@@ -437,21 +437,10 @@ fn resolve_registries(r: &mut Resolver<'_>, raw: &RawConfig) -> BTreeMap<String,
     for (host, spanned) in &raw.registries {
         let key = format!("registries.{host}");
         let g = spanned.get_ref();
-        let password = match &g.password {
-            None => None,
-            Some(p) => match (&p.get_ref().env, &p.get_ref().file) {
-                (Some(var), None) if !var.is_empty() => Some(SecretSource::Env(var.clone())),
-                (None, Some(file)) => Some(SecretSource::File(r.path(file))),
-                _ => {
-                    r.error(
-                        p.span(),
-                        format!("{key}.password"),
-                        "give exactly one of `env = \"VARIABLE\"` or `file = \"path\"`",
-                    );
-                    None
-                }
-            },
-        };
+        let password = g
+            .password
+            .as_ref()
+            .and_then(|p| secret_source(r, p, &format!("{key}.password")));
         if g.username.is_some() != g.password.is_some() {
             r.error(
                 spanned.span(),
@@ -893,6 +882,27 @@ fn probe_labels(
     labels
 }
 
+/// Where a secret written as `{ env = "VAR" }` or `{ file = "path" }` at
+/// `key` comes from (a file relative to the config), or the error there.
+fn secret_source(
+    r: &mut Resolver<'_>,
+    raw: &Spanned<super::raw::RawSecret>,
+    key: &str,
+) -> Option<SecretSource> {
+    match (&raw.get_ref().env, &raw.get_ref().file) {
+        (Some(var), None) if !var.is_empty() => Some(SecretSource::Env(var.clone())),
+        (None, Some(file)) => Some(SecretSource::File(r.path(file))),
+        _ => {
+            r.error(
+                raw.span(),
+                key.to_string(),
+                "give exactly one of `env = \"VARIABLE\"` or `file = \"path\"`",
+            );
+            None
+        }
+    }
+}
+
 /// The secrets the probe's plugin may ask for, by name; a package's only
 /// from what the operator granted it.
 fn probe_secrets(
@@ -916,49 +926,30 @@ fn probe_secrets(
             );
             continue;
         }
-        match (&raw.get_ref().env, &raw.get_ref().file) {
-            (Some(var), None) if !var.is_empty() => {
-                if let Some(g) = &scope.grant
-                    && !g.env.contains(var)
-                {
-                    r.error(
-                        raw.span(),
-                        skey,
-                        format!(
-                            "environment variable {var:?} is not granted to package {:?}: {} env",
-                            g.name,
-                            g.hint()
-                        ),
-                    );
-                    continue;
-                }
-                secrets.insert(name.clone(), SecretSource::Env(var.clone()));
+        let Some(source) = secret_source(r, raw, &skey) else {
+            continue;
+        };
+        if let Some(g) = &scope.grant {
+            let refused = match &source {
+                SecretSource::Env(var) if !g.env.contains(var) => Some(format!(
+                    "environment variable {var:?} is not granted to package {:?}: {} env",
+                    g.name,
+                    g.hint()
+                )),
+                SecretSource::File(file) if !g.has_file(file) => Some(format!(
+                    "file {} is not granted to package {:?}: {} files",
+                    file.display(),
+                    g.name,
+                    g.hint()
+                )),
+                _ => None,
+            };
+            if let Some(why) = refused {
+                r.error(raw.span(), skey, why);
+                continue;
             }
-            (None, Some(file)) => {
-                let file = r.path(file);
-                if let Some(g) = &scope.grant
-                    && !g.has_file(&file)
-                {
-                    r.error(
-                        raw.span(),
-                        skey,
-                        format!(
-                            "file {} is not granted to package {:?}: {} files",
-                            file.display(),
-                            g.name,
-                            g.hint()
-                        ),
-                    );
-                    continue;
-                }
-                secrets.insert(name.clone(), SecretSource::File(file));
-            }
-            _ => r.error(
-                raw.span(),
-                skey,
-                "give exactly one of `env = \"VARIABLE\"` or `file = \"path\"`",
-            ),
         }
+        secrets.insert(name.clone(), source);
     }
 
     secrets
