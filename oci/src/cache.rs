@@ -49,7 +49,10 @@ impl Cache {
         self.dir.join("manifests").join(digest.hex())
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
+    /// Where the layer with `digest` is kept: a verified file that loaders
+    /// may read in place (and must hash again, as the cache's own reads
+    /// do).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.dir.join("blobs").join(digest.hex())
     }
 

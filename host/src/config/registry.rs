@@ -48,8 +48,6 @@ pub struct Fetched {
     /// SHA-256 (hex) of the file's bytes: the loader checks the bytes it
     /// compiles against it.
     pub sha256: String,
-    /// The manifest digest the reference pinned.
-    pub digest: Digest,
 }
 
 /// The client for `reference`'s registry, with its credentials when the
@@ -122,13 +120,19 @@ pub fn fetch(
         }
     };
     let layer = Digest::of(&pulled.bytes);
-    // The loaders read files: the verified layer, named by its digest.
-    let ext = match kind {
-        Kind::Plugin => "wasm",
-        Kind::Package => "tar.gz",
-    };
+    let sha256 = layer.hex().to_string();
+    // A plugin is loaded from the cache's own verified layer file (the
+    // loader hashes what it compiles against `sha256` again).
+    if kind == Kind::Plugin {
+        return Ok(Fetched {
+            file: cache.blob_path(&layer),
+            sha256,
+        });
+    }
+    // The package loader knows an archive by its `.tar.gz` name: a copy
+    // under that name, named by its digest.
     let dir = cache.dir().join("files");
-    let file = dir.join(format!("{}.{ext}", layer.hex()));
+    let file = dir.join(format!("{sha256}.tar.gz"));
     let current = crate::files::read_regular(&file, 1 << 30)
         .ok()
         .is_some_and(|b| Digest::of(&b) == layer);
@@ -136,11 +140,7 @@ pub fn fetch(
         write_atomically(&dir, &file, &pulled.bytes)
             .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     }
-    Ok(Fetched {
-        file,
-        sha256: layer.hex().to_string(),
-        digest: pin,
-    })
+    Ok(Fetched { file, sha256 })
 }
 
 fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
