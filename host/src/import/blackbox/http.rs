@@ -165,17 +165,8 @@ pub(super) fn convert(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Secti
 
 /// `[{ header, regexp, allow_missing }]`, as http-health's `HeaderMatch`.
 fn header_specs(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Vec<toml::Value> {
-    let items = match value {
-        Value::Null => return Vec::new(),
-        Value::Sequence(items) => items,
-        _ => {
-            ctx.strings(path, value);
-            return Vec::new();
-        }
-    };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = path.index(i);
+    for (p, item) in ctx.items(path, value) {
         let mut spec = toml::Table::new();
         for (key, kp, kv) in ctx.entries(&p, item) {
             match key.as_str() {

@@ -129,19 +129,36 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A list of strings; an empty value is an empty list.
-    pub(super) fn strings(&mut self, path: &KeyPath, value: &Value) -> Option<Vec<String>> {
-        let items = match value {
-            Value::Null => return Some(Vec::new()),
-            Value::Sequence(items) => items,
+    /// The items of a list, each with its path; an empty value has none,
+    /// another shape is reported.
+    pub(super) fn items<'v>(
+        &mut self,
+        path: &KeyPath,
+        value: &'v Value,
+    ) -> Vec<(KeyPath, &'v Value)> {
+        match value {
+            Value::Null => Vec::new(),
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| (path.index(i), item))
+                .collect(),
             other => {
                 self.wrong_type(path, "a list", other);
-                return None;
+                Vec::new()
             }
-        };
+        }
+    }
+
+    /// A list of strings; an empty value is an empty list.
+    pub(super) fn strings(&mut self, path: &KeyPath, value: &Value) -> Option<Vec<String>> {
+        if !matches!(value, Value::Null | Value::Sequence(_)) {
+            self.items(path, value);
+            return None;
+        }
         let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            if let Some(s) = self.string(&path.index(i), item) {
+        for (p, item) in self.items(path, value) {
+            if let Some(s) = self.string(&p, item) {
                 out.push(s);
             }
         }

@@ -66,17 +66,8 @@ pub(super) fn convert(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Secti
 
 /// The conversation, as the plugin's `Step`s.
 fn steps(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Vec<toml::Value> {
-    let items = match value {
-        Value::Null => return Vec::new(),
-        Value::Sequence(items) => items,
-        _ => {
-            ctx.strings(path, value);
-            return Vec::new();
-        }
-    };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = path.index(i);
+    for (p, item) in ctx.items(path, value) {
         let mut step = toml::Table::new();
         let mut labels_at = None;
         for (key, kp, kv) in ctx.entries(&p, item) {
@@ -132,17 +123,8 @@ fn steps(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Vec<toml::Value> {
 
 /// `[{ name, value }]`, names from [`LABEL_NAMES`].
 fn labels(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Vec<toml::Value> {
-    let items = match value {
-        Value::Null => return Vec::new(),
-        Value::Sequence(items) => items,
-        _ => {
-            ctx.strings(path, value);
-            return Vec::new();
-        }
-    };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = path.index(i);
+    for (p, item) in ctx.items(path, value) {
         let mut name = None;
         let mut text = None;
         for (key, kp, kv) in ctx.entries(&p, item) {
