@@ -85,18 +85,21 @@ fn check(config: &Path) -> (Option<i32>, String) {
     (code, format!("{out}{err}"))
 }
 
+/// A registry under `dir` holding http-health as `team/health:v1`: the
+/// registry, the repository and the pinned reference push printed.
+fn with_health_v1(dir: &Path) -> Option<(Registry, String, String)> {
+    let registry = Registry::start(dir)?;
+    let repo = format!("{}/team/health", registry.host);
+    let v1 = push(dir, &wasm("plugins", "http-health"), &format!("{repo}:v1"));
+    Some((registry, repo, v1))
+}
+
 #[test]
 fn a_plugin_installed_by_digest_runs_and_keeps_its_pin() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let Some(registry) = Registry::start(tmp.path()) else {
+    let Some((registry, repo, v1)) = with_health_v1(tmp.path()) else {
         return;
     };
-    let repo = format!("{}/team/health", registry.host);
-    let v1 = push(
-        tmp.path(),
-        &wasm("plugins", "http-health"),
-        &format!("{repo}:v1"),
-    );
     println!("pushed {v1}");
 
     // `pull` of the tag prints the pinned reference, and verifies.
@@ -145,15 +148,9 @@ fn a_plugin_installed_by_digest_runs_and_keeps_its_pin() {
 #[test]
 fn bad_references_are_refused_with_what_was_wrong() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let Some(registry) = Registry::start(tmp.path()) else {
+    let Some((_registry, repo, v1)) = with_health_v1(tmp.path()) else {
         return;
     };
-    let repo = format!("{}/team/health", registry.host);
-    let v1 = push(
-        tmp.path(),
-        &wasm("plugins", "http-health"),
-        &format!("{repo}:v1"),
-    );
 
     // A missing tag.
     let (code, _, err) = wasmprobe(tmp.path(), &["pull", &format!("{repo}:nope")]);
