@@ -284,7 +284,8 @@ pub(super) fn load_from(
     grants: &BTreeMap<String, PackageGrant>,
     taken: &BTreeMap<String, PathBuf>,
 ) -> (PackageInfo, Loaded) {
-    let (toml_path, source, raw) = match read(path, unpack_dir) {
+    // A pulled package is always an archive, whatever its file is named.
+    let (toml_path, source, raw) = match read(path, origin.is_some(), unpack_dir) {
         Ok(read) => read,
         Err(refused) => return (*refused, Loaded::default()),
     };
@@ -402,8 +403,12 @@ pub(super) fn load_from(
 
 /// The package's `package.toml` (unpacked first from an archive), its
 /// source for diagnostics and its raw content; or the refused package.
-fn read(path: &Path, unpack_dir: &Path) -> Result<(PathBuf, Source, RawPackage), Box<PackageInfo>> {
-    let toml_path = if path.extension().is_some_and(|x| x == "gz") {
+fn read(
+    path: &Path,
+    archive: bool,
+    unpack_dir: &Path,
+) -> Result<(PathBuf, Source, RawPackage), Box<PackageInfo>> {
+    let toml_path = if archive || path.extension().is_some_and(|x| x == "gz") {
         match unpack(path, unpack_dir) {
             Ok(p) => p,
             Err(e) => return Err(Box::new(refuse(path, e))),

@@ -119,33 +119,12 @@ pub fn fetch(
                 .map_err(|e| e.to_string())?
         }
     };
+    // Loaded from the cache's own verified layer file: the plugin loader
+    // hashes what it compiles against `sha256` again, the package loader
+    // unpacks it by its own digest.
     let layer = Digest::of(&pulled.bytes);
-    let sha256 = layer.hex().to_string();
-    // A plugin is loaded from the cache's own verified layer file (the
-    // loader hashes what it compiles against `sha256` again).
-    if kind == Kind::Plugin {
-        return Ok(Fetched {
-            file: cache.blob_path(&layer),
-            sha256,
-        });
-    }
-    // The package loader knows an archive by its `.tar.gz` name: a copy
-    // under that name, named by its digest.
-    let dir = cache.dir().join("files");
-    let file = dir.join(format!("{sha256}.tar.gz"));
-    let current = crate::files::read_regular(&file, 1 << 30)
-        .ok()
-        .is_some_and(|b| Digest::of(&b) == layer);
-    if !current {
-        write_atomically(&dir, &file, &pulled.bytes)
-            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    }
-    Ok(Fetched { file, sha256 })
-}
-
-fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, file)
+    Ok(Fetched {
+        file: cache.blob_path(&layer),
+        sha256: layer.hex().to_string(),
+    })
 }
