@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(after_autumn, Some(min(2026, 10, 26, 1, 30)), "only once");
     }
 
-    /// The dialect the README documents: UTC, seconds first, day of week
+    /// The dialect docs/configuration.md documents: UTC, seconds first, day of week
     /// 1-7 with 1 = Sunday (or SUN-SAT).
     #[test]
     fn cron_days_of_week_count_from_sunday_in_utc() {
