@@ -233,6 +233,7 @@ fn main() -> anyhow::Result<()> {
     ]);
     let grant = Arc::new(HttpGrant {
         allow,
+        proxy: None,
         tls: Arc::new(TlsClient::new(&TlsSettings::default())?),
         max_body: 10 << 20,
         virtual_host: None,

@@ -251,6 +251,9 @@ pub struct ProbeConfig {
     /// scheduled start, to spread probes that share a schedule.
     pub jitter: Duration,
     pub allow: AllowList,
+    /// The HTTP proxy (an `http://host:port` origin) the probe's `http`
+    /// calls go through; itself inside `allow`, as every target is.
+    pub proxy: Option<url::Url>,
     /// Labels added to every series of this probe, after `probe`.
     pub labels: Vec<(LabelName, String)>,
     /// The `config` table, handed to the plugin as JSON.

@@ -204,7 +204,15 @@ fn wasmprobe_test_compares_a_replay_with_its_expectation() {
 fn a_scaffolded_plugin_builds_and_its_metrics_reach_metrics() {
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let dir = tmp.path().join("hello-probe");
-    scaffold("hello-probe", &dir, &[]);
+    // As a binary moved away from its checkout (or the container image)
+    // does: the SDK travels inside the plugin's folder.
+    scaffold("hello-probe", &dir, &["--carry-sdk"]);
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+    assert!(
+        manifest.contains("path = \"vendor/wasmprobe/plugins/sdk\""),
+        "{manifest}"
+    );
+    assert!(dir.join("vendor/wasmprobe/wit/world.wit").is_file());
     let again = wasmprobe(
         &[
             "new",

@@ -197,6 +197,8 @@ pub(crate) struct RawProbe {
     /// The time zone `schedule` is read in (IANA name); UTC by default.
     pub(crate) timezone: Option<Spanned<String>>,
     pub(crate) target: Option<Spanned<String>>,
+    /// An HTTP proxy every `http` call of the probe goes through.
+    pub(crate) proxy_url: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<HumanDuration>>,
     pub(crate) jitter: Option<HumanDuration>,
     pub(crate) allow: Option<Spanned<Vec<AllowRule>>>,

@@ -19,7 +19,7 @@ use super::{
     ClientCert, Config, CronSchedule, DEFAULT_LISTEN, EngineConfig, LabelName, Limits, PluginName,
     PluginSource, ProbeConfig, ProbeName, SecretSource, ServerConfig, TlsMinVersion, TlsSettings,
 };
-use crate::egress::AllowList;
+use crate::egress::{AllowList, Destination};
 use crate::names::{ENGINE_LABELS, PACKAGE_LABELS};
 use crate::tls_files::{self, PairFile};
 use wasmprobe_oci::Kind;
@@ -652,6 +652,11 @@ pub(super) fn resolve_probe(
     let target = p.target.as_ref().map(|t| t.get_ref().clone());
 
     let allow = probe_allow(r, &key, &p, scope);
+    let proxy = p.proxy_url.as_ref().and_then(|u| {
+        proxy_url(u.get_ref(), &allow)
+            .map_err(|e| r.error(u.span(), format!("{key}.proxy_url"), e))
+            .ok()
+    });
 
     let labels = probe_labels(r, &key, &p, scope);
     let tls = resolve_tls(r, &key, p.tls.as_ref(), scope.grant.as_deref());
@@ -684,6 +689,7 @@ pub(super) fn resolve_probe(
         target,
         jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
         allow,
+        proxy,
         labels,
         config,
         tls,
@@ -700,6 +706,35 @@ pub(super) fn resolve_probe(
         config_location,
         config_pointers,
     })
+}
+
+/// A probe's `proxy_url`: an `http://` origin the probe's allow-list
+/// admits (the proxy is a destination like any other). Credentials are
+/// refused, and no message repeats the text, since it may hold one.
+fn proxy_url(text: &str, allow: &AllowList) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| {
+        format!("not a URL ({e}); write `proxy_url = \"http://proxy.example:3128\"`")
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "a proxy URL carries no credentials: probes.toml never holds a secret; use a proxy that admits the engine by address"
+                .into(),
+        );
+    }
+    if url.scheme() != "http" {
+        return Err(format!(
+            "scheme {:?} is not supported: the proxy is spoken to in plain `http://` (HTTPS targets go through it with CONNECT)",
+            url.scheme()
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("give only the proxy's origin, `http://host:port`, without a path".into());
+    }
+    let dest = Destination::from_url(&url)?;
+    allow
+        .check(&dest)
+        .map_err(|d| format!("the proxy {dest} must be inside the probe's allow-list: {d}"))?;
+    Ok(url)
 }
 
 /// The probe's limits: the defaults, its `limits` table and `timeout`, each

@@ -268,6 +268,56 @@ fn an_interval_is_a_schedule_and_not_both() {
     );
 }
 
+/// `proxy_url`: an `http://` origin inside the allow-list, never with
+/// credentials, and a refusal never repeats what was written.
+#[test]
+fn a_proxy_is_an_allowed_plain_http_origin_without_credentials() {
+    let probe = |proxy: &str, allow: &str| {
+        format!(
+            "{PLUGIN}[probes.api]\nplugin = \"http-health\"\nschedule = \"* * * * * *\"\ntarget = \"https://service.internal/health\"\nproxy_url = \"{proxy}\"\nallow = [{allow}]\n"
+        )
+    };
+    let allow = "\"https://service.internal\", \"http://127.0.0.1:3128\"";
+    let ok = parse_str(&probe("http://127.0.0.1:3128", allow)).ok();
+    let proxy = ok
+        .as_ref()
+        .and_then(|c| c.probes.values().next())
+        .and_then(|p| p.proxy.as_ref())
+        .map(ToString::to_string);
+    assert_eq!(proxy.as_deref(), Some("http://127.0.0.1:3128/"));
+
+    let outside = errors(&probe("http://127.0.0.1:3129", allow));
+    assert!(
+        outside.iter().any(|e| e.contains(
+            ":7:13: probes.api.proxy_url: the proxy http://127.0.0.1:3129 must be inside the probe's allow-list"
+        )),
+        "{outside:?}"
+    );
+    let secret = errors(&probe("http://user:hunter2@127.0.0.1:3128", allow));
+    assert!(
+        secret
+            .iter()
+            .any(|e| e.contains("probes.api.proxy_url: a proxy URL carries no credentials")),
+        "{secret:?}"
+    );
+    assert!(!secret.iter().any(|e| e.contains("hunter2")), "{secret:?}");
+    for (bad, why) in [
+        (
+            "https://127.0.0.1:3128",
+            "scheme \"https\" is not supported",
+        ),
+        ("http://127.0.0.1:3128/path", "give only the proxy's origin"),
+        ("127.0.0.1:3128", "not a URL"),
+    ] {
+        let e = errors(&probe(bad, allow));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("probes.api.proxy_url") && e.contains(why)),
+            "{bad}: {e:?}"
+        );
+    }
+}
+
 /// The OCI inputs, written as attacks: a package naming an OCI reference
 /// for its plugin (the engine would fetch what a team points it at), a
 /// local package claiming a name the operator bound to a repository, and

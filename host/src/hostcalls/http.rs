@@ -28,6 +28,9 @@ use crate::egress::AllowList;
 #[derive(Debug, Clone)]
 pub struct HttpGrant {
     pub allow: AllowList,
+    /// `proxy_url`: every exchange goes through this `http://` proxy
+    /// (CONNECT for `https`), which `allow` admits.
+    pub proxy: Option<url::Url>,
     pub tls: Arc<tls::TlsClient>,
     /// Body bytes kept per response.
     pub max_body: u64,
@@ -59,6 +62,7 @@ impl Capability for Http {
     fn grant(probe: &ProbeConfig, load: &mut LoadScope<'_>) -> Result<HttpGrant, String> {
         Ok(HttpGrant {
             allow: probe.allow.clone(),
+            proxy: probe.proxy.clone(),
             tls: load.cache::<TlsClients>().client_for(&probe.tls)?,
             max_body: probe.limits.max_body,
             virtual_host: None,
@@ -282,6 +286,7 @@ mod tests {
                     .map(|r| AllowRule::try_from(r.clone()).unwrap_or_else(|e| panic!("{e}")))
                     .collect(),
             ),
+            proxy: None,
             tls: Arc::new(
                 tls::TlsClient::new(&crate::config::TlsSettings::default())
                     .unwrap_or_else(|e| panic!("{e}")),
@@ -475,6 +480,93 @@ mod tests {
             }
         });
         (addr, rx)
+    }
+
+    /// `grant(rules)` sending through the proxy at `proxy`.
+    fn through(proxy: std::net::SocketAddr, rules: &[String]) -> Arc<HttpGrant> {
+        let mut g = HttpGrant::clone(&grant(rules));
+        g.proxy =
+            Some(url::Url::parse(&format!("http://{proxy}")).unwrap_or_else(|e| panic!("{e}")));
+        Arc::new(g)
+    }
+
+    #[tokio::test]
+    async fn plain_http_goes_to_the_proxy_in_absolute_form_unresolved() {
+        let (proxy, mut saw) = recording_server(|_| OK.into()).await;
+        // `target.invalid` never resolves: only the proxy is looked up.
+        let rules = [
+            "http://target.invalid:8080".to_string(),
+            format!("http://{proxy}"),
+        ];
+        let mut ctx = context(Some(through(proxy, &rules)), None);
+        let result = ctx
+            .send(request("http://target.invalid:8080/health?x=1"))
+            .await;
+        assert!(
+            matches!(&result, Ok(Ok(r)) if r.status == 200 && r.remote_addr == proxy.to_string()),
+            "{result:?}"
+        );
+        let head = saw.recv().await.unwrap_or_default();
+        assert!(
+            head.starts_with("get http://target.invalid:8080/health?x=1 http/1.1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("host: target.invalid:8080"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_target_outside_the_allow_list_never_reaches_the_proxy() {
+        let (proxy, accepted) = server(OK.into()).await;
+        let rules = [format!("http://{proxy}")];
+        let mut ctx = context(Some(through(proxy, &rules)), None);
+        let result = ctx.send(request("http://elsewhere.invalid/")).await;
+        let err = result
+            .ok()
+            .and_then(Result::err)
+            .unwrap_or_else(|| panic!("not denied"));
+        assert_eq!(err.kind, ErrorKind::Denied, "{}", err.message);
+        assert!(err.message.contains("elsewhere.invalid"), "{}", err.message);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_proxy_outside_the_allow_list_is_never_connected() {
+        let (proxy, accepted) = server(OK.into()).await;
+        let rules = ["http://target.invalid".to_string()];
+        let mut ctx = context(Some(through(proxy, &rules)), None);
+        let result = ctx.send(request("http://target.invalid/")).await;
+        let err = result
+            .ok()
+            .and_then(Result::err)
+            .unwrap_or_else(|| panic!("not denied"));
+        assert_eq!(err.kind, ErrorKind::Denied, "{}", err.message);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_a_connect_error_naming_the_proxy_s_answer() {
+        let (proxy, mut saw) =
+            recording_server(|_| "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".into())
+                .await;
+        let rules = [
+            "https://target.invalid".to_string(),
+            format!("http://{proxy}"),
+        ];
+        let mut ctx = context(Some(through(proxy, &rules)), None);
+        let result = ctx.send(request("https://target.invalid/")).await;
+        let err = result
+            .ok()
+            .and_then(Result::err)
+            .unwrap_or_else(|| panic!("not refused"));
+        assert_eq!(err.kind, ErrorKind::Connect, "{}", err.message);
+        assert!(err.message.contains("403 Forbidden"), "{}", err.message);
+        let head = saw.recv().await.unwrap_or_default();
+        assert!(
+            head.starts_with("connect target.invalid:443 http/1.1\r\n"),
+            "{head}"
+        );
     }
 
     #[tokio::test]

@@ -111,7 +111,13 @@ pub fn import(source: &Path, text: &str, options: &Options) -> Result<Imported, 
             ctx.push(&path, Kind::Renamed(name.clone()));
             name
         };
-        let allow = allow_rules(&mut ctx, &path, converted.plugin, options);
+        let mut allow = allow_rules(&mut ctx, &path, converted.plugin, options);
+        // The proxy is a destination like any other.
+        if let Some(proxy) = &converted.section.proxy_url
+            && !allow.contains(proxy)
+        {
+            allow.push(proxy.clone());
+        }
         if let Some(source) = &converted.section.icmp_source
             && !icmp_sources.contains(source)
         {
@@ -125,6 +131,7 @@ pub fn import(source: &Path, text: &str, options: &Options) -> Result<Imported, 
             probe: Probe {
                 plugin: converted.plugin.name(),
                 timeout: converted.timeout.map(show_duration),
+                proxy_url: converted.section.proxy_url,
                 allow,
                 tls: (!tls.is_empty()).then_some(tls),
                 config: converted.section.config,
@@ -242,6 +249,8 @@ struct Section {
     secrets: toml::Table,
     /// An ICMP source address, for `[engine] icmp_sources`.
     icmp_source: Option<String>,
+    /// The `proxy_url` origin, `http://host:port`.
+    proxy_url: Option<String>,
 }
 
 struct Converted {

@@ -174,9 +174,14 @@ enum NewCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
         /// The wasmprobe SDK (`plugins/sdk` of a wasmprobe checkout);
-        /// defaults to the one this binary was built from.
-        #[arg(long)]
+        /// defaults to the one this binary was built from, or the copy it
+        /// carries when that checkout is not here.
+        #[arg(long, conflicts_with = "carry_sdk")]
         sdk: Option<PathBuf>,
+        /// Write the SDK this binary carries into the plugin's `vendor/`
+        /// folder, so the plugin builds anywhere (a Rust plugin only).
+        #[arg(long)]
+        carry_sdk: bool,
     },
 }
 
@@ -332,7 +337,8 @@ fn main() -> ExitCode {
             lang,
             dir,
             sdk,
-        }) => new::new_plugin(&name, lang, dir, sdk),
+            carry_sdk,
+        }) => new::new_plugin(&name, lang, dir, sdk, carry_sdk),
         Command::Import {
             from:
                 ImportCommand::Blackbox {

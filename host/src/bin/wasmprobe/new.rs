@@ -10,10 +10,11 @@ pub(crate) fn new_plugin(
     lang: wasmprobe::scaffold::Lang,
     dir: Option<PathBuf>,
     sdk: Option<PathBuf>,
+    carry_sdk: bool,
 ) -> Result<ExitCode, Exit> {
-    use wasmprobe::scaffold::Lang;
+    use wasmprobe::scaffold::{Lang, Sdk};
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
-    let sdk = sdk.unwrap_or_else(wasmprobe::scaffold::default_sdk);
+    let sdk = Sdk::choose(sdk, carry_sdk);
     let files = wasmprobe::scaffold::new_plugin(name, lang, &dir, &sdk)
         .map_err(|e| Exit(Status::BadInput, e.into()))?;
     for f in &files {

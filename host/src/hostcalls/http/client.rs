@@ -418,10 +418,32 @@ async fn hop(
     };
     let dest = Destination::from_url(url).map_err(|e| (ErrorKind::InvalidRequest, e))?;
     let port = dest.port.unwrap_or(if https { 443 } else { 80 });
+    // Through a proxy the target is never resolved here (the proxy does
+    // that), so it is checked as written; the connection goes to the
+    // proxy, admitted like any destination.
+    let (conn_dest, conn_port) = match &grant.proxy {
+        Some(proxy) => {
+            if let Err(denied) = grant.allow.check(&dest) {
+                usage.refused(RefusalReason::AllowList);
+                return Err((ErrorKind::Denied, denied.to_string()));
+            }
+            if !https && req.http2_prior_knowledge {
+                return Err((
+                    ErrorKind::InvalidRequest,
+                    "HTTP/2 with prior knowledge (h2c) cannot go through an HTTP proxy".into(),
+                ));
+            }
+            let proxy_dest =
+                Destination::from_url(proxy).map_err(|e| (ErrorKind::InvalidRequest, e))?;
+            let proxy_port = proxy_dest.port.unwrap_or(80);
+            (proxy_dest, proxy_port)
+        }
+        None => (dest.clone(), port),
+    };
     let admitted = egress::admit(
         &grant.allow,
-        &dest,
-        port,
+        &conn_dest,
+        conn_port,
         req.preferred_ip_protocol,
         req.ip_protocol_fallback,
     )
@@ -442,7 +464,7 @@ async fn hop(
             });
         }
     };
-    let addr = SocketAddr::new(ip, port);
+    let addr = SocketAddr::new(ip, conn_port);
     // Admitted: the hop is paid for before its connection opens.
     usage
         .take(Budget::Requests, 1)
@@ -458,8 +480,14 @@ async fn hop(
     let started = Instant::now();
     let tcp = TcpStream::connect(addr).await;
     trace.timings.connect += started.elapsed().as_secs_f64();
-    let tcp = tcp.map_err(|e| (ErrorKind::Connect, format!("connect to {addr}: {e}")))?;
+    let mut tcp = tcp.map_err(|e| (ErrorKind::Connect, format!("connect to {addr}: {e}")))?;
     let _ = tcp.set_nodelay(true);
+    if grant.proxy.is_some() && https {
+        let started = Instant::now();
+        let tunnel = tunnel(&mut tcp, &dest, port).await;
+        trace.timings.connect += started.elapsed().as_secs_f64();
+        tunnel?;
+    }
 
     let (mut request, mut absolute) = build_request(req, method, url, body, &dest)?;
     let host = match &dest.host {
@@ -529,7 +557,74 @@ async fn hop(
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         exchange(stream, h2, request, absolute, trace).await
     } else {
+        if grant.proxy.is_some() {
+            // A proxy is sent the absolute form of the target's URL.
+            *request.uri_mut() = absolute.clone();
+        }
         exchange(tcp, req.http2_prior_knowledge, request, absolute, trace).await
+    }
+}
+
+/// Longest proxy answer to CONNECT read before giving up on it.
+const CONNECT_HEAD_CAP: usize = 16 << 10;
+
+/// Asks the proxy on `tcp` for a tunnel to the target (`CONNECT`), and
+/// reads its answer up to the blank line, no further: what follows is the
+/// target's TLS.
+async fn tunnel(tcp: &mut TcpStream, dest: &Destination, port: u16) -> Result<(), HopError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = format!("{}:{port}", dest.host);
+    let ask = format!(
+        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {USER_AGENT_VALUE}\r\n\r\n"
+    );
+    let failed = |e: std::io::Error| {
+        (
+            ErrorKind::Connect,
+            format!("CONNECT {authority} through the proxy: {e}"),
+        )
+    };
+    tcp.write_all(ask.as_bytes()).await.map_err(failed)?;
+    let mut head = Vec::with_capacity(512);
+    let mut byte = [0u8; 1];
+    // Byte by byte: the proxy's answer must not be read past its end.
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= CONNECT_HEAD_CAP {
+            return Err((
+                ErrorKind::Protocol,
+                format!(
+                    "the proxy's answer to CONNECT {authority} is longer than {CONNECT_HEAD_CAP} bytes"
+                ),
+            ));
+        }
+        if tcp.read(&mut byte).await.map_err(failed)? == 0 {
+            return Err((
+                ErrorKind::Connect,
+                format!("the proxy closed the connection before answering CONNECT {authority}"),
+            ));
+        }
+        head.push(byte[0]);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut answer = httparse::Response::new(&mut headers);
+    match answer.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) | Err(_) => {
+            return Err((
+                ErrorKind::Protocol,
+                format!("the proxy's answer to CONNECT {authority} is not HTTP"),
+            ));
+        }
+    }
+    match answer.code {
+        Some(code) if (200..300).contains(&code) => Ok(()),
+        code => Err((
+            ErrorKind::Connect,
+            format!(
+                "the proxy refused CONNECT {authority}: {} {}",
+                code.unwrap_or_default(),
+                answer.reason.unwrap_or_default()
+            ),
+        )),
     }
 }
 

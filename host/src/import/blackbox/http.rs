@@ -1,9 +1,11 @@
 //! The `http` prober to the http-health plugin, whose `config` keys are
 //! plugins/http-health/src/config.rs: blackbox_exporter's own names, so
-//! most options carry over as they are. Credentials and proxies do not:
-//! probes.toml never holds a credential (a blackbox.yml holds them in
-//! clear, or in files only the operator can turn into secrets), and the
-//! host connects to targets itself.
+//! most options carry over as they are. Credentials do not: probes.toml
+//! never holds a credential (a blackbox.yml holds them in clear, or in
+//! files only the operator can turn into secrets). A `proxy_url` carries
+//! over as the probe's `proxy_url`, its origin added to the allow-list;
+//! the proxy settings around it that the engine has no equivalent of are
+//! reported.
 
 use yaml_serde::Value;
 
@@ -16,7 +18,9 @@ use crate::import::lines::KeyPath;
 pub(super) const CREDENTIALS: &str =
     "credentials must come from secrets, never from probes.toml: the imported probe sends none";
 
-const PROXY: &str = "wasmprobe connects to targets itself, through no proxy";
+/// The engine reads no proxy settings from its environment.
+const PROXY_ENV: &str =
+    "the engine reads no proxy from its environment: set the probe's `proxy_url`";
 
 /// Headers that carry credentials.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
@@ -151,16 +155,73 @@ pub(super) fn convert(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Secti
                 &p,
                 "set plain headers with `headers`; header values from secrets or files are not supported",
             ),
-            "proxy_url" | "no_proxy" | "proxy_from_environment" | "proxy_connect_header"
-            | "skip_resolve_phase_with_proxy" => {
+            "proxy_url" => {
                 if !is_unset(v) {
-                    ctx.not_carried(&p, PROXY);
+                    s.proxy_url = proxy_origin(ctx, &p, v);
                 }
             }
+            "no_proxy" => {
+                if !is_unset(v) {
+                    ctx.not_carried(
+                        &p,
+                        "a probe's proxy applies to every target it reaches: give the targets that bypass it a probe without `proxy_url`",
+                    );
+                }
+            }
+            "proxy_from_environment" => {
+                if ctx.boolean(&p, v) == Some(true) {
+                    ctx.not_carried(&p, PROXY_ENV);
+                }
+            }
+            "proxy_connect_header" => {
+                if !is_unset(v) {
+                    ctx.not_carried(
+                        &p,
+                        "the engine sends no headers of its own choosing with CONNECT: use a proxy that admits it without them",
+                    );
+                }
+            }
+            // The engine never resolves a target it reaches through a
+            // proxy: the proxy does.
+            "skip_resolve_phase_with_proxy" => {}
             _ => ctx.unknown(&p),
         }
     }
     s
+}
+
+/// A `proxy_url` as the probe's: its `http://host:port` origin. A proxy
+/// spoken to over TLS, or one that needs credentials, is reported; the
+/// credential is never repeated.
+fn proxy_origin(ctx: &mut Ctx<'_>, path: &KeyPath, value: &Value) -> Option<String> {
+    let text = ctx.string(path, value)?;
+    let Ok(url) = url::Url::parse(&text) else {
+        ctx.not_carried(path, "not a URL");
+        return None;
+    };
+    if url.scheme() != "http" || !url.has_host() {
+        ctx.not_carried(
+            path,
+            format!(
+                "the engine speaks to a proxy in plain http://, not {:?}",
+                url.scheme()
+            ),
+        );
+        return None;
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        ctx.not_carried(
+            path,
+            "a proxy's credentials never go into probes.toml, and the engine sends none: the proxy must admit it without them (the proxy itself was carried over)",
+        );
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host = url.host_str()?;
+    ctx.note(
+        path,
+        "carried over as the probe's proxy_url; the proxy was added to its allow-list",
+    );
+    Some(format!("http://{host}:{port}"))
 }
 
 /// `[{ header, regexp, allow_missing }]`, as http-health's `HeaderMatch`.
@@ -332,7 +393,7 @@ frobnicate: 1
             "b.yml:7: m.http.basic_auth.password: not carried over: a credential in clear is never copied into probes.toml; set environment variable BLACKBOX_M_HTTP_BASIC_AUTH_PASSWORD",
             "b.yml:8: m.http.bearer_token: not carried over: http-health takes one of basic_auth, authorization and oauth2",
             "b.yml:10: m.http.headers.Authorization: not carried over: credentials",
-            "b.yml:12: m.http.proxy_url: not carried over: wasmprobe connects to targets itself",
+            "b.yml:12: m.http.proxy_url: note: carried over as the probe's proxy_url",
             "b.yml:13: m.http.compression: not carried over: http-health decodes gzip and deflate, not \"br\"",
             "b.yml:14: m.http.valid_http_versions: not carried over: http-health knows",
             "b.yml:15: m.http.body_file: not carried over: plugins read no files",

@@ -39,6 +39,8 @@ pub(super) struct Probe {
     pub(super) plugin: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) proxy_url: Option<String>,
     pub(super) allow: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) tls: Option<Tls>,
@@ -128,6 +130,7 @@ mod tests {
         headers.insert("Host".into(), "example.com".into());
         config.insert("headers".into(), toml::Value::Table(headers));
         let probe = |plugin, config| Probe {
+            proxy_url: None,
             plugin,
             timeout: Some("5s".into()),
             allow: vec!["http://127.0.0.1:*".into()],
