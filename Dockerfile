@@ -7,7 +7,9 @@
 #
 # The image runs as uid/gid 10001, listens on 0.0.0.0:10464 and reads
 # /etc/wasmprobe/probes.toml (deploy/probes.container.toml: probes of the
-# container itself only). See README.md, "Running in a container and on Kubernetes".
+# container itself only). See docs/operations.md, "Running in a container
+# and on Kubernetes". scripts/test-container builds this file's runtime
+# stage with podman and runs the image (tests/e2e/container_image.rs).
 
 # ---------------------------------------------------------------------------
 # Builder: the plugins (wasm32-wasip2, profile `wasm`) and the engine.
@@ -54,7 +56,8 @@ LABEL org.opencontainers.image.title="wasmprobe" \
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends ca-certificates; \
-    rm -rf /var/lib/apt/lists/*
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
 # A fixed, non-root user. Its home is the cache directory, so a config
 # without `engine.cache_dir` still has a writable default

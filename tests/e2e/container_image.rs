@@ -10,7 +10,7 @@
 //!
 //! The builder stage (`FROM rust:...`) cannot run here: its image cannot be
 //! pulled and it would compile the workspace a second time. It is replaced
-//! by a stage holding the host's release build in the same `/out/` layout;
+//! by a stage holding the host's build (stripped) in the same `/out/` layout;
 //! the runtime stage is the repository's, byte for byte, and the test
 //! asserts so. The image it produces is removed at the end.
 //!
@@ -234,12 +234,16 @@ impl Drop for Image {
 #[test]
 #[ignore = "builds and runs the image: scripts/test-container"]
 fn the_image_built_from_the_dockerfile_runs_its_default_probes() {
-    // The host's release build and plugins stand in for the builder's.
-    let bin = root().join("target/release/wasmprobe");
+    // The host's build and plugins stand in for the builder's: the
+    // release build, or the stripped binary `WASMPROBE_IMAGE_BINARY` names
+    // (scripts/test-container strips the test build's, so the test command
+    // compiles the workspace once).
+    let bin = std::env::var_os("WASMPROBE_IMAGE_BINARY")
+        .map_or_else(|| root().join("target/release/wasmprobe"), PathBuf::from);
     assert!(
         bin.is_file(),
         "{} is missing: build it with `cargo build --release -p wasmprobe --locked` \
-         (scripts/test-container does)",
+         (scripts/test-container --release does)",
         bin.display()
     );
     let plugin_dir = root().join("dist/plugins");
