@@ -77,6 +77,13 @@ WORKDIR /etc/wasmprobe
 EXPOSE 10464
 USER 10001:10001
 
+# The bundled plugins compiled into the image's cache directory, so a
+# container starts without compiling them. wasmtime keys each entry by its
+# own version, its settings and the CPU features it compiled for: on a host
+# whose CPU differs, the entry is not used and the plugin is compiled again
+# at start (and cached, when the directory is writable).
+RUN ["wasmprobe", "compile", "--config", "/etc/wasmprobe/probes.toml"]
+
 # Liveness of the engine (never probe results). The CLI has no health
 # subcommand and bookworm-slim has neither curl nor wget; rather than add
 # curl and its libraries to the image, bash (always present) speaks the one

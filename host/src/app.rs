@@ -324,16 +324,32 @@ async fn load_plugins(
     };
     let (operators, packages): (Vec<&ProbeConfig>, Vec<&ProbeConfig>) =
         config.probes.values().partition(|p| !is_package(p));
+    // Each plugin once, in that order.
+    let mut wanted: Vec<(&PluginName, &crate::config::PluginSource)> = Vec::new();
     for probe in operators.into_iter().chain(packages) {
         let name = &probe.plugin;
-        if plugins.contains_key(name) || failed.contains_key(name) {
+        if wanted.iter().any(|(n, _)| *n == name) {
             continue;
         }
-        let Some(source) = config.plugins.get(name) else {
-            continue;
-        };
-        let loaded = Plugin::load(engine, name, &source.path, source.sha256.as_deref())
-            .await
+        if let Some(source) = config.plugins.get(name) {
+            wanted.push((name, source));
+        }
+    }
+    // Compiled side by side, as many at once as there are cores (a first
+    // start compiles every plugin; each compile is one thread's work);
+    // then declared in the order above.
+    let mut loads = load_all(engine, &wanted).await;
+    for (i, (name, source)) in wanted.iter().copied().enumerate() {
+        let loaded = loads
+            .get_mut(i)
+            .and_then(Option::take)
+            .unwrap_or_else(|| {
+                Err(PluginError::Compile {
+                    plugin: name.to_string(),
+                    path: source.path.clone(),
+                    message: "the compile task ended without a result".into(),
+                })
+            })
             .and_then(|plugin| {
                 let declared =
                     FamilyDef::declared(plugin.info.families.clone()).map_err(|message| {
@@ -372,6 +388,38 @@ async fn load_plugins(
         }
     }
     (plugins, failed)
+}
+
+/// Loads every plugin of `wanted` concurrently, at most one per core at
+/// a time; results in `wanted`'s order.
+async fn load_all(
+    engine: &Arc<WasmEngine>,
+    wanted: &[(&PluginName, &crate::config::PluginSource)],
+) -> Vec<Option<Result<Plugin, PluginError>>> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let permits = Arc::new(Semaphore::new(cores));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (name, source)) in wanted.iter().enumerate() {
+        let (engine, permits) = (engine.clone(), permits.clone());
+        let (name, path, pinned) = ((*name).clone(), source.path.clone(), source.sha256.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.ok();
+            (
+                i,
+                Plugin::load(&engine, &name, &path, pinned.as_deref()).await,
+            )
+        });
+    }
+    let mut results: Vec<Option<Result<Plugin, PluginError>>> =
+        wanted.iter().map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((i, result)) = joined
+            && let Some(slot) = results.get_mut(i)
+        {
+            *slot = Some(result);
+        }
+    }
+    results
 }
 
 /// One probe ready to run, or every reason it cannot: its config refused

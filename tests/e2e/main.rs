@@ -23,6 +23,7 @@ mod targets;
 mod anchor;
 mod authoring;
 mod blackbox_compat;
+mod compile_cache;
 mod config_errors;
 mod container;
 mod container_image;

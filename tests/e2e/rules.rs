@@ -164,6 +164,28 @@ fn rules_and_dashboard_name_only_real_metrics() {
         }
     }
     assert!(exprs.contains("anchor_attempts_total") && exprs.contains("anchor_failures_total"));
+    // The board narrows by job, instance, probe and target; "All" of
+    // `$target` is `.*`, which also matches series without the label.
+    let variables: Vec<(&str, &str)> = parsed["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap_or_default(),
+                v["allValue"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for name in ["job", "instance", "probe", "target"] {
+        assert!(
+            variables.contains(&(name, ".*")),
+            "dashboard variable ${name} with allValue .*: {variables:?}"
+        );
+    }
+    for expr in exprs.lines().filter(|e| e.contains("probe=~\"$probe\"")) {
+        assert!(expr.contains("target=~\"$target\""), "{expr}");
+    }
     texts.push(("dashboards/wasmprobe.json".into(), exprs));
     let mut unknown = Vec::new();
     for (file, text) in &texts {

@@ -1,4 +1,7 @@
 //! `wasmprobe check`: validate a config and its plugins, run nothing.
+//! `wasmprobe compile` is the same check, saying what each plugin's
+//! compile (or load from the cache) took: loading a plugin fills the
+//! engine's compile cache, so a later start finds it compiled.
 
 use std::process::ExitCode;
 
@@ -9,7 +12,7 @@ use wasmprobe::exposition::Exposition;
 use crate::setup::{engine_for, probe_runtime, services};
 use crate::{Exit, Status};
 
-pub(crate) fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
+pub(crate) fn check(path: &std::path::Path, compile: bool) -> Result<ExitCode, Exit> {
     let (config, mut problems) =
         config::load_partial(path).map_err(|e| Exit(Status::BadInput, e.into()))?;
     let engine = engine_for(&config)?;
@@ -31,6 +34,19 @@ pub(crate) fn check(path: &std::path::Path) -> Result<ExitCode, Exit> {
             return Err(Exit(Status::BadInput, Diagnostics(problems).into()));
         }
     };
+    if compile {
+        match &config.engine.cache_dir {
+            Some(dir) => println!("compile cache: {}", dir.display()),
+            None => println!("compile cache: none (engine.cache_dir is unset): nothing is kept"),
+        }
+        for (name, loaded) in &set.plugins {
+            println!(
+                "{name}: {} ms (sha256 {})",
+                loaded.plugin.compile_time.as_millis(),
+                &loaded.plugin.sha256[..16]
+            );
+        }
+    }
     println!(
         "{}: ok ({} probes, {} plugins, {} packages)",
         path.display(),

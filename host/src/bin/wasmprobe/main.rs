@@ -61,6 +61,14 @@ enum Command {
         #[arg(long, short, default_value = "probes.toml", alias = "config.file")]
         config: PathBuf,
     },
+    /// Check a config and fill the compile cache with its plugins, as
+    /// `wasmtime compile` does, so that the next start loads them
+    /// compiled (an image runs this at build time). A cache made by
+    /// another wasmtime or for another CPU is never used: it is rebuilt.
+    Compile {
+        #[arg(long, short, default_value = "probes.toml", alias = "config.file")]
+        config: PathBuf,
+    },
     /// Run one probe once and print its metrics.
     Probe {
         #[arg(long, short, default_value = "probes.toml")]
@@ -300,7 +308,8 @@ fn main() -> ExitCode {
     init_logging(filter, cli.log_format);
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
-        Command::Check { config } => check::check(&config),
+        Command::Check { config } => check::check(&config, false),
+        Command::Compile { config } => check::check(&config, true),
         Command::Probe {
             config,
             probe,

@@ -1,0 +1,95 @@
+//! `wasmprobe compile` fills the compile cache, and the engine never
+//! trusts what it finds there: an entry that is not what this wasmtime,
+//! with these settings, on this CPU would have written (another version's
+//! output, another machine's, or bytes someone put there) is compiled
+//! again and replaced, and the plugin runs as if the cache were empty.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::harness::{root, wasm};
+
+fn compile(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["compile", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("wasmprobe: {e}"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every regular file under `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn compile_fills_the_cache_and_a_foreign_entry_is_rebuilt_not_trusted() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = dir.path().join("cache");
+    let config = dir.path().join("probes.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[engine]\ncache_dir = {cache:?}\n\n[plugins.http-health]\npath = {:?}\n\n[probes.site]\nplugin = \"http-health\"\nschedule = \"*/5 * * * * *\"\ntarget = \"http://127.0.0.1:9/\"\n",
+            wasm("plugins", "http-health")
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let first = compile(&config);
+    let said = text(&first);
+    assert!(first.status.success(), "{said}");
+    assert!(said.contains("http-health: "), "{said}");
+    assert!(said.contains(": ok (1 probes, 1 plugins"), "{said}");
+    let entries = files(&cache);
+    assert!(!entries.is_empty(), "compile wrote no cache entry");
+    println!("{said}cache entries: {}", entries.len());
+
+    // Every entry replaced by bytes this build never wrote: a compressed
+    // stream of another artefact, and garbage.
+    let foreign = std::fs::read(root().join("Cargo.toml")).unwrap_or_default();
+    for (i, entry) in entries.iter().enumerate() {
+        let bytes = if i % 2 == 0 {
+            foreign.clone()
+        } else {
+            vec![0x28, 0xb5, 0x2f, 0xfd, 0, 1, 2, 3, 4, 5, 6, 7]
+        };
+        std::fs::write(entry, bytes).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let again = compile(&config);
+    let said = text(&again);
+    assert!(again.status.success(), "{said}");
+    assert!(said.contains(": ok (1 probes, 1 plugins"), "{said}");
+    // The planted entries were replaced by what this build compiled.
+    let rebuilt: Vec<Vec<u8>> = files(&cache)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap_or_default())
+        .collect();
+    assert!(
+        rebuilt.iter().any(|b| b.len() > 1000 && *b != foreign),
+        "no entry was rebuilt: {:?}",
+        rebuilt.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+}
