@@ -78,8 +78,22 @@ pub struct Probe {
     /// The config table as JSON text, serialised once.
     pub config_json: String,
     pub grants: Grants,
-    pub state: ProbeState,
+    /// `probe` and the config's labels: what an on-demand run's series
+    /// carry.
+    pub labels: Vec<(String, String)>,
+    /// What the scheduler runs: one per target of a probe with many, else
+    /// one (its `target`, or none).
+    pub runs: Vec<Arc<TargetRun>>,
+}
+
+/// One target of a probe as the scheduler runs it, with its own series
+/// and its own state store (a plugin's state is per target).
+#[derive(Debug)]
+pub struct TargetRun {
+    /// What the plugin is handed; empty for a probe without a target.
+    pub target: String,
     pub slot: Arc<ProbeSlot>,
+    pub state: ProbeState,
 }
 
 impl Probe {
@@ -87,15 +101,10 @@ impl Probe {
         &self.config.name
     }
 
-    /// Runs the probe once against `target` and returns how it went; the
-    /// caller decides whether it is committed.
-    pub async fn run_once(
-        &self,
-        engine: &WasmEngine,
-        target: &str,
-        persist_state: bool,
-    ) -> RunRecord {
-        self.run_taped(engine, target, persist_state, None, None, None)
+    /// Runs the probe once against one of its targets and returns how it
+    /// went, its state kept; the caller decides whether it is committed.
+    pub async fn run_once(&self, engine: &WasmEngine, run: &TargetRun) -> RunRecord {
+        self.run_taped(engine, &run.target, Some(&run.state), None, None, None)
             .await
     }
 
@@ -113,10 +122,12 @@ impl Probe {
     pub fn on_demand_target(&self, requested: Option<&str>) -> Result<String, OnDemandError> {
         let target = match requested.filter(|t| !t.is_empty()) {
             Some(t) => t,
+            // A probe with many targets: its first.
             None => self
                 .config
                 .target
                 .as_deref()
+                .or(self.config.targets.first().map(|t| t.address.as_str()))
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| OnDemandError::NoTarget(self.config.name.to_string()))?,
         };
@@ -139,12 +150,11 @@ impl Probe {
     ) -> OnDemand {
         let format = how.format;
         let mut record = self
-            .run_taped(engine, target, false, how.tape, how.timeout, how.hostname)
+            .run_taped(engine, target, None, how.tape, how.timeout, how.hostname)
             .await;
         let samples = record.samples.clone();
         let staged = Staged::new(&self.plugin.families, std::mem::take(&mut record.samples));
-        let text =
-            exposition.encode_single(self.slot.host_labels(), &record, Some(&staged), format);
+        let text = exposition.encode_single(&self.labels, &record, Some(&staged), format);
         OnDemand {
             rejected: staged.rejected_total(),
             rejected_samples: staged
@@ -163,7 +173,7 @@ impl Probe {
         &self,
         engine: &WasmEngine,
         target: &str,
-        persist_state: bool,
+        state: Option<&ProbeState>,
         tape: Option<Arc<Tape>>,
         timeout: Option<std::time::Duration>,
         hostname: Option<&str>,
@@ -178,7 +188,7 @@ impl Probe {
             config: &self.config_json,
             limits,
             grants: &self.grants,
-            state: persist_state.then_some(&self.state),
+            state,
             tape,
             hostname,
         };
@@ -473,29 +483,78 @@ fn prepare_probe(
             })
             .collect::<Vec<_>>()
     })?;
-    let host_labels = host_labels(probe);
-    let survivor = previous
-        .and_then(|p| p.probes.get(&probe.name))
-        .filter(|old| old.slot.reusable_for(&host_labels, &plugin.budget));
-    let (slot, state) = match survivor {
-        Some(old) => (old.slot.clone(), old.state.clone()),
-        None => (
-            Arc::new(exposition.detached_slot(
-                probe.name.clone(),
-                host_labels,
-                plugin.budget.clone(),
-            )),
-            ProbeState::default(),
-        ),
-    };
+    if probe.has_many_targets()
+        && let Some(family) = plugin.families.declaring_label("target")
+    {
+        return Err(vec![Diagnostic {
+            location: probe.location.clone(),
+            message: format!(
+                "family {family:?} of plugin {:?} has a `target` label of its own, so its probes take one `target`, not `targets` or `file_sd`",
+                probe.plugin.as_str()
+            ),
+        }]);
+    }
+    let labels = host_labels(probe);
+    let old = previous.and_then(|p| p.probes.get(&probe.name));
+    let runs = run_targets(probe)
+        .map(|(target, extra)| {
+            let mut host_labels = labels.clone();
+            host_labels.extend(extra);
+            // A target that stays, with the same labels and budget, keeps
+            // its series (counter totals, histograms) and its state.
+            let survivor = old
+                .and_then(|o| o.runs.iter().find(|r| r.target == target))
+                .filter(|r| r.slot.reusable_for(&host_labels, &plugin.budget));
+            Arc::new(match survivor {
+                Some(r) => TargetRun {
+                    target,
+                    slot: r.slot.clone(),
+                    state: r.state.clone(),
+                },
+                None => TargetRun {
+                    slot: Arc::new(exposition.detached_slot(
+                        probe.name.clone(),
+                        &target,
+                        host_labels,
+                        plugin.budget.clone(),
+                    )),
+                    target,
+                    state: ProbeState::default(),
+                },
+            })
+        })
+        .collect();
     Ok(Probe {
         config: probe.clone(),
         plugin: plugin.clone(),
         config_json: probe.config.to_string(),
         grants,
-        state,
-        slot,
+        labels,
+        runs,
     })
+}
+
+/// A target and the labels its series carry after the probe's.
+type LabelledTarget = (String, Vec<(String, String)>);
+
+/// The targets a probe's schedule runs, each with the labels its series
+/// carry after the probe's: `target` and its discovery labels for a probe
+/// with many, nothing for one with a single target (or none).
+fn run_targets(probe: &ProbeConfig) -> Box<dyn Iterator<Item = LabelledTarget> + '_> {
+    if !probe.has_many_targets() {
+        let target = probe.config_target();
+        return Box::new(std::iter::once((target, Vec::new())));
+    }
+    Box::new(probe.targets.iter().map(|t| {
+        let labels = std::iter::once(("target".to_string(), t.address.clone()))
+            .chain(
+                t.labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v.clone())),
+            )
+            .collect();
+        (t.address.clone(), labels)
+    }))
 }
 
 /// `probe` first, then the config's labels.
@@ -580,19 +639,46 @@ impl App {
     /// exposition and the previous set's disappear.
     pub fn install(&self, set: ProbeSet) {
         let old = self.set.load_full();
-        for name in old.probes.keys() {
-            if !set.probes.contains_key(name) {
-                self.exposition.remove_probe(name);
+        for probe in old.probes.values() {
+            let kept = set.probes.get(probe.name());
+            for run in &probe.runs {
+                if !kept.is_some_and(|k| k.runs.iter().any(|r| r.target == run.target)) {
+                    self.exposition.remove_slot(probe.name(), &run.target);
+                }
             }
         }
         for plugin in set.plugins.values() {
             plugin.budget.set_limit(plugin.budget_limit);
         }
         for probe in set.probes.values() {
-            self.exposition.attach(probe.slot.clone());
-            self.exposition
-                .retain_families(&probe.slot, &probe.plugin.families);
+            for run in &probe.runs {
+                self.exposition.attach(run.slot.clone());
+                self.exposition
+                    .retain_families(&run.slot, &probe.plugin.families);
+            }
+            for refused in &probe.config.refused_targets {
+                tracing::warn!(
+                    probe = %probe.name(),
+                    target = %refused.address,
+                    file = %refused.source.display(),
+                    reason = %refused.reason,
+                    "discovered target refused: not probed"
+                );
+            }
         }
+        self.exposition.global.targets_installed(
+            set.probes
+                .values()
+                .filter(|p| p.config.has_many_targets())
+                .map(|p| {
+                    (
+                        p.name().to_string(),
+                        p.runs.len() as u64,
+                        p.config.refused_targets.len() as u64,
+                    )
+                })
+                .collect(),
+        );
         let scheduled = set
             .probes
             .values()

@@ -17,6 +17,7 @@ pub mod package;
 mod raw;
 pub mod registry;
 mod resolve;
+pub mod targets;
 pub mod values;
 
 pub use resolve::default_cache_dir;
@@ -31,6 +32,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::CertificateDer;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Location};
+pub use targets::{RefusedTarget, TargetSpec};
 pub use values::{ByteSize, CronSchedule, HumanDuration, LabelName, PluginName, ProbeName};
 
 use crate::egress::AllowList;
@@ -61,9 +63,30 @@ pub struct Config {
 impl Config {
     /// Keeps the scheduled probes `shard` owns; on-demand probes (no
     /// schedule) stay on every replica, so `/probe` works on each.
+    ///
+    /// A probe with many targets is spread by target: each replica keeps
+    /// the targets it owns, and the probe when it owns any.
     pub fn keep_shard(&mut self, shard: crate::shard::Shard) {
+        self.probes.retain(|name, p| {
+            if p.schedule.is_none() {
+                return true;
+            }
+            if !p.has_many_targets() {
+                return shard.owns(name.as_str());
+            }
+            p.targets
+                .retain(|t| shard.owns(&format!("{name}\u{0}{}", t.address)));
+            // Kept while it reads files, so a change to them is seen.
+            !p.targets.is_empty() || !p.target_files.is_empty()
+        });
+    }
+
+    /// Every `file_sd` file the probes read: a change to one is a change
+    /// of the config.
+    pub fn target_files(&self) -> impl Iterator<Item = &Path> {
         self.probes
-            .retain(|name, p| p.schedule.is_none() || shard.owns(name.as_str()));
+            .values()
+            .flat_map(|p| p.target_files.iter().map(PathBuf::as_path))
     }
 }
 
@@ -141,6 +164,18 @@ pub struct Limits {
 }
 
 impl ProbeConfig {
+    /// Whether the probe was given `targets` or `file_sd` (even when they
+    /// hold none now): its series are told apart by a `target` label.
+    pub fn has_many_targets(&self) -> bool {
+        self.many_targets
+    }
+
+    /// The one configured target, or empty (a batch job needs none; the
+    /// plugin reports a missing target itself).
+    pub fn config_target(&self) -> String {
+        self.target.clone().unwrap_or_default()
+    }
+
     /// The location of the config value at a JSON pointer: the deepest
     /// known value on the pointer's path, else the `config` table.
     pub fn config_location_of(&self, pointer: &str) -> &Location {
@@ -247,6 +282,17 @@ pub struct ProbeConfig {
     /// The zone `schedule` is read in; `None`: UTC.
     pub timezone: Option<chrono_tz::Tz>,
     pub target: Option<String>,
+    /// `targets` and the `file_sd` files' targets: each its own scheduled
+    /// run and series, with a `target` label. Empty for a probe of one
+    /// `target` (whose series carry none, as before).
+    pub targets: Vec<TargetSpec>,
+    /// The `file_sd` files the targets were read from (watched).
+    pub target_files: Vec<PathBuf>,
+    /// Discovered targets left out, and why (logged, counted, shown by
+    /// `check`).
+    pub refused_targets: Vec<RefusedTarget>,
+    /// Whether `targets` or `file_sd` was given.
+    pub many_targets: bool,
     /// Longest random-looking (but per-probe stable) delay added to each
     /// scheduled start, to spread probes that share a schedule.
     pub jitter: Duration,

@@ -108,6 +108,8 @@ struct SlotState {
 #[derive(Debug)]
 pub struct ProbeSlot {
     pub name: ProbeName,
+    /// The target this slot's runs check (empty: the probe's only one).
+    pub target: String,
     host_labels: Vec<(String, String)>,
     budget: Arc<SeriesBudget>,
     state: Mutex<SlotState>,
@@ -146,7 +148,8 @@ pub struct Exposition {
     families: FamilyTable,
     pub host: HostFamilies,
     pub global: GlobalMetrics,
-    slots: RwLock<BTreeMap<ProbeName, Arc<ProbeSlot>>>,
+    /// By probe, then target.
+    slots: RwLock<BTreeMap<(ProbeName, String), Arc<ProbeSlot>>>,
 }
 
 impl Default for Exposition {
@@ -176,11 +179,13 @@ impl Exposition {
     pub fn detached_slot(
         &self,
         name: ProbeName,
+        target: &str,
         host_labels: Vec<(String, String)>,
         budget: Arc<SeriesBudget>,
     ) -> ProbeSlot {
         ProbeSlot {
             name,
+            target: target.to_string(),
             host_labels,
             budget,
             state: Mutex::new(SlotState::default()),
@@ -189,10 +194,11 @@ impl Exposition {
         }
     }
 
-    /// Exposes a slot, replacing any slot of the same probe.
+    /// Exposes a slot, replacing any slot of the same probe and target.
     pub fn attach(&self, slot: Arc<ProbeSlot>) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = slots.insert(slot.name.clone(), slot.clone())
+        let key = (slot.name.clone(), slot.target.clone());
+        if let Some(old) = slots.insert(key, slot.clone())
             && !Arc::ptr_eq(&old, &slot)
         {
             let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -200,10 +206,11 @@ impl Exposition {
         }
     }
 
-    /// Removes a probe: its series disappear from the next scrape.
-    pub fn remove_probe(&self, name: &ProbeName) {
+    /// Removes a probe's target (a probe of one target: the probe): its
+    /// series disappear from the next scrape.
+    pub fn remove_slot(&self, name: &ProbeName, target: &str) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = slots.remove(name) {
+        if let Some(old) = slots.remove(&(name.clone(), target.to_string())) {
             let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
             old.budget.exchange(st.held, 0);
         }
@@ -242,6 +249,7 @@ impl Exposition {
                     .collect();
                 tracing::debug!(
                     probe = %slot.name,
+                    target = %slot.target,
                     rejected = staged.rejected_total(),
                     samples = named.join(", "),
                     "samples rejected"

@@ -145,8 +145,8 @@ impl std::fmt::Debug for Lifecycle {
     }
 }
 
-/// A digest of everything a config's behaviour depends on: its text and
-/// the bytes of every plugin it can load.
+/// A digest of everything a config's behaviour depends on: its text, the
+/// bytes of every plugin it can load and its probes' `file_sd` files.
 fn fingerprint(config: &Config) -> String {
     let mut h = Sha256::new();
     h.update(std::fs::read(&config.path).unwrap_or_default());
@@ -157,6 +157,10 @@ fn fingerprint(config: &Config) -> String {
     for package in &config.packages {
         h.update(std::fs::read(&package.path).unwrap_or_default());
         h.update([u8::from(package.refused.is_some())]);
+    }
+    for file in config.target_files() {
+        h.update(file.as_os_str().as_encoded_bytes());
+        h.update(std::fs::read(file).unwrap_or_default());
     }
     hex::encode(h.finalize())
 }
@@ -200,6 +204,9 @@ fn stamp(path: &Path, config: &Config) -> u64 {
     }
     for package in &config.packages {
         meta(&mut h, &package.path);
+    }
+    for file in config.target_files() {
+        meta(&mut h, file);
     }
     h.finish()
 }

@@ -4,7 +4,8 @@
 /// Labels the host sets on every series; plugins and configs may not.
 pub const RESERVED_LABELS: &[&str] = &["probe", "le", "quantile"];
 
-/// Every label name the engine writes on a series: `probe`, the package's
+/// Every label name the engine writes on a series: `probe`, `target` (of a
+/// probe with many targets), the package's
 /// `package` and `team`, the labels of the host's per-probe families
 /// (`result`, `reason`), of its engine-wide families, and `shard`. A label
 /// of the same name from a config or a package would give a series two
@@ -13,6 +14,7 @@ pub const RESERVED_LABELS: &[&str] = &["probe", "le", "quantile"];
 /// `exposition::self_metrics` keeps this list complete.)
 pub const ENGINE_LABELS: &[&str] = &[
     "probe",
+    "target",
     "le",
     "quantile",
     "package",

@@ -1,6 +1,6 @@
 //! Cron schedules turned into runs.
 //!
-//! One task per scheduled probe, on the probe runtime. Each waits for the
+//! One task per scheduled probe and target, on the probe runtime. Each waits for the
 //! next cron time plus the probe's jitter offset, takes a slot of the global
 //! concurrency bound, runs, and commits. A probe never overlaps itself: the
 //! next start is computed after the run ends, and cron times that passed
@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use crate::app::{App, Probe};
+use crate::app::{App, Probe, TargetRun};
 use crate::runtime::record::RunResult;
 
 /// A stable offset in `[0, jitter)` for a probe, so probes that share a
@@ -29,7 +29,8 @@ pub fn jitter_offset(probe: &str, jitter: Duration) -> Duration {
 /// Stops the tasks of one schedule generation.
 pub type Stop = watch::Receiver<bool>;
 
-/// Starts one task per scheduled probe of the app's current set.
+/// Starts one task per scheduled probe (per target of a probe with many)
+/// of the app's current set.
 pub fn start(app: &Arc<App>, stop: &Stop) -> Vec<tokio::task::JoinHandle<()>> {
     let set = app.set.load_full();
     let mut tasks = Vec::new();
@@ -37,14 +38,16 @@ pub fn start(app: &Arc<App>, stop: &Stop) -> Vec<tokio::task::JoinHandle<()>> {
         if probe.config.schedule.is_none() {
             continue;
         }
-        let app = app.clone();
-        let probe = probe.clone();
-        let stop = stop.clone();
-        tasks.push(
-            app.probe_runtime
-                .clone()
-                .spawn(probe_loop(app, probe, stop)),
-        );
+        for run in &probe.runs {
+            let app = app.clone();
+            let (probe, run) = (probe.clone(), run.clone());
+            let stop = stop.clone();
+            tasks.push(
+                app.probe_runtime
+                    .clone()
+                    .spawn(probe_loop(app, probe, run, stop)),
+            );
+        }
     }
     let app = app.clone();
     let mut stop_beat = stop.clone();
@@ -69,15 +72,18 @@ async fn sleep_until(at: DateTime<Utc>, stop: &mut Stop) -> bool {
     }
 }
 
-async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
+async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut stop: Stop) {
     let Some(schedule) = probe.config.schedule.clone() else {
         return;
     };
-    // A probe without a target (a batch job) gets an empty one.
-    let target = probe.config.target.clone().unwrap_or_default();
+    // Each target of a probe keeps a rhythm of its own.
+    let spread = if run.target.is_empty() || !probe.config.has_many_targets() {
+        probe.name().to_string()
+    } else {
+        format!("{}\u{0}{}", probe.name(), run.target)
+    };
     let offset =
-        chrono::Duration::from_std(jitter_offset(probe.name().as_str(), probe.config.jitter))
-            .unwrap_or_default();
+        chrono::Duration::from_std(jitter_offset(&spread, probe.config.jitter)).unwrap_or_default();
     let mut after = Utc::now();
     let mut warnings = WarnGate::default();
     loop {
@@ -100,16 +106,16 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
         app.exposition.global.scheduled_run_started_late(lag);
         {
             // A run of the previous schedule generation may still be going.
-            let _running = probe.slot.run_lock.lock().await;
+            let _running = run.slot.run_lock.lock().await;
             let in_flight = app.exposition.global.run_started();
             // Boxed: the run's state lives on the heap only while it runs,
             // so an idle probe's task stays small (2.5 KiB saved each).
-            let record = Box::pin(probe.run_once(&app.engine, &target, true)).await;
+            let record = Box::pin(probe.run_once(&app.engine, &run)).await;
             drop(in_flight);
             drop(permit);
-            report(&probe, &record, &mut warnings);
+            report(&probe, &run.target, &record, &mut warnings);
             app.exposition
-                .commit(&probe.slot, &probe.plugin.families, record);
+                .commit(&run.slot, &probe.plugin.families, record);
         }
 
         // Cron times that passed while this run went on were skipped: a
@@ -123,7 +129,7 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, mut stop: Stop) {
         .take(1000)
         .count();
         for _ in 0..skipped {
-            app.exposition.count_skip(&probe.slot);
+            app.exposition.count_skip(&run.slot);
         }
         after = if skipped > 0 { now - offset } else { next };
     }
@@ -163,7 +169,12 @@ impl WarnGate {
 /// Logs a finished run: a failing probe is data (DEBUG), a misbehaving
 /// plugin is a WARN (repeats held back by `gate`); neither is an error of
 /// the host.
-fn report(probe: &Probe, record: &crate::runtime::record::RunRecord, gate: &mut WarnGate) {
+fn report(
+    probe: &Probe,
+    target: &str,
+    record: &crate::runtime::record::RunRecord,
+    gate: &mut WarnGate,
+) {
     let name = probe.name();
     let ms = record.duration.as_secs_f64() * 1000.0;
     let message = record.message.as_deref().unwrap_or("");
@@ -181,13 +192,14 @@ fn report(probe: &Probe, record: &crate::runtime::record::RunRecord, gate: &mut 
         0
     };
     match record.result {
-        RunResult::Success => tracing::debug!(probe = %name, ms, "run succeeded"),
-        RunResult::Failure => tracing::debug!(probe = %name, ms, message, "probe failed"),
+        RunResult::Success => tracing::debug!(probe = %name, target, ms, "run succeeded"),
+        RunResult::Failure => tracing::debug!(probe = %name, target, ms, message, "probe failed"),
         RunResult::Error | RunResult::Timeout | RunResult::Rejected => {
-            tracing::warn!(probe = %name, result, ms, message, repeats, "run ended badly");
+            tracing::warn!(probe = %name, target, result, ms, message, repeats, "run ended badly");
         }
         RunResult::Trap => tracing::warn!(
             probe = %name,
+            target,
             reason = record.trap.map_or("other", |t| t.as_str()),
             ms,
             message,

@@ -40,6 +40,7 @@ mod http_health;
 mod icmp;
 mod import;
 mod languages;
+mod many_targets;
 mod operations;
 mod packages;
 mod prometheus_server;

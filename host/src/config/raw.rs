@@ -197,6 +197,10 @@ pub(crate) struct RawProbe {
     /// The time zone `schedule` is read in (IANA name); UTC by default.
     pub(crate) timezone: Option<Spanned<String>>,
     pub(crate) target: Option<Spanned<String>>,
+    /// Many targets, each its own run and series (`target` label).
+    pub(crate) targets: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Prometheus `file_sd` files whose targets the probe checks.
+    pub(crate) file_sd: Option<Spanned<Vec<Spanned<PathBuf>>>>,
     /// An HTTP proxy every `http` call of the probe goes through.
     pub(crate) proxy_url: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<HumanDuration>>,

@@ -15,6 +15,7 @@ use super::diagnostic::{Diagnostic, Location, Source};
 use super::package::{self, PackageCap, PackageGrant, PackageInfo};
 use super::raw::{RawConfig, RawLimits, RawProbe, RawTls};
 use super::registry::{self, RegistryConfig};
+use super::targets::{RefusedTarget, TargetSpec};
 use super::{
     ClientCert, Config, CronSchedule, DEFAULT_LISTEN, EngineConfig, LabelName, Limits, PluginName,
     PluginSource, ProbeConfig, ProbeName, SecretSource, ServerConfig, TlsMinVersion, TlsSettings,
@@ -652,6 +653,8 @@ pub(super) fn resolve_probe(
     let target = p.target.as_ref().map(|t| t.get_ref().clone());
 
     let allow = probe_allow(r, &key, &p, scope);
+    let (targets, target_files, refused_targets) =
+        probe_targets(r, &key, &p, scope, &allow, &target);
     let proxy = p.proxy_url.as_ref().and_then(|u| {
         proxy_url(u.get_ref(), &allow)
             .map_err(|e| r.error(u.span(), format!("{key}.proxy_url"), e))
@@ -687,6 +690,10 @@ pub(super) fn resolve_probe(
         schedule,
         timezone,
         target,
+        targets,
+        target_files,
+        refused_targets,
+        many_targets: p.targets.is_some() || p.file_sd.is_some(),
         jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
         allow,
         proxy,
@@ -838,18 +845,26 @@ fn probe_limits(
     limits
 }
 
-/// The probe's allow-list: its own, its package's, or its target's origin;
-/// a package probe's also stays under the package's capabilities.
+/// The probe's allow-list: its own, its package's, or its targets'
+/// origins; a package probe's also stays under the package's capabilities.
 fn probe_allow(r: &mut Resolver<'_>, key: &str, p: &RawProbe, scope: &Scope) -> AllowList {
-    let allow = match (&p.allow, &scope.default_allow, &p.target) {
-        (Some(a), _, _) => AllowList::new(a.get_ref().clone()),
-        (None, Some(package), _) => package.clone(),
-        // Without an explicit list a probe may reach its own target's
-        // origin, and nothing else.
-        (None, None, Some(t)) => {
-            AllowList::new(AllowList::origin_rule(t.get_ref()).into_iter().collect())
+    let listed = p.targets.iter().flat_map(|t| t.get_ref().iter());
+    let allow = match (&p.allow, &scope.default_allow) {
+        (Some(a), _) => AllowList::new(a.get_ref().clone()),
+        (None, Some(package)) => package.clone(),
+        // Without an explicit list a probe may reach its own targets'
+        // origins, and nothing else.
+        (None, None) => {
+            let mut rules = Vec::new();
+            for t in p.target.iter().chain(listed) {
+                if let Some(rule) = AllowList::origin_rule(t.get_ref())
+                    && !rules.contains(&rule)
+                {
+                    rules.push(rule);
+                }
+            }
+            AllowList::new(rules)
         }
-        (None, None, None) => AllowList::default(),
     };
     let allow = match &scope.ceiling {
         Some(ceiling) => {
@@ -882,6 +897,99 @@ fn probe_allow(r: &mut Resolver<'_>, key: &str, p: &RawProbe, scope: &Scope) -> 
     }
 
     allow
+}
+
+/// A probe's many targets: `targets` (each inside the allow-list, or an
+/// error at its line) and the targets of its `file_sd` files (outside the
+/// allow-list: refused with the reason, not an error, since someone else
+/// writes those files).
+fn probe_targets(
+    r: &mut Resolver<'_>,
+    key: &str,
+    p: &RawProbe,
+    scope: &Scope,
+    allow: &AllowList,
+    single: &Option<String>,
+) -> (Vec<TargetSpec>, Vec<PathBuf>, Vec<RefusedTarget>) {
+    let mut targets: Vec<TargetSpec> = Vec::new();
+    if let (Some(_), Some(many)) = (single, &p.targets) {
+        r.error(
+            many.span(),
+            format!("{key}.targets"),
+            "give `target` (one) or `targets` (many), not both",
+        );
+    }
+    if let (Some(_), Some(files)) = (single, &p.file_sd) {
+        r.error(
+            files.span(),
+            format!("{key}.file_sd"),
+            "give `target` (one) or `file_sd` (many), not both",
+        );
+    }
+    for t in p.targets.iter().flat_map(|t| t.get_ref().iter()) {
+        let address = t.get_ref().trim().to_string();
+        if address.is_empty() {
+            r.error(t.span(), format!("{key}.targets"), "an empty target");
+        } else if targets.iter().any(|o| o.address == address) {
+            r.error(
+                t.span(),
+                format!("{key}.targets"),
+                format!("{address:?} is listed twice"),
+            );
+        } else if let Err(denied) = allow.check_target(&address) {
+            r.error(
+                t.span(),
+                format!("{key}.targets"),
+                format!("{denied}; add its origin to `allow`"),
+            );
+        } else {
+            targets.push(TargetSpec {
+                address,
+                labels: Vec::new(),
+                source: None,
+            });
+        }
+    }
+    let Some(files) = &p.file_sd else {
+        return (targets, Vec::new(), Vec::new());
+    };
+    if scope.ceiling.is_some() {
+        r.error(
+            files.span(),
+            format!("{key}.file_sd"),
+            "a package's probes cannot read files; list their targets in `targets`",
+        );
+        return (targets, Vec::new(), Vec::new());
+    }
+    if p.allow.is_none() {
+        r.error(
+            files.span(),
+            format!("{key}.file_sd"),
+            "a probe with `file_sd` needs an `allow` list: every discovered target is checked against it",
+        );
+        return (targets, Vec::new(), Vec::new());
+    }
+    let paths: Vec<PathBuf> = files
+        .get_ref()
+        .iter()
+        .map(|f| r.path(f.get_ref()))
+        .collect();
+    let mut reserved: Vec<&str> = ENGINE_LABELS.to_vec();
+    reserved.extend(p.labels.keys().map(|l| l.get_ref().as_str()));
+    match super::targets::discover(&paths, allow, &reserved) {
+        Ok((found, refused)) => {
+            for t in found {
+                if !targets.iter().any(|o| o.address == t.address) {
+                    targets.push(t);
+                }
+            }
+            (targets, paths, refused)
+        }
+        Err(e) => {
+            r.error(files.span(), format!("{key}.file_sd"), e.to_string());
+            (targets, paths, Vec::new())
+        }
+    }
 }
 
 /// The probe's labels; none may be one the engine writes. The operator's

@@ -406,3 +406,78 @@ fn oci_inputs_cannot_make_the_engine_fetch_or_claim_what_the_operator_did_not_gr
     );
     assert!(!clear.iter().any(|e| e.contains("hunter22")), "{clear:?}");
 }
+
+#[test]
+fn targets_are_many_runs_with_their_origins_allowed_and_refuse_a_single_target_beside_them() {
+    let text = format!(
+        "{PLUGIN}[probes.web]\nplugin = \"http-health\"\nschedule = \"* * * * * *\"\ntargets = [\"http://127.0.0.1:1/a\", \"http://127.0.0.1:2/b\"]\n"
+    );
+    let c = parse_str(&text).ok();
+    let p = c.as_ref().and_then(|c| c.probes.values().next());
+    assert!(p.is_some_and(|p| p.has_many_targets() && p.targets.len() == 2));
+    assert!(p.is_some_and(|p| p.allow.check_target("http://127.0.0.1:2/x").is_ok()));
+    assert!(p.is_some_and(|p| p.allow.check_target("http://127.0.0.1:3/x").is_err()));
+
+    let e = errors(&format!(
+        "{PLUGIN}[probes.web]\nplugin = \"http-health\"\ntarget = \"http://127.0.0.1:1/\"\ntargets = [\"http://127.0.0.1:1/a\", \"http://127.0.0.1:1/a\"]\nfile_sd = [\"t.json\"]\n"
+    ));
+    let joined = e.join("\n");
+    assert!(
+        joined.contains(
+            "probes.toml:6:11: probes.web.targets: give `target` (one) or `targets` (many)"
+        ),
+        "{joined}"
+    );
+    assert!(joined.contains("is listed twice"), "{joined}");
+    assert!(
+        joined.contains("probes.web.file_sd: give `target` (one) or `file_sd` (many)"),
+        "{joined}"
+    );
+}
+
+#[test]
+fn file_sd_needs_an_allow_list_and_a_package_cannot_read_files() {
+    let e = errors(&format!(
+        "{PLUGIN}[probes.web]\nplugin = \"http-health\"\nschedule = \"* * * * * *\"\nfile_sd = [\"t.json\"]\n"
+    ));
+    assert!(
+        e.iter().any(|e| e.contains("probes.web.file_sd: a probe with `file_sd` needs an `allow` list")),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn shards_spread_a_probes_targets() {
+    let targets: Vec<String> = (0..40)
+        .map(|i| format!("\"http://127.0.0.1:1/{i}\""))
+        .collect();
+    let text = format!(
+        "{PLUGIN}[probes.web]\nplugin = \"http-health\"\nschedule = \"* * * * * *\"\ntargets = [{}]\n",
+        targets.join(", ")
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut total = 0;
+    for index in 0..3 {
+        let Ok(mut c) = parse_str(&text) else {
+            panic!("config refused")
+        };
+        let shard: crate::shard::Shard = format!("{index}/3")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.keep_shard(shard);
+        let kept: Vec<String> = c
+            .probes
+            .values()
+            .flat_map(|p| p.targets.iter().map(|t| t.address.clone()))
+            .collect();
+        // Each replica gets a share, not all or nothing.
+        assert!(
+            !kept.is_empty() && kept.len() < 40,
+            "shard {index}: {}",
+            kept.len()
+        );
+        total += kept.len();
+        seen.extend(kept);
+    }
+    assert_eq!((total, seen.len()), (40, 40));
+}

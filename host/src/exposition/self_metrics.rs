@@ -130,6 +130,10 @@ host_families! {
         "Runs requested through /probe, by result.";
     OndemandBusy: "wasmprobe_ondemand_rejected_total", Counter,
         "Requests to /probe refused because too many were in flight.";
+    Targets: "wasmprobe_probe_targets", Gauge, labels = ["probe"],
+        "Targets a probe with `targets` or `file_sd` checks (those this replica owns).";
+    TargetsRefused: "wasmprobe_probe_targets_refused", Gauge, labels = ["probe"],
+        "Targets a probe's `file_sd` files list that are not probed (outside its allow-list, or a group with a label the engine writes); the log says why.";
     Package: "wasmprobe_package_loaded", Gauge, labels = ["package"],
         "Probe packages the config includes: 1 when loaded, 0 when refused (the log says why).";
     IcmpMode: "wasmprobe_icmp_socket_mode", Gauge, labels = ["family", "mode"],
@@ -391,6 +395,8 @@ pub struct GlobalMetrics {
     icmp_modes: Mutex<Option<[SocketMode; IpFamily::ALL.len()]>>,
     /// Packages of the running config: name, loaded.
     packages: Mutex<Vec<(String, bool)>>,
+    /// Probes with many targets: name, targets probed, targets refused.
+    targets: Mutex<Vec<(String, u64, u64)>>,
     /// `--shard INDEX/COUNT`, a label on every engine-wide series.
     shard: std::sync::OnceLock<String>,
 }
@@ -410,6 +416,7 @@ impl Default for GlobalMetrics {
             ondemand_busy: AtomicU64::new(0),
             icmp_modes: Mutex::new(None),
             packages: Mutex::new(Vec::new()),
+            targets: Mutex::new(Vec::new()),
             shard: std::sync::OnceLock::new(),
         }
     }
@@ -469,6 +476,12 @@ impl GlobalMetrics {
     /// A config was read: its packages, each loaded or refused.
     pub fn packages_included(&self, packages: Vec<(String, bool)>) {
         *self.packages.lock().unwrap_or_else(|e| e.into_inner()) = packages;
+    }
+
+    /// A config was installed: its probes with many targets, each with
+    /// how many targets it probes and how many it refused.
+    pub fn targets_installed(&self, targets: Vec<(String, u64, u64)>) {
+        *self.targets.lock().unwrap_or_else(|e| e.into_inner()) = targets;
     }
 
     /// The ICMP sockets the process may open were detected.
@@ -554,6 +567,13 @@ impl GlobalMetrics {
                     &[name.as_str()],
                     if *loaded { 1.0 } else { 0.0 },
                 );
+            }
+        }
+        {
+            let targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+            for (probe, probed, refused) in targets.iter() {
+                put(F::Targets, &[probe.as_str()], *probed as f64);
+                put(F::TargetsRefused, &[probe.as_str()], *refused as f64);
             }
         }
         let modes = *self.icmp_modes.lock().unwrap_or_else(|e| e.into_inner());

@@ -50,8 +50,12 @@ fn one_family_header_for_many_probes() {
     let (exp, fams) = setup();
     let budget = SeriesBudget::new(100);
     for p in ["a", "b"] {
-        let slot =
-            Arc::new(exp.detached_slot(name(p), vec![("probe".into(), p.into())], budget.clone()));
+        let slot = Arc::new(exp.detached_slot(
+            name(p),
+            "",
+            vec![("probe".into(), p.into())],
+            budget.clone(),
+        ));
         exp.attach(slot.clone());
         let s = Sample {
             name: "probe_http_status_code".into(),
@@ -95,7 +99,8 @@ fn one_family_header_for_many_probes() {
 fn budget_refuses_a_run_as_a_whole() {
     let (exp, fams) = setup();
     let budget = SeriesBudget::new(1);
-    let slot = Arc::new(exp.detached_slot(name("a"), vec![("probe".into(), "a".into())], budget));
+    let slot =
+        Arc::new(exp.detached_slot(name("a"), "", vec![("probe".into(), "a".into())], budget));
     exp.attach(slot.clone());
     let samples = (0..3)
         .map(|i| Sample {
@@ -116,13 +121,14 @@ fn removed_probes_disappear() {
     let (exp, fams) = setup();
     let slot = Arc::new(exp.detached_slot(
         name("gone"),
+        "",
         vec![("probe".into(), "gone".into())],
         SeriesBudget::new(10),
     ));
     exp.attach(slot.clone());
     exp.commit(&slot, &fams, record(vec![], false));
     assert!(exp.encode(Format::Classic).contains("probe=\"gone\""));
-    exp.remove_probe(&name("gone"));
+    exp.remove_slot(&name("gone"), "");
     assert!(!exp.encode(Format::Classic).contains("probe=\"gone\""));
 }
 

@@ -28,9 +28,13 @@ fn esc(s: &str) -> String {
 pub(super) async fn page(State(app): State<Arc<App>>) -> Html<String> {
     let set = app.set.load_full();
     let mut rows = String::new();
-    for probe in set.probes.values() {
+    for (probe, run) in set
+        .probes
+        .values()
+        .flat_map(|p| p.runs.iter().map(move |r| (p, r)))
+    {
         let c = &probe.config;
-        let last = probe.slot.last();
+        let last = run.slot.last();
         let (result, duration, when, message) = match &last {
             Some(l) => (
                 match l.trap {
@@ -59,11 +63,11 @@ pub(super) async fn page(State(app): State<Arc<App>>) -> Html<String> {
             m = esc(c.name.as_str()),
             p = esc(c.plugin.as_str()),
             s = esc(c.schedule.as_ref().map_or("on demand", |s| s.0.source())),
-            t = esc(c.target.as_deref().unwrap_or("")),
+            t = esc(&run.target),
             r = esc(&result),
             d = esc(&duration),
             w = esc(&when),
-            n = probe.slot.series(),
+            n = run.slot.series(),
             msg = esc(&message),
         );
     }

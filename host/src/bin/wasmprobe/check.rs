@@ -47,6 +47,23 @@ pub(crate) fn check(path: &std::path::Path, compile: bool) -> Result<ExitCode, E
             );
         }
     }
+    // Discovered targets are someone else's data: the ones left out are
+    // reported, not an error.
+    for probe in set.probes.values() {
+        let c = &probe.config;
+        if c.has_many_targets() {
+            println!("{}: {} targets", c.name, probe.runs.len());
+        }
+        for refused in &c.refused_targets {
+            println!(
+                "{}: target {:?} from {} refused: {}",
+                c.name,
+                refused.address,
+                refused.source.display(),
+                refused.reason
+            );
+        }
+    }
     println!(
         "{}: ok ({} probes, {} plugins, {} packages)",
         path.display(),

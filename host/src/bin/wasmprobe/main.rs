@@ -362,10 +362,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(Exit(status, e)) => {
-            eprintln!("wasmprobe: {e:#}");
+            eprintln!("wasmprobe: {}", describe(&e));
             status.into()
         }
     }
+}
+
+/// An error and its causes on one line, each cause said once: many of the
+/// library's messages already end with their cause's text.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.is_empty() {
+            text = said;
+        } else if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+    }
+    text
 }
 
 #[cfg(test)]

@@ -1,0 +1,163 @@
+//! Probes with many targets: `targets = [...]` and Prometheus `file_sd`
+//! files changing under a running engine. Each target is its own run and
+//! its own series, told apart by a `target` label.
+
+use std::time::Duration;
+
+use crate::harness::{Engine, Scrape};
+use crate::targets;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// `probe_success` of each target of `probe`, by target.
+fn successes(s: &Scrape, probe: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = s
+        .all("probe_success")
+        .iter()
+        .filter(|x| x.labels.get("probe").map(String::as_str) == Some(probe))
+        .map(|x| (x.labels.get("target").cloned().unwrap_or_default(), x.value))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn each_listed_target_is_its_own_run_and_series() {
+    let t = targets::http();
+    let (ok, bad) = (t.url("/ok"), t.url("/status/503"));
+    let e = Engine::new()
+        .probe(
+            "web",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"* * * * * *\"\ntargets = [{ok:?}, {bad:?}]\nlabels = {{ team_name = \"edge\" }}"
+            ),
+        )
+        .start();
+    let s = e.wait_for("both targets' results", WAIT, |s| {
+        successes(s, "web").len() == 2
+    });
+    assert_eq!(
+        successes(&s, "web"),
+        vec![(ok.clone(), 1.0), (bad.clone(), 0.0)],
+        "{}",
+        s.text
+    );
+    // Every series of the probe says which target, the plugin's own too,
+    // after the probe's labels.
+    let codes = s.all("probe_http_status_code");
+    assert_eq!(codes.len(), 2, "{}", s.text);
+    for series in codes {
+        assert_eq!(
+            series.labels.get("team_name").map(String::as_str),
+            Some("edge")
+        );
+        let target = series.labels.get("target").cloned().unwrap_or_default();
+        let want = if target == ok { 200.0 } else { 503.0 };
+        assert_eq!(series.value, want, "{target}");
+    }
+    assert_eq!(s.value("wasmprobe_probe_targets", &[("probe", "web")]), 2.0);
+    crate::harness::promtool_check(&s.text);
+}
+
+#[test]
+fn a_listed_target_outside_the_allow_list_is_an_error_at_its_line() {
+    let t = targets::http();
+    let e = Engine::new().probe(
+        "web",
+        &format!(
+            "plugin = \"http-health\"\nschedule = \"* * * * * *\"\nallow = [{:?}]\ntargets = [\n  {:?},\n  \"http://127.0.0.2:9/\",\n]",
+            t.origin("http"),
+            t.url("/ok")
+        ),
+    );
+    let config = e.config_path();
+    std::fs::write(&config, e.text()).unwrap_or_else(|err| panic!("{err}"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let line = e
+        .text()
+        .lines()
+        .position(|l| l.contains("127.0.0.2"))
+        .map(|i| i + 1)
+        .unwrap_or_default();
+    assert!(
+        text.contains(&format!("probes.toml:{line}:")) && text.contains("127.0.0.2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn file_sd_targets_come_and_go_while_the_engine_runs() {
+    let t = targets::http();
+    let engine = Engine::new().engine_key("watch = \"200ms\"");
+    let groups = |targets: &[String], env: &str| {
+        serde_json::json!([{ "targets": targets, "labels": { "env": env, "__meta_source": "x" } }])
+            .to_string()
+    };
+    let (a, b) = (t.url("/ok"), t.url("/status/404"));
+    let outside = "http://127.0.0.2:9/".to_string();
+    let file = engine.file("web.json", &groups(&[a.clone(), outside.clone()], "prod"));
+    let e = engine
+        .probe(
+            "web",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"* * * * * *\"\nallow = [{:?}]\nfile_sd = [\"web.json\", \"later.yml\"]",
+                t.origin("http")
+            ),
+        )
+        .start();
+    let s = e.wait_for("the discovered target", WAIT, |s| {
+        successes(s, "web") == vec![(a.clone(), 1.0)]
+    });
+    assert_eq!(
+        s.value(
+            "probe_success",
+            &[("probe", "web"), ("target", &a), ("env", "prod")]
+        ),
+        1.0
+    );
+    assert!(!s.text.contains("__meta_source"), "{}", s.text);
+    // The target outside the allow-list was never probed, and says why.
+    assert!(!s.text.contains("127.0.0.2"), "{}", s.text);
+    assert_eq!(
+        s.value("wasmprobe_probe_targets_refused", &[("probe", "web")]),
+        1.0
+    );
+    assert!(e.log().contains("discovered target refused"), "{}", e.log());
+
+    // The file changes: a target is added and another removed; a second
+    // file (YAML) appears.
+    std::fs::write(&file, groups(std::slice::from_ref(&b), "prod"))
+        .unwrap_or_else(|err| panic!("{err}"));
+    let yml = file.with_file_name("later.yml");
+    let c = t.url("/json");
+    std::fs::write(
+        &yml,
+        format!("- targets: [{c:?}]\n  labels: {{env: dev}}\n"),
+    )
+    .unwrap_or_else(|err| panic!("{err}"));
+    let s = e.wait_for("the new targets and the old one's series gone", WAIT, |s| {
+        successes(s, "web") == vec![(c.clone(), 1.0), (b.clone(), 0.0)]
+    });
+    assert_eq!(
+        s.value(
+            "probe_success",
+            &[("probe", "web"), ("target", &c), ("env", "dev")]
+        ),
+        1.0
+    );
+    assert_eq!(s.value("wasmprobe_probe_targets", &[("probe", "web")]), 2.0);
+
+    // A file that no longer parses keeps the running targets.
+    std::fs::write(&yml, "- targets: {not: a list}\n").unwrap_or_else(|err| panic!("{err}"));
+    let s = e.wait_for("the failed reload", WAIT, |s| {
+        s.get("wasmprobe_config_last_reload_successful", &[]) == Some(0.0)
+    });
+    assert_eq!(successes(&s, "web").len(), 2, "{}", s.text);
+    assert!(e.log().contains("later.yml"), "{}", e.log());
+}
