@@ -103,8 +103,17 @@ impl Probe {
 
     /// Runs the probe once against one of its targets and returns how it
     /// went, its state kept; the caller decides whether it is committed.
-    pub async fn run_once(&self, engine: &WasmEngine, run: &TargetRun) -> RunRecord {
-        self.run_taped(engine, &run.target, Some(&run.state), None, None, None)
+    ///
+    /// With `evidence`, its host calls are recorded (bodies cut to their
+    /// first KiB) for the history to keep if it fails.
+    pub async fn run_once(
+        &self,
+        engine: &WasmEngine,
+        run: &TargetRun,
+        evidence: bool,
+    ) -> RunRecord {
+        let tape = evidence.then(|| Arc::new(Tape::evidence_recorder()));
+        self.run_taped(engine, &run.target, Some(&run.state), tape, None, None)
             .await
     }
 

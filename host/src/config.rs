@@ -58,6 +58,8 @@ pub struct Config {
     pub packages: Vec<package::PackageInfo>,
     /// How to reach the OCI registries plugins and packages come from.
     pub registries: BTreeMap<String, registry::RegistryConfig>,
+    /// What each target's history keeps (`[history]`).
+    pub history: HistoryLimits,
 }
 
 impl Config {
@@ -134,6 +136,28 @@ pub struct PluginSource {
     pub budget_group: Option<String>,
     /// The SHA-256 (hex) a package pins: the bytes compiled must have it.
     pub sha256: Option<String>,
+}
+
+/// How much history each target keeps (`[history]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Runs kept per target (result, duration, message).
+    pub runs: usize,
+    /// Failures kept per target with their evidence.
+    pub failures: usize,
+    /// Largest evidence of one failure, in bytes (calls past it are left
+    /// out, and the evidence says so).
+    pub evidence_bytes: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            runs: 20,
+            failures: 5,
+            evidence_bytes: 64 << 10,
+        }
+    }
 }
 
 /// Per-run sandbox limits.

@@ -30,6 +30,7 @@ pub use self_metrics::{GlobalMetrics, HostFamilies, RunInFlight};
 pub use series::{PluginFamilies, ProbeSeries, Staged};
 
 use crate::config::ProbeName;
+use crate::history::{History, HistoryLimits};
 use crate::runtime::record::{RunRecord, RunResult, TrapReason};
 use series::Rejection;
 
@@ -117,9 +118,16 @@ pub struct ProbeSlot {
     /// Held for the length of a scheduled run: a probe never runs twice at
     /// once, even across a reload that restarts its schedule.
     pub run_lock: tokio::sync::Mutex<()>,
+    /// The target's recent runs and failures with their evidence.
+    pub history: Mutex<History>,
 }
 
 impl ProbeSlot {
+    /// The history, read under its lock.
+    pub fn with_history<R>(&self, f: impl FnOnce(&History) -> R) -> R {
+        f(&self.history.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn last(&self) -> Option<LastRun> {
         self.rendered.load().last.clone()
     }
@@ -148,6 +156,7 @@ pub struct Exposition {
     families: FamilyTable,
     pub host: HostFamilies,
     pub global: GlobalMetrics,
+    history_limits: RwLock<HistoryLimits>,
     /// By probe, then target.
     slots: RwLock<BTreeMap<(ProbeName, String), Arc<ProbeSlot>>>,
 }
@@ -166,6 +175,7 @@ impl Exposition {
             families,
             host,
             global: GlobalMetrics::default(),
+            history_limits: RwLock::new(HistoryLimits::default()),
             slots: RwLock::new(BTreeMap::new()),
         }
     }
@@ -191,6 +201,7 @@ impl Exposition {
             state: Mutex::new(SlotState::default()),
             rendered: ArcSwap::from_pointee(Rendered::default()),
             run_lock: tokio::sync::Mutex::new(()),
+            history: Mutex::new(History::default()),
         }
     }
 
@@ -203,6 +214,7 @@ impl Exposition {
         {
             let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
             old.budget.exchange(st.held, 0);
+            self.release_history(&old);
         }
     }
 
@@ -213,7 +225,30 @@ impl Exposition {
         if let Some(old) = slots.remove(&(name.clone(), target.to_string())) {
             let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
             old.budget.exchange(st.held, 0);
+            self.release_history(&old);
         }
+    }
+
+    fn release_history(&self, slot: &ProbeSlot) {
+        slot.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(&self.global.history);
+    }
+
+    /// How much history each target keeps from now on.
+    pub fn set_history_limits(&self, limits: HistoryLimits) {
+        *self
+            .history_limits
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    pub fn history_limits(&self) -> HistoryLimits {
+        *self
+            .history_limits
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn slots(&self) -> Vec<Arc<ProbeSlot>> {
@@ -231,6 +266,11 @@ impl Exposition {
         families: &PluginFamilies,
         mut record: RunRecord,
     ) -> RunResult {
+        slot.history.lock().unwrap_or_else(|e| e.into_inner()).push(
+            &record,
+            self.history_limits(),
+            &self.global.history,
+        );
         let table = self.families.snapshot();
         let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
         if record.samples.is_empty() {

@@ -16,6 +16,7 @@ pub mod egress;
 pub mod expectation;
 pub mod exposition;
 pub mod files;
+pub mod history;
 pub mod hostcalls;
 pub mod import;
 pub mod lifecycle;
@@ -42,6 +43,7 @@ const LAYERS: &[&str] = &[
     "import",
     "hostcalls",
     "runtime",
+    "history",
     "expectation",
     "exposition",
     "app",

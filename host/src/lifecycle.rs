@@ -277,6 +277,7 @@ fn swap(
     old: Option<&watch::Sender<bool>>,
 ) -> watch::Sender<bool> {
     report_packages(app, config);
+    app.exposition.set_history_limits(config.history);
     if let Some(old) = old {
         let _ = old.send(true);
     }

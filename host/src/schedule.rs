@@ -110,7 +110,8 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut s
             let in_flight = app.exposition.global.run_started();
             // Boxed: the run's state lives on the heap only while it runs,
             // so an idle probe's task stays small (2.5 KiB saved each).
-            let record = Box::pin(probe.run_once(&app.engine, &run)).await;
+            let evidence = app.exposition.history_limits().failures > 0;
+            let record = Box::pin(probe.run_once(&app.engine, &run, evidence)).await;
             drop(in_flight);
             drop(permit);
             report(&probe, &run.target, &record, &mut warnings);

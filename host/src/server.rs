@@ -9,6 +9,7 @@
 //! from an optional web config; without one the endpoint is plain HTTP,
 //! open to whoever can reach it.
 
+mod api;
 mod health;
 mod listener;
 mod metrics;
@@ -40,6 +41,9 @@ pub fn router(
 ) -> Router {
     let routes = Router::new()
         .route("/", get(status::page))
+        .route("/status/runs", get(status::runs))
+        .route("/api/v1/probes", get(api::probes))
+        .route("/api/v1/probes/{name}/runs", get(api::runs))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -270,8 +270,12 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    // Up to 256 MiB: the exposition of 100,000 targets is larger than
+    // the client's default limit.
     let body = resp
         .body_mut()
+        .with_config()
+        .limit(256 << 20)
         .read_to_string()
         .unwrap_or_else(|e| panic!("GET {url}: body: {e}"));
     Reply {

@@ -50,6 +50,7 @@ mod reload;
 mod rules;
 mod sandbox;
 mod scrape_compare;
+mod status_page;
 mod tcp;
 mod treaty;
 mod web_security;

@@ -29,6 +29,17 @@ pub(crate) struct RawConfig {
     /// How to reach each OCI registry, by `HOST[:PORT]`.
     #[serde(default)]
     pub(crate) registries: BTreeMap<String, Spanned<RawRegistry>>,
+    #[serde(default)]
+    pub(crate) history: RawHistory,
+}
+
+/// `[history]`: what each target's history keeps for the status page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHistory {
+    pub(crate) runs: Option<usize>,
+    pub(crate) failures: Option<usize>,
+    pub(crate) evidence_bytes: Option<ByteSize>,
 }
 
 /// `[registries."HOST[:PORT]"]`: credentials and patience for one

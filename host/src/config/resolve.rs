@@ -141,8 +141,22 @@ pub(super) fn resolve(source: &Source, mut raw: RawConfig) -> (Config, Vec<Diagn
         missing_plugins,
         packages,
         registries,
+        history: resolve_history(&raw),
     };
     (config, r.errors)
+}
+
+/// `[history]` with its defaults; zero turns a part off.
+fn resolve_history(raw: &RawConfig) -> super::HistoryLimits {
+    let d = super::HistoryLimits::default();
+    let h = &raw.history;
+    super::HistoryLimits {
+        runs: h.runs.unwrap_or(d.runs),
+        failures: h.failures.unwrap_or(d.failures),
+        evidence_bytes: h.evidence_bytes.map_or(d.evidence_bytes, |b| {
+            usize::try_from(b.0).unwrap_or(usize::MAX)
+        }),
+    }
 }
 
 /// Loads every package the config includes. A refused package is kept

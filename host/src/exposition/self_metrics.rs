@@ -134,6 +134,12 @@ host_families! {
         "Targets a probe with `targets` or `file_sd` checks (those this replica owns).";
     TargetsRefused: "wasmprobe_probe_targets_refused", Gauge, labels = ["probe"],
         "Targets a probe's `file_sd` files list that are not probed (outside its allow-list, or a group with a label the engine writes); the log says why.";
+    HistoryRuns: "wasmprobe_history_runs", Gauge,
+        "Runs the status page's history keeps, over every probe and target.";
+    HistoryFailures: "wasmprobe_history_failures", Gauge,
+        "Failed runs kept with their evidence, over every probe and target.";
+    HistoryBytes: "wasmprobe_history_evidence_bytes", Gauge, unit = "bytes",
+        "Bytes of evidence (host calls, log lines) the kept failures hold.";
     Package: "wasmprobe_package_loaded", Gauge, labels = ["package"],
         "Probe packages the config includes: 1 when loaded, 0 when refused (the log says why).";
     IcmpMode: "wasmprobe_icmp_socket_mode", Gauge, labels = ["family", "mode"],
@@ -397,6 +403,8 @@ pub struct GlobalMetrics {
     packages: Mutex<Vec<(String, bool)>>,
     /// Probes with many targets: name, targets probed, targets refused.
     targets: Mutex<Vec<(String, u64, u64)>>,
+    /// What every target's history holds.
+    pub history: crate::history::HistoryTotals,
     /// `--shard INDEX/COUNT`, a label on every engine-wide series.
     shard: std::sync::OnceLock<String>,
 }
@@ -417,6 +425,7 @@ impl Default for GlobalMetrics {
             icmp_modes: Mutex::new(None),
             packages: Mutex::new(Vec::new()),
             targets: Mutex::new(Vec::new()),
+            history: Default::default(),
             shard: std::sync::OnceLock::new(),
         }
     }
@@ -569,6 +578,21 @@ impl GlobalMetrics {
                 );
             }
         }
+        put(
+            F::HistoryRuns,
+            &[],
+            self.history.runs.load(Ordering::Relaxed) as f64,
+        );
+        put(
+            F::HistoryFailures,
+            &[],
+            self.history.failures.load(Ordering::Relaxed) as f64,
+        );
+        put(
+            F::HistoryBytes,
+            &[],
+            self.history.evidence_bytes.load(Ordering::Relaxed) as f64,
+        );
         {
             let targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
             for (probe, probed, refused) in targets.iter() {

@@ -26,6 +26,8 @@ fn setup() -> (Exposition, PluginFamilies) {
 
 fn record(samples: Vec<Sample>, success: bool) -> RunRecord {
     RunRecord {
+        logs: Vec::new(),
+        calls: Vec::new(),
         result: if success {
             RunResult::Success
         } else {

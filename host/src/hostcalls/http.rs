@@ -17,7 +17,7 @@ use std::time::Instant;
 use serde::Serialize;
 use wasmtime::component::{HasSelf, Linker};
 
-use super::tape::{Tape, TapedCall};
+use super::tape::{Tape, TapedCall, cut_bytes, restore};
 use super::tls::{self, TlsClients};
 use super::{CallScope, Capability, LoadScope, RunScope, Usage};
 use crate::bindings::wasmprobe::plugin::http::{self as wit, Host, HttpError, Request, Response};
@@ -104,6 +104,31 @@ impl TapedCall for SendCall {
     fn refused(&self, why: String) -> Self::Answer {
         Err(client::invalid(why))
     }
+
+    fn with_cut<R>(&mut self, max: usize, f: impl FnOnce(&Self) -> R) -> R {
+        let whole = self.request.body.as_mut().and_then(|b| cut_bytes(b, max));
+        let out = f(self);
+        if let Some(body) = self.request.body.as_mut() {
+            restore(body, whole);
+        }
+        out
+    }
+
+    fn with_answer_cut<R>(
+        answer: &mut Self::Answer,
+        max: usize,
+        f: impl FnOnce(&Self::Answer) -> R,
+    ) -> R {
+        let whole = answer
+            .as_mut()
+            .ok()
+            .and_then(|r| cut_bytes(&mut r.body, max));
+        let out = f(answer);
+        if let Ok(r) = answer.as_mut() {
+            restore(&mut r.body, whole);
+        }
+        out
+    }
 }
 
 /// `http.send-batch` on tape.
@@ -123,6 +148,39 @@ impl TapedCall for SendBatchCall {
             .iter()
             .map(|_| Err(client::invalid(why.clone())))
             .collect()
+    }
+
+    fn with_cut<R>(&mut self, max: usize, f: impl FnOnce(&Self) -> R) -> R {
+        let wholes: Vec<Option<Vec<u8>>> = self
+            .requests
+            .iter_mut()
+            .map(|r| r.body.as_mut().and_then(|b| cut_bytes(b, max)))
+            .collect();
+        let out = f(self);
+        for (r, whole) in self.requests.iter_mut().zip(wholes) {
+            if let Some(body) = r.body.as_mut() {
+                restore(body, whole);
+            }
+        }
+        out
+    }
+
+    fn with_answer_cut<R>(
+        answer: &mut Self::Answer,
+        max: usize,
+        f: impl FnOnce(&Self::Answer) -> R,
+    ) -> R {
+        let wholes: Vec<Option<Vec<u8>>> = answer
+            .iter_mut()
+            .map(|a| a.as_mut().ok().and_then(|r| cut_bytes(&mut r.body, max)))
+            .collect();
+        let out = f(answer);
+        for (a, whole) in answer.iter_mut().zip(wholes) {
+            if let Ok(r) = a.as_mut() {
+                restore(&mut r.body, whole);
+            }
+        }
+        out
     }
 }
 

@@ -18,11 +18,20 @@ use crate::config::ProbeConfig;
 /// Longest log line kept, in bytes.
 pub const MAX_LINE: usize = 4096;
 
+/// One line a plugin logged, kept for the run's evidence.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+}
+
 /// A run's log allowance.
 #[derive(Debug)]
 pub(crate) struct LogSink {
     left: u32,
     pub(crate) dropped: u64,
+    /// The lines kept, for the run's evidence and `/probe?debug=true`.
+    pub(crate) lines: Vec<LogLine>,
 }
 
 impl LogSink {
@@ -30,6 +39,7 @@ impl LogSink {
         LogSink {
             left: lines,
             dropped: 0,
+            lines: Vec::new(),
         }
     }
 
@@ -113,6 +123,16 @@ impl Host for LogContext {
         let window = cut_to(&message, MAX_LINE.saturating_add(self.revealed.longest()));
         let redacted = self.revealed.redact(window);
         let message = cut(&redacted);
+        self.sink.lines.push(LogLine {
+            level: match level {
+                Level::Trace => "trace",
+                Level::Debug => "debug",
+                Level::Info => "info",
+                Level::Warn => "warn",
+                Level::Error => "error",
+            },
+            message: message.to_string(),
+        });
         match level {
             Level::Trace => tracing::trace!(probe, plugin_log = message),
             Level::Debug => tracing::debug!(probe, plugin_log = message),

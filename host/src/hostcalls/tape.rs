@@ -45,7 +45,42 @@ pub trait TapedCall: Serialize + Sized {
 
     /// The answer a plugin gets when a replay cannot answer the call.
     fn refused(&self, why: String) -> Self::Answer;
+
+    /// Runs `f` on the call with its byte fields (a body, data sent) cut
+    /// to `max` bytes, then puts them back: evidence never copies a large
+    /// body whole. Calls without large bytes keep the default.
+    fn with_cut<R>(&mut self, _max: usize, f: impl FnOnce(&Self) -> R) -> R {
+        f(self)
+    }
+
+    /// [`TapedCall::with_cut`] for the call's answer.
+    fn with_answer_cut<R>(
+        answer: &mut Self::Answer,
+        _max: usize,
+        f: impl FnOnce(&Self::Answer) -> R,
+    ) -> R {
+        f(answer)
+    }
 }
+
+/// Cuts `bytes` to `max`, handing back the whole for [`restore`].
+pub(crate) fn cut_bytes(bytes: &mut Vec<u8>, max: usize) -> Option<Vec<u8>> {
+    if bytes.len() <= max {
+        return None;
+    }
+    let kept = bytes[..max].to_vec();
+    Some(std::mem::replace(bytes, kept))
+}
+
+/// Puts back what [`cut_bytes`] took.
+pub(crate) fn restore(bytes: &mut Vec<u8>, whole: Option<Vec<u8>>) {
+    if let Some(whole) = whole {
+        *bytes = whole;
+    }
+}
+
+/// Bytes of a body or of data a run's evidence keeps.
+pub const EVIDENCE_BYTES: usize = 1024;
 
 /// One host call and what it returned: `{"call": NAME, <arguments>,
 /// <ANSWER>: answer}`.
@@ -104,6 +139,8 @@ enum Mode {
 #[derive(Debug)]
 pub struct Tape {
     mode: Mutex<Mode>,
+    /// Evidence, not a tape to replay: bytes kept are cut to this.
+    cut: Option<usize>,
     mismatches: Mutex<Vec<String>>,
     /// Secret values the recorded run read, redacted when saved.
     revealed: Mutex<Vec<String>>,
@@ -113,6 +150,7 @@ impl Tape {
     pub fn recorder() -> Tape {
         Tape {
             mode: Mutex::new(Mode::Record(Vec::new())),
+            cut: None,
             mismatches: Mutex::new(Vec::new()),
             revealed: Mutex::new(Vec::new()),
         }
@@ -146,10 +184,49 @@ impl Tape {
         }
         let tape = Tape {
             mode: Mutex::new(Mode::Replay(exchanges.into())),
+            cut: None,
             mismatches: Mutex::new(Vec::new()),
             revealed: Mutex::new(Vec::new()),
         };
         Ok((tape, recording))
+    }
+
+    /// A recorder of a run's evidence: every call and answer, with bodies
+    /// and data cut to their first [`EVIDENCE_BYTES`] (see
+    /// [`Tape::evidence`]).
+    pub fn evidence_recorder() -> Tape {
+        Tape {
+            cut: Some(EVIDENCE_BYTES),
+            ..Tape::recorder()
+        }
+    }
+
+    /// What an evidence recorder kept, as the run's evidence shows it:
+    /// secrets and credentials redacted, bytes as text or base64, cut to
+    /// their first [`EVIDENCE_BYTES`].
+    pub fn evidence(&self) -> Vec<Value> {
+        let Some(max) = self.cut else {
+            return Vec::new();
+        };
+        let exchanges = match &*lock(&self.mode) {
+            Mode::Record(list) => list.clone(),
+            Mode::Replay(_) => return Vec::new(),
+        };
+        let revealed = lock(&self.revealed).clone();
+        exchanges
+            .into_iter()
+            .map(|e| {
+                let mut value = serde_json::to_value(e).unwrap_or(Value::Null);
+                // Redacted at the length recorded (which kept a window past
+                // `max` for this), then cut, so no secret leaves a prefix.
+                redact_bytes(&mut value, &revealed);
+                redact_credentials(&mut value);
+                cut_arrays(&mut value, max);
+                bytes_to_text(&mut value);
+                let text = redact_json(&json(&value), &revealed);
+                serde_json::from_str(&text).unwrap_or(Value::Null)
+            })
+            .collect()
     }
 
     pub fn replaying(&self) -> bool {
@@ -174,19 +251,29 @@ impl Tape {
         let Some(tape) = tape else {
             return live(call).await;
         };
-        let args = fields_of(&call);
+        let mut call = call;
+        // Evidence keeps a window past its cut, for secrets across it to
+        // be redacted whole before the cut.
+        let window = tape
+            .cut
+            .map(|max| max.saturating_add(revealed.longest().max(256)));
+        let args = match window {
+            Some(w) => call.with_cut(w, fields_of),
+            None => fields_of(&call),
+        };
         if tape.replaying() {
             return match tape.replay(C::NAME, C::ANSWER, &args, revealed) {
                 Ok(answer) => answer,
                 Err(why) => call.refused(why),
             };
         }
-        let answer = live(call).await;
+        let mut answer = live(call).await;
         let mut fields = args;
-        fields.insert(
-            C::ANSWER.to_string(),
-            serde_json::to_value(&answer).unwrap_or(Value::Null),
-        );
+        let stored = match window {
+            Some(w) => C::with_answer_cut(&mut answer, w, |a| serde_json::to_value(a)),
+            None => serde_json::to_value(&answer),
+        };
+        fields.insert(C::ANSWER.to_string(), stored.unwrap_or(Value::Null));
         tape.record(
             Exchange {
                 call: C::NAME.to_string(),
@@ -415,6 +502,21 @@ fn redact_bytes(value: &mut Value, revealed: &[String]) {
             }
         }
         Value::Object(map) => map.values_mut().for_each(|v| redact_bytes(v, revealed)),
+        _ => {}
+    }
+}
+
+/// Cuts every byte array inside `value` to its first `max` bytes.
+fn cut_arrays(value: &mut Value, max: usize) {
+    match value {
+        Value::Array(items) => {
+            if items.len() > max && as_bytes(items).is_some() {
+                items.truncate(max);
+            } else {
+                items.iter_mut().for_each(|v| cut_arrays(v, max));
+            }
+        }
+        Value::Object(map) => map.values_mut().for_each(|v| cut_arrays(v, max)),
         _ => {}
     }
 }

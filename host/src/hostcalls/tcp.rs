@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
-use super::tape::{Tape, TapedCall};
+use super::tape::{Tape, TapedCall, cut_bytes, restore};
 use super::tls::{TlsClient, TlsClients};
 use super::{Budget, CallScope, Capability, LoadScope, RunScope};
 use crate::bindings::TcpConnection;
@@ -205,6 +205,13 @@ impl TapedCall for SendCall {
     fn refused(&self, why: String) -> Self::Answer {
         Err(fail(ErrorKind::InvalidRequest, why))
     }
+
+    fn with_cut<R>(&mut self, max: usize, f: impl FnOnce(&Self) -> R) -> R {
+        let whole = cut_bytes(&mut self.data, max);
+        let out = f(self);
+        restore(&mut self.data, whole);
+        out
+    }
 }
 
 /// `connection.receive` on tape.
@@ -222,6 +229,22 @@ impl TapedCall for ReceiveCall {
 
     fn refused(&self, why: String) -> Self::Answer {
         Err(fail(ErrorKind::InvalidRequest, why))
+    }
+
+    fn with_answer_cut<R>(
+        answer: &mut Self::Answer,
+        max: usize,
+        f: impl FnOnce(&Self::Answer) -> R,
+    ) -> R {
+        let whole = answer
+            .as_mut()
+            .ok()
+            .and_then(|r| cut_bytes(&mut r.data, max));
+        let out = f(answer);
+        if let Ok(r) = answer.as_mut() {
+            restore(&mut r.data, whole);
+        }
+        out
     }
 }
 

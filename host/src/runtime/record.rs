@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::hostcalls::UsageCounts;
+pub use crate::hostcalls::log::LogLine;
 
 /// One sample as a plugin returned it (label values redacted), not yet
 /// checked against the plugin's families.
@@ -138,4 +139,8 @@ pub struct RunRecord {
     pub samples: Vec<Sample>,
     /// What the run's host calls and memory used.
     pub usage: UsageCounts,
+    /// The plugin's log lines (redacted, within `limits.log_lines`).
+    pub logs: Vec<LogLine>,
+    /// The run's host calls, when they were recorded as evidence.
+    pub calls: Vec<serde_json::Value>,
 }

@@ -106,6 +106,13 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
     .await;
     let duration = started.elapsed();
     let usage = usage.counts(store.data().limiter.peak as u64, cpu.get());
+    let logs = std::mem::take(&mut store.data_mut().log.sink.lines);
+    let calls = spec
+        .tape
+        .as_deref()
+        .filter(|t| !t.replaying())
+        .map(Tape::evidence)
+        .unwrap_or_default();
     let record = |result, trap, success, message: Option<String>, samples| RunRecord {
         result,
         trap,
@@ -115,6 +122,8 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
         message,
         samples,
         usage: usage.clone(),
+        logs: logs.clone(),
+        calls: calls.clone(),
     };
 
     let outcome = match outcome {

@@ -108,17 +108,25 @@ pub(super) async fn probe(
             format!("`hostname` {h:?} is not a DNS name or an address"),
         );
     }
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    // blackbox_exporter's `debug=true`: the run's logs, host calls and
+    // metrics as text, for a person.
+    let debug = params.get("debug").is_some_and(|v| v == "true");
+    let format = if debug {
+        Format::Classic
+    } else {
+        Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+    };
     let budget = scrape_budget(&headers);
     let run = {
         let app = app.clone();
         let probe = probe.clone();
+        let target = target.clone();
         app.probe_runtime.clone().spawn(async move {
             let how = crate::app::OnDemandRun {
                 format,
                 timeout: budget,
                 hostname: hostname.as_deref(),
-                ..Default::default()
+                tape: debug.then(|| Arc::new(crate::hostcalls::tape::Tape::evidence_recorder())),
             };
             let done = probe
                 .run_on_demand(&app.engine, &app.exposition, &target, how)
@@ -136,7 +144,56 @@ pub(super) async fn probe(
     app.exposition
         .global
         .ondemand_run_finished(done.record.result);
+    if debug {
+        return plain(StatusCode::OK, debug_text(&probe, &target, &done));
+    }
     ([(header::CONTENT_TYPE, format.content_type())], done.text).into_response()
+}
+
+/// `/probe?debug=true`: what the run logged and did, what it would have
+/// returned, and the module it ran, in blackbox_exporter's order. Secrets
+/// are redacted in the logs and calls as in the history.
+fn debug_text(probe: &crate::app::Probe, target: &str, done: &crate::app::OnDemand) -> String {
+    use std::fmt::Write;
+    let r = &done.record;
+    let mut out = String::from("Logs for the probe:\n");
+    for line in &r.logs {
+        let _ = writeln!(out, "level={} msg={:?}", line.level, line.message);
+    }
+    let _ = writeln!(
+        out,
+        "level=info msg=\"run finished\" result={} success={} duration_seconds={:.6} message={:?}",
+        r.result.as_str(),
+        r.success,
+        r.duration.as_secs_f64(),
+        r.message.as_deref().unwrap_or("")
+    );
+    let _ = writeln!(out, "\n\nHost calls of the run ({}):", r.calls.len());
+    for (i, call) in r.calls.iter().enumerate() {
+        let name = call
+            .get("call")
+            .and_then(|c| c.as_str())
+            .unwrap_or("?")
+            .replacen('-', ".", 1);
+        let body = serde_json::to_string_pretty(call).unwrap_or_default();
+        let _ = writeln!(out, "{}. {name}\n{body}", i + 1);
+    }
+    let _ = writeln!(
+        out,
+        "\n\nMetrics that would have been returned:\n{}",
+        done.text
+    );
+    let c = &probe.config;
+    let _ = writeln!(
+        out,
+        "\nModule configuration:\nprobe = {:?}\nplugin = {:?}\ntarget = {:?}\ntimeout = {:?}\nconfig = {}",
+        c.name.as_str(),
+        c.plugin.as_str(),
+        target,
+        c.limits.timeout,
+        probe.config_json
+    );
+    out
 }
 
 #[cfg(test)]
