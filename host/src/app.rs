@@ -669,12 +669,18 @@ impl App {
                 tracing::warn!(
                     probe = %probe.name(),
                     target = %refused.address,
-                    file = %refused.source.display(),
+                    from = %refused.source,
                     reason = %refused.reason,
                     "discovered target refused: not probed"
                 );
             }
         }
+        self.exposition.global.http_sd_installed(
+            set.probes
+                .values()
+                .filter_map(|p| Some((p.name().to_string(), p.config.http_sd.clone()?.0)))
+                .collect(),
+        );
         self.exposition.global.targets_installed(
             set.probes
                 .values()

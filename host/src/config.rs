@@ -315,8 +315,10 @@ pub struct ProbeConfig {
     /// Discovered targets left out, and why (logged, counted, shown by
     /// `check`).
     pub refused_targets: Vec<RefusedTarget>,
-    /// Whether `targets` or `file_sd` was given.
+    /// Whether `targets`, `file_sd` or `http_sd` was given.
     pub many_targets: bool,
+    /// The `http_sd` URL and how often it is asked again.
+    pub http_sd: Option<(String, Duration)>,
     /// Longest random-looking (but per-probe stable) delay added to each
     /// scheduled start, to spread probes that share a schedule.
     pub jitter: Duration,

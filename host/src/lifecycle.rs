@@ -162,6 +162,12 @@ fn fingerprint(config: &Config) -> String {
         h.update(file.as_os_str().as_encoded_bytes());
         h.update(std::fs::read(file).unwrap_or_default());
     }
+    // What each http_sd URL last answered: a new list is a new config.
+    for (url, _) in config.probes.values().filter_map(|p| p.http_sd.as_ref()) {
+        h.update(url.as_bytes());
+        let state = crate::config::targets::http_sd_state(url);
+        h.update(format!("{:?}", state.groups).as_bytes());
+    }
     hex::encode(h.finalize())
 }
 
@@ -435,6 +441,61 @@ impl Lifecycle {
                 last = Some(now);
             }
         }))
+    }
+}
+
+impl Lifecycle {
+    /// Asks each probe's `http_sd` URL again on its interval and reloads
+    /// when a list changed; a failed refresh keeps the last good list (and
+    /// is counted), so a discovery server's outage never drops targets.
+    pub fn refresh_discovery(self: &Arc<Self>) -> JoinHandle<()> {
+        let me = self.clone();
+        self.app.probe_runtime.clone().spawn(async move {
+            let mut due: std::collections::HashMap<String, tokio::time::Instant> =
+                std::collections::HashMap::new();
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let sources: Vec<(String, String, Duration)> = {
+                    let current = me.current.lock().await;
+                    current
+                        .config
+                        .probes
+                        .values()
+                        .filter_map(|p| {
+                            let (url, every) = p.http_sd.clone()?;
+                            Some((p.name.to_string(), url, every))
+                        })
+                        .collect()
+                };
+                let now = tokio::time::Instant::now();
+                let mut changed = false;
+                for (probe, url, every) in sources {
+                    let next = due.entry(url.clone()).or_insert(now + every);
+                    if *next > now {
+                        continue;
+                    }
+                    *next = now + every;
+                    let asked = url.clone();
+                    let result = tokio::task::spawn_blocking(move || {
+                        crate::config::targets::refresh_http_sd(&asked)
+                    })
+                    .await;
+                    match result {
+                        Ok(Ok(true)) => changed = true,
+                        Ok(Ok(false)) => {}
+                        Ok(Err(e)) => tracing::warn!(
+                            probe = %probe,
+                            error = %e,
+                            "http_sd refresh failed: keeping the last good targets"
+                        ),
+                        Err(_) => {}
+                    }
+                }
+                if changed {
+                    let _ = me.reload("http_sd").await;
+                }
+            }
+        })
     }
 }
 

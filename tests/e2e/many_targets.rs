@@ -161,3 +161,84 @@ fn file_sd_targets_come_and_go_while_the_engine_runs() {
     assert_eq!(successes(&s, "web").len(), 2, "{}", s.text);
     assert!(e.log().contains("later.yml"), "{}", e.log());
 }
+
+/// An http_sd server whose answer the test sets: a status and a body.
+fn discovery_server(answer: std::sync::Arc<std::sync::Mutex<(u16, String)>>) -> targets::Target {
+    use axum::routing::get;
+    targets::serve(axum::Router::new().route(
+        "/targets",
+        get(move || {
+            let answer = answer.clone();
+            async move {
+                let (status, body) = answer
+                    .lock()
+                    .map(|a| a.clone())
+                    .unwrap_or((500, String::new()));
+                (
+                    axum::http::StatusCode::from_u16(status)
+                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    ))
+}
+
+#[test]
+fn an_http_sd_server_that_fails_keeps_the_last_good_targets_until_it_recovers() {
+    let t = targets::http();
+    let (a, b) = (t.url("/ok"), t.url("/json"));
+    let list = |targets: &[&String]| {
+        serde_json::json!([{ "targets": targets, "labels": { "zone": "a" } }]).to_string()
+    };
+    let answer = std::sync::Arc::new(std::sync::Mutex::new((200u16, list(&[&a]))));
+    let sd = discovery_server(answer.clone());
+    let e = Engine::new()
+        .probe(
+            "fleet",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"* * * * * *\"\nallow = [{:?}]\nhttp_sd = {:?}\nhttp_sd_refresh = \"1s\"",
+                t.origin("http"),
+                sd.url("/targets")
+            ),
+        )
+        .start();
+    e.wait_for("the discovered target", WAIT, |s| {
+        successes(s, "fleet") == vec![(a.clone(), 1.0)]
+    });
+
+    // The server fails: refreshes are counted, the target stays.
+    if let Ok(mut g) = answer.lock() {
+        *g = (503, "down for maintenance".into());
+    }
+    let s = e.wait_for("failed refreshes", WAIT, |s| {
+        s.get(
+            "wasmprobe_http_sd_refresh_failures_total",
+            &[("probe", "fleet")],
+        )
+        .unwrap_or(0.0)
+            >= 2.0
+    });
+    assert_eq!(s.value("wasmprobe_http_sd_up", &[("probe", "fleet")]), 0.0);
+    assert_eq!(successes(&s, "fleet"), vec![(a.clone(), 1.0)], "{}", s.text);
+    assert!(
+        e.log().contains("keeping the last good targets"),
+        "{}",
+        e.log()
+    );
+
+    // It recovers with one more target.
+    if let Ok(mut g) = answer.lock() {
+        *g = (200, list(&[&a, &b]));
+    }
+    let s = e.wait_for("the new target", WAIT, |s| successes(s, "fleet").len() == 2);
+    assert_eq!(s.value("wasmprobe_http_sd_up", &[("probe", "fleet")]), 1.0);
+    assert_eq!(
+        s.value(
+            "probe_success",
+            &[("probe", "fleet"), ("target", &b), ("zone", "a")]
+        ),
+        1.0
+    );
+}

@@ -212,6 +212,10 @@ pub(crate) struct RawProbe {
     pub(crate) targets: Option<Spanned<Vec<Spanned<String>>>>,
     /// Prometheus `file_sd` files whose targets the probe checks.
     pub(crate) file_sd: Option<Spanned<Vec<Spanned<PathBuf>>>>,
+    /// A Prometheus `http_sd` URL whose targets the probe checks.
+    pub(crate) http_sd: Option<Spanned<String>>,
+    /// How often `http_sd` is asked again.
+    pub(crate) http_sd_refresh: Option<Spanned<HumanDuration>>,
     /// An HTTP proxy every `http` call of the probe goes through.
     pub(crate) proxy_url: Option<Spanned<String>>,
     pub(crate) timeout: Option<Spanned<HumanDuration>>,

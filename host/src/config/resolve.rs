@@ -669,6 +669,7 @@ pub(super) fn resolve_probe(
     let allow = probe_allow(r, &key, &p, scope);
     let (targets, target_files, refused_targets) =
         probe_targets(r, &key, &p, scope, &allow, &target);
+    let http_sd = http_sd(r, &key, &p, scope, target.is_some());
     let proxy = p.proxy_url.as_ref().and_then(|u| {
         proxy_url(u.get_ref(), &allow)
             .map_err(|e| r.error(u.span(), format!("{key}.proxy_url"), e))
@@ -707,7 +708,8 @@ pub(super) fn resolve_probe(
         targets,
         target_files,
         refused_targets,
-        many_targets: p.targets.is_some() || p.file_sd.is_some(),
+        many_targets: p.targets.is_some() || p.file_sd.is_some() || p.http_sd.is_some(),
+        http_sd,
         jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
         allow,
         proxy,
@@ -964,8 +966,27 @@ fn probe_targets(
             });
         }
     }
+    let mut reserved: Vec<&str> = ENGINE_LABELS.to_vec();
+    reserved.extend(p.labels.keys().map(|l| l.get_ref().as_str()));
+    let mut refused = Vec::new();
+    // The kept answer of the probe's http_sd URL (asked once when never
+    // asked before); a URL that never answered holds no targets yet.
+    if let Some(url) = &p.http_sd
+        && p.allow.is_some()
+        && scope.ceiling.is_none()
+        && let Some(groups) = super::targets::http_sd_groups(url.get_ref())
+    {
+        super::targets::accept(
+            url.get_ref(),
+            &groups,
+            allow,
+            &reserved,
+            &mut targets,
+            &mut refused,
+        );
+    }
     let Some(files) = &p.file_sd else {
-        return (targets, Vec::new(), Vec::new());
+        return (targets, Vec::new(), refused);
     };
     if scope.ceiling.is_some() {
         r.error(
@@ -988,15 +1009,14 @@ fn probe_targets(
         .iter()
         .map(|f| r.path(f.get_ref()))
         .collect();
-    let mut reserved: Vec<&str> = ENGINE_LABELS.to_vec();
-    reserved.extend(p.labels.keys().map(|l| l.get_ref().as_str()));
     match super::targets::discover(&paths, allow, &reserved) {
-        Ok((found, refused)) => {
+        Ok((found, more)) => {
             for t in found {
                 if !targets.iter().any(|o| o.address == t.address) {
                     targets.push(t);
                 }
             }
+            refused.extend(more);
             (targets, paths, refused)
         }
         Err(e) => {
@@ -1004,6 +1024,64 @@ fn probe_targets(
             (targets, paths, Vec::new())
         }
     }
+}
+
+/// Shortest `http_sd_refresh`: an answer is not asked for more often.
+const MIN_HTTP_SD_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A probe's `http_sd` URL and refresh interval (60 s by default), or the
+/// reasons it cannot have one.
+fn http_sd(
+    r: &mut Resolver<'_>,
+    key: &str,
+    p: &RawProbe,
+    scope: &Scope,
+    single: bool,
+) -> Option<(String, std::time::Duration)> {
+    let refresh = p
+        .http_sd_refresh
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(60), |d| d.get_ref().0);
+    if let Some(d) = &p.http_sd_refresh {
+        if p.http_sd.is_none() {
+            r.error(
+                d.span(),
+                format!("{key}.http_sd_refresh"),
+                "`http_sd_refresh` without `http_sd`",
+            );
+        } else if refresh < MIN_HTTP_SD_REFRESH {
+            r.error(
+                d.span(),
+                format!("{key}.http_sd_refresh"),
+                "ask an http_sd server at most once a second (`http_sd_refresh = \"1s\"` or more)",
+            );
+        }
+    }
+    let url = p.http_sd.as_ref()?;
+    let at = |r: &mut Resolver<'_>, message: &str| {
+        r.error(url.span(), format!("{key}.http_sd"), message.to_string());
+    };
+    match url::Url::parse(url.get_ref()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => {
+            at(r, "not an http:// or https:// URL");
+            return None;
+        }
+    }
+    if single {
+        at(r, "give `target` (one) or `http_sd` (many), not both");
+    } else if scope.ceiling.is_some() {
+        at(
+            r,
+            "a package's probes cannot discover targets; list them in `targets`",
+        );
+    } else if p.allow.is_none() {
+        at(
+            r,
+            "a probe with `http_sd` needs an `allow` list: every discovered target is checked against it",
+        );
+    }
+    Some((url.get_ref().clone(), refresh))
 }
 
 /// The probe's labels; none may be one the engine writes. The operator's

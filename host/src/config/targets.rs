@@ -1,7 +1,13 @@
 //! A probe's many targets: listed in `targets = [...]` or discovered from
 //! Prometheus `file_sd` files (JSON or YAML: a list of groups, each with
-//! `targets` and `labels`). Each target is its own run and its own series,
-//! told apart by a `target` label.
+//! `targets` and `labels`) or an `http_sd` URL (the same list as JSON).
+//! Each target is its own run and its own series, told apart by a
+//! `target` label.
+//!
+//! An `http_sd` answer is kept until the next good one: a refresh that
+//! fails (the server down, a broken answer) keeps the last good list and
+//! is counted; the engine's refresher ([`refresh_http_sd`]) asks again on
+//! the probe's interval and reloads when the list changed.
 //!
 //! A discovery file is other people's data: a group that cannot be used
 //! (a label the engine writes, a bad label name) or a target outside the
@@ -9,8 +15,10 @@
 //! rest of the file still counts. A file that does not parse refuses the
 //! config, so a reload keeps the running targets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -27,22 +35,23 @@ pub struct TargetSpec {
     pub address: String,
     /// Labels its discovery group gave it, after `target` on its series.
     pub labels: Vec<(LabelName, String)>,
-    /// The file it came from; `None` for `targets = [...]`.
-    pub source: Option<PathBuf>,
+    /// The file or URL it came from; `None` for `targets = [...]`.
+    pub source: Option<String>,
 }
 
 /// A discovered target that is not probed, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusedTarget {
     pub address: String,
-    pub source: PathBuf,
+    /// The file or URL that listed it.
+    pub source: String,
     pub reason: String,
 }
 
 /// One `file_sd` group as Prometheus writes it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Group {
+pub struct Group {
     #[serde(default)]
     targets: Vec<String>,
     #[serde(default)]
@@ -58,6 +67,8 @@ pub enum DiscoveryError {
         "{path}: not a file_sd list ({message}); write a list of {{\"targets\": [...], \"labels\": {{...}}}} groups"
     )]
     Format { path: PathBuf, message: String },
+    #[error("http_sd {url}: {message}")]
+    Http { url: String, message: String },
 }
 
 /// The groups of one file: YAML when the name says so, JSON otherwise (as
@@ -104,13 +115,30 @@ pub fn discover(
             }
             Err(e) => return Err(e),
         };
+        let source = file.display().to_string();
+        accept(&source, &groups, allow, reserved, &mut found, &mut refused);
+    }
+    Ok((found, refused))
+}
+
+/// Adds the targets of `groups` (from `source`) to `found`, or to
+/// `refused` with the reason.
+pub fn accept(
+    source: &str,
+    groups: &[Group],
+    allow: &AllowList,
+    reserved: &[&str],
+    found: &mut Vec<TargetSpec>,
+    refused: &mut Vec<RefusedTarget>,
+) {
+    {
         for group in groups {
             let labels = group_labels(&group.labels, reserved);
-            for address in group.targets {
+            for address in &group.targets {
                 let address = address.trim().to_string();
                 let refuse = |reason: String| RefusedTarget {
                     address: address.clone(),
-                    source: file.clone(),
+                    source: source.to_string(),
                     reason,
                 };
                 if address.is_empty() {
@@ -131,12 +159,101 @@ pub fn discover(
                 found.push(TargetSpec {
                     address,
                     labels: labels.clone().unwrap_or_default(),
-                    source: Some(file.clone()),
+                    source: Some(source.to_string()),
                 });
             }
         }
     }
-    Ok((found, refused))
+}
+
+/// Largest `http_sd` answer read.
+const MAX_ANSWER: u64 = 16 << 20;
+/// Longest an `http_sd` request may take.
+const HTTP_SD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the engine knows of one `http_sd` URL.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSdState {
+    /// The last good answer.
+    pub groups: Option<Arc<Vec<Group>>>,
+    /// Refreshes that failed since the engine started.
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+/// Every `http_sd` URL's state, kept across reloads: the config is read
+/// again on each reload, and a list must not vanish because its server
+/// was down at that moment.
+static HTTP_SD: LazyLock<Mutex<HashMap<String, HttpSdState>>> = LazyLock::new(Mutex::default);
+
+fn http_sd_table() -> std::sync::MutexGuard<'static, HashMap<String, HttpSdState>> {
+    HTTP_SD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The state of `url` (default when never asked).
+pub fn http_sd_state(url: &str) -> HttpSdState {
+    http_sd_table().get(url).cloned().unwrap_or_default()
+}
+
+/// The groups `url` answers now (blocking, bounded in time and size).
+fn fetch(url: &str) -> Result<Vec<Group>, DiscoveryError> {
+    let failed = |message: String| DiscoveryError::Http {
+        url: url.to_string(),
+        message,
+    };
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(HTTP_SD_TIMEOUT))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut answer = agent
+        .get(url)
+        .header("Accept", "application/json")
+        .call()
+        .map_err(|e| failed(e.to_string()))?;
+    let status = answer.status().as_u16();
+    if status != 200 {
+        return Err(failed(format!("answered {status}, not 200")));
+    }
+    let text = answer
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_string()
+        .map_err(|e| failed(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| failed(format!("not a list of target groups: {e}")))
+}
+
+/// Asks `url` again: a good answer replaces the kept one, a failure is
+/// counted and keeps it. Whether the kept list changed.
+pub fn refresh_http_sd(url: &str) -> Result<bool, DiscoveryError> {
+    let result = fetch(url);
+    let mut table = http_sd_table();
+    let state = table.entry(url.to_string()).or_default();
+    match result {
+        Ok(groups) => {
+            let changed = state.groups.as_deref() != Some(&groups);
+            state.groups = Some(Arc::new(groups));
+            state.last_error = None;
+            Ok(changed)
+        }
+        Err(e) => {
+            state.failures += 1;
+            state.last_error = Some(e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// The kept groups of `url`, asking it first when it never answered.
+pub fn http_sd_groups(url: &str) -> Option<Arc<Vec<Group>>> {
+    if let Some(groups) = http_sd_table().get(url).and_then(|s| s.groups.clone()) {
+        return Some(groups);
+    }
+    let _ = refresh_http_sd(url);
+    http_sd_table().get(url).and_then(|s| s.groups.clone())
 }
 
 /// A group's labels as series labels. Prometheus's own `__` labels (meta
@@ -224,7 +341,10 @@ mod tests {
                 ("http://127.0.0.1:1/c", vec![("env", "dev")]),
             ]
         );
-        assert_eq!(found[2].source.as_deref(), Some(yaml.as_path()));
+        assert_eq!(
+            found[2].source.as_deref(),
+            Some(yaml.display().to_string().as_str())
+        );
     }
 
     #[test]

@@ -134,6 +134,10 @@ host_families! {
         "Targets a probe with `targets` or `file_sd` checks (those this replica owns).";
     TargetsRefused: "wasmprobe_probe_targets_refused", Gauge, labels = ["probe"],
         "Targets a probe's `file_sd` files list that are not probed (outside its allow-list, or a group with a label the engine writes); the log says why.";
+    HttpSdFailures: "wasmprobe_http_sd_refresh_failures_total", Counter, labels = ["probe"],
+        "Refreshes of a probe's http_sd URL that failed (its last good list is kept).";
+    HttpSdUp: "wasmprobe_http_sd_up", Gauge, labels = ["probe"],
+        "Whether the probe's http_sd URL answered its last refresh with a good list.";
     HistoryRuns: "wasmprobe_history_runs", Gauge,
         "Runs the status page's history keeps, over every probe and target.";
     HistoryFailures: "wasmprobe_history_failures", Gauge,
@@ -403,6 +407,8 @@ pub struct GlobalMetrics {
     packages: Mutex<Vec<(String, bool)>>,
     /// Probes with many targets: name, targets probed, targets refused.
     targets: Mutex<Vec<(String, u64, u64)>>,
+    /// Probes with `http_sd`: name and URL.
+    http_sd: Mutex<Vec<(String, String)>>,
     /// What every target's history holds.
     pub history: crate::history::HistoryTotals,
     /// `--shard INDEX/COUNT`, a label on every engine-wide series.
@@ -425,6 +431,7 @@ impl Default for GlobalMetrics {
             icmp_modes: Mutex::new(None),
             packages: Mutex::new(Vec::new()),
             targets: Mutex::new(Vec::new()),
+            http_sd: Mutex::new(Vec::new()),
             history: Default::default(),
             shard: std::sync::OnceLock::new(),
         }
@@ -491,6 +498,11 @@ impl GlobalMetrics {
     /// how many targets it probes and how many it refused.
     pub fn targets_installed(&self, targets: Vec<(String, u64, u64)>) {
         *self.targets.lock().unwrap_or_else(|e| e.into_inner()) = targets;
+    }
+
+    /// A config was installed: its probes with an `http_sd` URL.
+    pub fn http_sd_installed(&self, sources: Vec<(String, String)>) {
+        *self.http_sd.lock().unwrap_or_else(|e| e.into_inner()) = sources;
     }
 
     /// The ICMP sockets the process may open were detected.
@@ -598,6 +610,22 @@ impl GlobalMetrics {
             for (probe, probed, refused) in targets.iter() {
                 put(F::Targets, &[probe.as_str()], *probed as f64);
                 put(F::TargetsRefused, &[probe.as_str()], *refused as f64);
+            }
+        }
+        {
+            let sources = self.http_sd.lock().unwrap_or_else(|e| e.into_inner());
+            for (probe, url) in sources.iter() {
+                let state = crate::config::targets::http_sd_state(url);
+                put(F::HttpSdFailures, &[probe.as_str()], state.failures as f64);
+                put(
+                    F::HttpSdUp,
+                    &[probe.as_str()],
+                    if state.last_error.is_none() && state.groups.is_some() {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                );
             }
         }
         let modes = *self.icmp_modes.lock().unwrap_or_else(|e| e.into_inner());

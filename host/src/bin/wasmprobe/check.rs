@@ -57,10 +57,7 @@ pub(crate) fn check(path: &std::path::Path, compile: bool) -> Result<ExitCode, E
         for refused in &c.refused_targets {
             println!(
                 "{}: target {:?} from {} refused: {}",
-                c.name,
-                refused.address,
-                refused.source.display(),
-                refused.reason
+                c.name, refused.address, refused.source, refused.reason
             );
         }
     }

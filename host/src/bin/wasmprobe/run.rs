@@ -131,6 +131,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
             .context("cannot read listen address")
             .map_err(exit(Status::Environment))?;
         let _watcher = lifecycle.watch();
+        let _discovery = lifecycle.refresh_discovery();
         #[cfg(unix)]
         {
             let lifecycle = lifecycle.clone();
