@@ -303,6 +303,9 @@ pub struct ProbeConfig {
     pub plugin: PluginName,
     /// `None`: the probe runs only on demand through `/probe`.
     pub schedule: Option<CronSchedule>,
+    /// How soon a target runs again after a failed run (the schedule's
+    /// next time, if sooner), while it keeps failing.
+    pub failing_interval: Option<Duration>,
     /// The zone `schedule` is read in; `None`: UTC.
     pub timezone: Option<chrono_tz::Tz>,
     pub target: Option<String>,

@@ -120,9 +120,20 @@ pub struct ProbeSlot {
     pub run_lock: tokio::sync::Mutex<()>,
     /// The target's recent runs and failures with their evidence.
     pub history: Mutex<History>,
+    /// Whether the probe's `failing_interval` is the schedule in use.
+    failing_schedule: std::sync::atomic::AtomicBool,
 }
 
 impl ProbeSlot {
+    /// Says whether the failing schedule is the one in use now.
+    pub fn set_failing_schedule(&self, on: bool) {
+        self.failing_schedule.store(on, Ordering::Relaxed);
+    }
+
+    pub fn on_failing_schedule(&self) -> bool {
+        self.failing_schedule.load(Ordering::Relaxed)
+    }
+
     /// The history, read under its lock.
     pub fn with_history<R>(&self, f: impl FnOnce(&History) -> R) -> R {
         f(&self.history.lock().unwrap_or_else(|e| e.into_inner()))
@@ -202,6 +213,7 @@ impl Exposition {
             rendered: ArcSwap::from_pointee(Rendered::default()),
             run_lock: tokio::sync::Mutex::new(()),
             history: Mutex::new(History::default()),
+            failing_schedule: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

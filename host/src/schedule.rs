@@ -86,12 +86,25 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut s
         chrono::Duration::from_std(jitter_offset(&spread, probe.config.jitter)).unwrap_or_default();
     let mut after = Utc::now();
     let mut warnings = WarnGate::default();
+    // With `failing_interval`: when the last run failed, the next one is
+    // due that long after it ended (or at the next cron time, if sooner).
+    let failing_every = probe
+        .config
+        .failing_interval
+        .and_then(|d| chrono::Duration::from_std(d).ok());
+    let mut failed_at: Option<DateTime<Utc>> = None;
     loop {
         let Some(next) = schedule.next_after(&after, probe.config.timezone) else {
             tracing::info!(probe = %probe.name(), "schedule has no further times");
             return;
         };
-        let due = next + offset;
+        let on_time = next + offset;
+        let due = match (failed_at, failing_every) {
+            (Some(end), Some(every)) => on_time.min(end + every),
+            _ => on_time,
+        };
+        let fast = due < on_time;
+        run.slot.set_failing_schedule(failed_at.is_some() && failing_every.is_some());
         if !sleep_until(due, &mut stop).await {
             return;
         }
@@ -114,14 +127,23 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut s
             let record = Box::pin(probe.run_once(&app.engine, &run, evidence)).await;
             drop(in_flight);
             drop(permit);
+            failed_at = (!record.success).then(Utc::now);
             report(&probe, &run.target, &record, &mut warnings);
             app.exposition
                 .commit(&run.slot, &probe.plugin.families, record);
         }
 
+        // A run between cron times leaves the next cron time due, unless
+        // it passed meanwhile.
+        let now = Utc::now();
+        if fast {
+            if now >= on_time {
+                after = next;
+            }
+            continue;
+        }
         // Cron times that passed while this run went on were skipped: a
         // probe never runs twice at once.
-        let now = Utc::now();
         let skipped = std::iter::successors(Some(next), |t| {
             schedule.next_after(t, probe.config.timezone)
         })

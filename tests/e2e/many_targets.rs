@@ -242,3 +242,57 @@ fn an_http_sd_server_that_fails_keeps_the_last_good_targets_until_it_recovers() 
         1.0
     );
 }
+
+/// `wasmprobe_probe_runs_total` of one target, over every result.
+fn target_runs(s: &Scrape, probe: &str, target: &str) -> f64 {
+    s.all("wasmprobe_probe_runs_total")
+        .iter()
+        .filter(|x| {
+            x.labels.get("probe").map(String::as_str) == Some(probe)
+                && x.labels.get("target").map(String::as_str) == Some(target)
+        })
+        .map(|x| x.value)
+        .sum()
+}
+
+#[test]
+fn a_failing_target_runs_on_the_failing_interval_and_a_passing_one_on_its_schedule() {
+    let t = targets::http();
+    let (ok, bad) = (t.url("/ok"), t.url("/status/500"));
+    let e = Engine::new()
+        .probe(
+            "web",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"0/10 * * * * *\"\nfailing_interval = \"1s\"\ntargets = [{ok:?}, {bad:?}]"
+            ),
+        )
+        .start();
+    let s = e.wait_for("four runs of the failing target", WAIT, |s| {
+        target_runs(s, "web", &bad) >= 4.0
+    });
+    // The passing target kept its ten-second rhythm meanwhile.
+    assert!(target_runs(&s, "web", &ok) <= 2.0, "{}", s.text);
+    let list: serde_json::Value = serde_json::from_str(
+        &crate::harness::get(&e.url("/api/v1/probes?q=web"), None).body,
+    )
+    .unwrap_or_default();
+    let schedules: Vec<(String, String)> = list["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["target"].as_str().unwrap_or_default().to_string(),
+                p["schedule"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        schedules.contains(&(bad.clone(), "every 1s while failing".to_string())),
+        "{schedules:?}"
+    );
+    assert!(
+        schedules.contains(&(ok.clone(), "0/10 * * * * *".to_string())),
+        "{schedules:?}"
+    );
+}

@@ -205,6 +205,8 @@ pub(crate) struct RawProbe {
     pub(crate) schedule: Option<CronSchedule>,
     /// Every so often, instead of a cron `schedule`.
     pub(crate) interval: Option<Spanned<HumanDuration>>,
+    /// How soon a target runs again after a failed run.
+    pub(crate) failing_interval: Option<Spanned<HumanDuration>>,
     /// The time zone `schedule` is read in (IANA name); UTC by default.
     pub(crate) timezone: Option<Spanned<String>>,
     pub(crate) target: Option<Spanned<String>>,

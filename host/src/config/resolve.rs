@@ -647,6 +647,24 @@ pub(super) fn resolve_probe(
         (schedule, None) => schedule.clone(),
     };
 
+    let failing_interval = p.failing_interval.as_ref().and_then(|f| {
+        let every = f.get_ref().0;
+        let problem = if schedule.is_none() && p.schedule.is_none() && p.interval.is_none() {
+            Some("`failing_interval` needs a `schedule` or an `interval`")
+        } else if every < std::time::Duration::from_secs(1) {
+            Some("run a failing target at most once a second (`failing_interval = \"1s\"` or more)")
+        } else {
+            None
+        };
+        match problem {
+            Some(m) => {
+                r.error(f.span(), format!("{key}.failing_interval"), m);
+                None
+            }
+            None => Some(every),
+        }
+    });
+
     let timezone = p.timezone.as_ref().and_then(|t| {
         let zone = t.get_ref().parse::<chrono_tz::Tz>();
         if zone.is_err() {
@@ -703,6 +721,7 @@ pub(super) fn resolve_probe(
         name: name.clone(),
         plugin,
         schedule,
+        failing_interval,
         timezone,
         target,
         targets,

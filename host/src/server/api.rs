@@ -54,7 +54,8 @@ pub(super) struct Row {
     pub probe: String,
     pub target: String,
     pub plugin: String,
-    /// The cron text, or `on demand`.
+    /// The schedule in use: the cron text, `every 5s while failing` (the
+    /// probe's `failing_interval`), or `on demand`.
     pub schedule: String,
     pub state: Standing,
     /// When it went up or down (ISO 8601), from the kept runs.
@@ -144,10 +145,13 @@ fn row(probe: &Probe, run: &TargetRun, state: Standing, since_ms: Option<u64>) -
         probe: c.name.to_string(),
         target: run.target.clone(),
         plugin: c.plugin.to_string(),
-        schedule: c
-            .schedule
-            .as_ref()
-            .map_or_else(|| "on demand".to_string(), |s| s.0.source().to_string()),
+        schedule: match (&c.schedule, c.failing_interval) {
+            (None, _) => "on demand".to_string(),
+            (Some(_), Some(every)) if run.slot.on_failing_schedule() => {
+                format!("every {every:?} while failing")
+            }
+            (Some(s), _) => s.0.source().to_string(),
+        },
         state,
         since: since_ms.map(iso),
         since_ms,
