@@ -92,8 +92,15 @@ pub struct Probe {
 pub struct TargetRun {
     /// What the plugin is handed; empty for a probe without a target.
     pub target: String,
+    /// The one address of the target's name this run reaches (`fan_out`).
+    pub ip: Option<std::net::IpAddr>,
+    /// The target, and the address when there is one: what tells the
+    /// probe's runs (and their series) apart.
+    pub key: String,
     pub slot: Arc<ProbeSlot>,
     pub state: ProbeState,
+    /// The probe's grants with the allow-list pinned to `ip`.
+    pub grants: Option<Grants>,
 }
 
 impl Probe {
@@ -113,8 +120,17 @@ impl Probe {
         evidence: bool,
     ) -> RunRecord {
         let tape = evidence.then(|| Arc::new(Tape::evidence_recorder()));
-        self.run_taped(engine, &run.target, Some(&run.state), tape, None, None)
-            .await
+        let spec = RunSpec {
+            probe: self.config.name.as_str(),
+            target: &run.target,
+            config: &self.config_json,
+            limits: self.config.limits,
+            grants: run.grants.as_ref().unwrap_or(&self.grants),
+            state: Some(&run.state),
+            tape,
+            hostname: None,
+        };
+        run::run(engine, &self.plugin.plugin, spec).await
     }
 
     /// The target of a `/probe` run: as [`Probe::on_demand_target`], for a
@@ -279,6 +295,7 @@ pub async fn prepare(
     let mut errors: Vec<Diagnostic> = Vec::new();
     let mut probes = BTreeMap::new();
     let mut load = LoadScope::new(services);
+    let addresses = fan_out_addresses(config).await;
     for probe in config.probes.values() {
         if let Some(message) = failed.get(&probe.plugin) {
             errors.push(Diagnostic {
@@ -290,7 +307,7 @@ pub async fn prepare(
         let Some(plugin) = plugins.get(&probe.plugin) else {
             continue;
         };
-        match prepare_probe(probe, plugin, &mut load, exposition, previous) {
+        match prepare_probe(probe, plugin, &mut load, exposition, previous, &addresses) {
             Ok(ready) => {
                 probes.insert(probe.name.clone(), Arc::new(ready));
             }
@@ -451,6 +468,7 @@ fn prepare_probe(
     load: &mut LoadScope<'_>,
     exposition: &Exposition,
     previous: Option<&ProbeSet>,
+    addresses: &Addresses,
 ) -> Result<Probe, Vec<Diagnostic>> {
     let schema_errors = plugin.plugin.validate_config(&probe.config);
     if !schema_errors.is_empty() {
@@ -505,34 +523,78 @@ fn prepare_probe(
     }
     let labels = host_labels(probe);
     let old = previous.and_then(|p| p.probes.get(&probe.name));
-    let runs = run_targets(probe)
-        .map(|(target, extra)| {
+    let mut runs = Vec::new();
+    let mut problems = Vec::new();
+    for (target, extra) in run_targets(probe) {
+        // With `fan_out`, one run per address of the target's name.
+        let ips: Vec<Option<std::net::IpAddr>> =
+            match addresses.get(&(probe.name.clone(), target.clone())) {
+                Some(ips) if !ips.is_empty() => ips.iter().copied().map(Some).collect(),
+                _ => vec![None],
+            };
+        for ip in ips {
             let mut host_labels = labels.clone();
-            host_labels.extend(extra);
+            host_labels.extend(extra.iter().cloned());
+            let key = match ip {
+                Some(ip) => {
+                    host_labels.push(("ip".to_string(), ip.to_string()));
+                    format!("{target} {ip}")
+                }
+                None => target.clone(),
+            };
+            let grants = match ip.and_then(|ip| Some((target_host(&target)?, ip))) {
+                Some((host, ip)) => {
+                    let mut pinned = probe.clone();
+                    pinned.allow = pinned.allow.pinned(host, ip);
+                    match Grants::build(&pinned, load) {
+                        Ok(g) => Some(g),
+                        Err(e) => {
+                            problems.extend(e);
+                            continue;
+                        }
+                    }
+                }
+                None => None,
+            };
             // A target that stays, with the same labels and budget, keeps
             // its series (counter totals, histograms) and its state.
             let survivor = old
-                .and_then(|o| o.runs.iter().find(|r| r.target == target))
+                .and_then(|o| o.runs.iter().find(|r| r.key == key))
                 .filter(|r| r.slot.reusable_for(&host_labels, &plugin.budget));
-            Arc::new(match survivor {
+            runs.push(Arc::new(match survivor {
                 Some(r) => TargetRun {
-                    target,
+                    target: target.clone(),
+                    ip,
+                    key,
                     slot: r.slot.clone(),
                     state: r.state.clone(),
+                    grants,
                 },
                 None => TargetRun {
                     slot: Arc::new(exposition.detached_slot(
                         probe.name.clone(),
-                        &target,
+                        &key,
                         host_labels,
                         plugin.budget.clone(),
                     )),
-                    target,
+                    target: target.clone(),
+                    ip,
+                    key,
                     state: ProbeState::default(),
+                    grants,
                 },
+            }));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems
+            .into_iter()
+            .map(|message| Diagnostic {
+                location: probe.location.clone(),
+                message,
             })
-        })
-        .collect();
+            .collect());
+    }
     Ok(Probe {
         config: probe.clone(),
         plugin: plugin.clone(),
@@ -541,6 +603,69 @@ fn prepare_probe(
         labels,
         runs,
     })
+}
+
+/// The addresses of each fanned-out target's name, by probe and target.
+pub type Addresses = BTreeMap<(ProbeName, String), Vec<std::net::IpAddr>>;
+
+/// The host a target names: a URL's, or a bare `HOST[:PORT]`'s.
+fn target_host(target: &str) -> Option<crate::egress::DestHost> {
+    if let Ok(url) = url::Url::parse(target)
+        && url.has_host()
+    {
+        return crate::egress::Destination::from_url(&url)
+            .ok()
+            .map(|d| d.host);
+    }
+    let bare = target.trim();
+    let host = match bare.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() && !h.is_empty() => h,
+        _ => bare,
+    };
+    Some(crate::egress::DestHost::parse(
+        host.trim_matches(['[', ']']),
+    ))
+}
+
+/// Resolves the name of every target of the probes with `fan_out` (an
+/// address is its own one address). A name that does not resolve gets one
+/// run that reports it.
+pub async fn fan_out_addresses(config: &Config) -> Addresses {
+    let mut out = Addresses::new();
+    for probe in config.probes.values().filter(|p| p.fan_out) {
+        let targets: Vec<String> = run_targets(probe).map(|(t, _)| t).collect();
+        for target in targets {
+            let Some(host) = target_host(&target) else {
+                continue;
+            };
+            let ips = match &host {
+                crate::egress::DestHost::Ip(ip) => vec![*ip],
+                crate::egress::DestHost::Name(name) => {
+                    match tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        tokio::net::lookup_host((name.as_str(), 0)),
+                    )
+                    .await
+                    {
+                        Ok(Ok(found)) => {
+                            let mut ips: Vec<std::net::IpAddr> = Vec::new();
+                            for a in found {
+                                let ip = a.ip().to_canonical();
+                                if !ips.contains(&ip) {
+                                    ips.push(ip);
+                                }
+                            }
+                            ips.sort();
+                            ips
+                        }
+                        _ => Vec::new(),
+                    }
+                }
+            };
+            out.insert((probe.name.clone(), target), ips);
+        }
+    }
+    out
 }
 
 /// A target and the labels its series carry after the probe's.
@@ -651,8 +776,8 @@ impl App {
         for probe in old.probes.values() {
             let kept = set.probes.get(probe.name());
             for run in &probe.runs {
-                if !kept.is_some_and(|k| k.runs.iter().any(|r| r.target == run.target)) {
-                    self.exposition.remove_slot(probe.name(), &run.target);
+                if !kept.is_some_and(|k| k.runs.iter().any(|r| r.key == run.key)) {
+                    self.exposition.remove_slot(probe.name(), &run.key);
                 }
             }
         }

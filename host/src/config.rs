@@ -320,6 +320,9 @@ pub struct ProbeConfig {
     pub refused_targets: Vec<RefusedTarget>,
     /// Whether `targets`, `file_sd` or `http_sd` was given.
     pub many_targets: bool,
+    /// One scheduled run per address of each target's name, with an `ip`
+    /// label, each connecting only to its address.
+    pub fan_out: bool,
     /// The `http_sd` URL and how often it is asked again.
     pub http_sd: Option<(String, Duration)>,
     /// Longest random-looking (but per-probe stable) delay added to each

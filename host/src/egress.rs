@@ -77,6 +77,21 @@ pub async fn admit(
             message: d.to_string(),
             resolve,
         })?;
+    // A per-address run reaches its own address of the name, and only
+    // while the name still has it.
+    if let Some(ip) = allow.pin_for(&dest.host) {
+        return if admitted.contains(&ip) {
+            Ok(Admitted { ip, resolve })
+        } else {
+            Err(Refusal::Dns {
+                message: format!(
+                    "{} no longer resolves to {ip} (this run checks that address)",
+                    dest.host
+                ),
+                resolve,
+            })
+        };
+    }
     let ip = choose(&admitted, preferred, fallback).ok_or_else(|| Refusal::Dns {
         message: format!("{} has no address of the preferred protocol", dest.host),
         resolve,

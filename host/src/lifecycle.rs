@@ -162,6 +162,11 @@ fn fingerprint(config: &Config) -> String {
         h.update(file.as_os_str().as_encoded_bytes());
         h.update(std::fs::read(file).unwrap_or_default());
     }
+    h.update(
+        ADDRESSES
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .to_be_bytes(),
+    );
     // What each http_sd URL last answered: a new list is a new config.
     for (url, _) in config.probes.values().filter_map(|p| p.http_sd.as_ref()) {
         h.update(url.as_bytes());
@@ -444,7 +449,40 @@ impl Lifecycle {
     }
 }
 
+/// How often the names of `fan_out` probes' targets are resolved again.
+const FAN_OUT_REFRESH: Duration = Duration::from_secs(30);
+
+/// Bumped when a `fan_out` name's addresses changed: part of the
+/// fingerprint, so the reload it triggers is not judged unchanged.
+static ADDRESSES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Lifecycle {
+    /// Whether a `fan_out` probe's names resolve to other addresses than
+    /// its runs reach.
+    async fn addresses_moved(&self) -> bool {
+        let config = self.current.lock().await.config.clone();
+        if !config.probes.values().any(|p| p.fan_out) {
+            return false;
+        }
+        let now = app::fan_out_addresses(&config).await;
+        let set = self.app.set.load_full();
+        now.iter().any(|((probe, target), ips)| {
+            let mut running: Vec<std::net::IpAddr> = set
+                .probes
+                .get(probe)
+                .map(|p| {
+                    p.runs
+                        .iter()
+                        .filter(|r| &r.target == target)
+                        .filter_map(|r| r.ip)
+                        .collect()
+                })
+                .unwrap_or_default();
+            running.sort();
+            &running != ips
+        })
+    }
+
     /// Asks each probe's `http_sd` URL again on its interval and reloads
     /// when a list changed; a failed refresh keeps the last good list (and
     /// is counted), so a discovery server's outage never drops targets.
@@ -453,8 +491,16 @@ impl Lifecycle {
         self.app.probe_runtime.clone().spawn(async move {
             let mut due: std::collections::HashMap<String, tokio::time::Instant> =
                 std::collections::HashMap::new();
+            let mut resolve_due = tokio::time::Instant::now() + FAN_OUT_REFRESH;
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
+                if tokio::time::Instant::now() >= resolve_due {
+                    resolve_due = tokio::time::Instant::now() + FAN_OUT_REFRESH;
+                    if me.addresses_moved().await {
+                        ADDRESSES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let _ = me.reload("fan_out").await;
+                    }
+                }
                 let sources: Vec<(String, String, Duration)> = {
                     let current = me.current.lock().await;
                     current

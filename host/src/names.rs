@@ -15,6 +15,7 @@ pub const RESERVED_LABELS: &[&str] = &["probe", "le", "quantile"];
 pub const ENGINE_LABELS: &[&str] = &[
     "probe",
     "target",
+    "ip",
     "le",
     "quantile",
     "package",

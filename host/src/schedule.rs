@@ -77,10 +77,11 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut s
         return;
     };
     // Each target of a probe keeps a rhythm of its own.
-    let spread = if run.target.is_empty() || !probe.config.has_many_targets() {
+    let spread = if run.ip.is_none() && (run.target.is_empty() || !probe.config.has_many_targets())
+    {
         probe.name().to_string()
     } else {
-        format!("{}\u{0}{}", probe.name(), run.target)
+        format!("{}\u{0}{}", probe.name(), run.key)
     };
     let offset =
         chrono::Duration::from_std(jitter_offset(&spread, probe.config.jitter)).unwrap_or_default();
@@ -104,7 +105,8 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut s
             _ => on_time,
         };
         let fast = due < on_time;
-        run.slot.set_failing_schedule(failed_at.is_some() && failing_every.is_some());
+        run.slot
+            .set_failing_schedule(failed_at.is_some() && failing_every.is_some());
         if !sleep_until(due, &mut stop).await {
             return;
         }
@@ -128,7 +130,7 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut s
             drop(in_flight);
             drop(permit);
             failed_at = (!record.success).then(Utc::now);
-            report(&probe, &run.target, &record, &mut warnings);
+            report(&probe, &run.key, &record, &mut warnings);
             app.exposition
                 .commit(&run.slot, &probe.plugin.families, record);
         }

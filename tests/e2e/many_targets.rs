@@ -272,10 +272,9 @@ fn a_failing_target_runs_on_the_failing_interval_and_a_passing_one_on_its_schedu
     });
     // The passing target kept its ten-second rhythm meanwhile.
     assert!(target_runs(&s, "web", &ok) <= 2.0, "{}", s.text);
-    let list: serde_json::Value = serde_json::from_str(
-        &crate::harness::get(&e.url("/api/v1/probes?q=web"), None).body,
-    )
-    .unwrap_or_default();
+    let list: serde_json::Value =
+        serde_json::from_str(&crate::harness::get(&e.url("/api/v1/probes?q=web"), None).body)
+            .unwrap_or_default();
     let schedules: Vec<(String, String)> = list["probes"]
         .as_array()
         .into_iter()
@@ -294,5 +293,96 @@ fn a_failing_target_runs_on_the_failing_interval_and_a_passing_one_on_its_schedu
     assert!(
         schedules.contains(&(ok.clone(), "0/10 * * * * *".to_string())),
         "{schedules:?}"
+    );
+}
+
+/// Answers every connection on `listener` with `status`, in a thread.
+fn answer_with(listener: std::net::TcpListener, status: u16) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = stream.read(&mut buf);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+                );
+            });
+        }
+    });
+}
+
+/// A load-balanced name with three loopback addresses (an `/etc/hosts` of
+/// the engine's own mount namespace), one of whose backends fails: with
+/// `fan_out` each address is its own run and series, so the bad one shows.
+#[test]
+fn fan_out_runs_once_per_address_and_the_bad_backend_shows() {
+    if crate::netns::skip("fan_out_runs_once_per_address_and_the_bad_backend_shows") {
+        return;
+    }
+    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = first.local_addr().map(|a| a.port()).unwrap_or_default();
+    let (second, third) = match (
+        std::net::TcpListener::bind(("127.0.0.2", port)),
+        std::net::TcpListener::bind(("127.0.0.3", port)),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => {
+            println!("SKIPPED: cannot bind 127.0.0.2 and 127.0.0.3 on port {port}");
+            return;
+        }
+    };
+    answer_with(first, 200);
+    answer_with(second, 200);
+    answer_with(third, 503);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.0.1 lb.test\n127.0.0.2 lb.test\n127.0.0.3 lb.test\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let script = format!("mount --bind {} /etc/hosts && exec \"$@\"", hosts.display());
+    let target = format!("http://lb.test:{port}/health");
+    let e = Engine::new()
+        .wrap(&["unshare", "--mount", "--propagation", "private", "sh", "-c", &script, "sh"])
+        .probe(
+            "lb",
+            &format!(
+                "plugin = \"http-health\"\nschedule = \"* * * * * *\"\nfan_out = true\ntarget = {target:?}\nallow = [\"http://lb.test:{port}\", \"http://127.0.0.0/8:{port}\"]"
+            ),
+        )
+        .start();
+    let by_ip = |s: &Scrape| -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = s
+            .all("probe_success")
+            .iter()
+            .filter(|x| x.labels.get("probe").map(String::as_str) == Some("lb"))
+            .map(|x| (x.labels.get("ip").cloned().unwrap_or_default(), x.value))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let s = e.wait_for("a run per address", WAIT, |s| by_ip(s).len() == 3);
+    assert_eq!(
+        by_ip(&s),
+        vec![
+            ("127.0.0.1".to_string(), 1.0),
+            ("127.0.0.2".to_string(), 1.0),
+            ("127.0.0.3".to_string(), 0.0)
+        ],
+        "{}",
+        s.text
+    );
+    // Each run reached its own address: the status code says which.
+    assert_eq!(
+        s.value(
+            "probe_http_status_code",
+            &[("probe", "lb"), ("ip", "127.0.0.3")]
+        ),
+        503.0
     );
 }

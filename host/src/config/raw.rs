@@ -216,6 +216,8 @@ pub(crate) struct RawProbe {
     pub(crate) file_sd: Option<Spanned<Vec<Spanned<PathBuf>>>>,
     /// A Prometheus `http_sd` URL whose targets the probe checks.
     pub(crate) http_sd: Option<Spanned<String>>,
+    /// One run per address of each target's name (`ip` label).
+    pub(crate) fan_out: Option<bool>,
     /// How often `http_sd` is asked again.
     pub(crate) http_sd_refresh: Option<Spanned<HumanDuration>>,
     /// An HTTP proxy every `http` call of the probe goes through.

@@ -729,6 +729,7 @@ pub(super) fn resolve_probe(
         refused_targets,
         many_targets: p.targets.is_some() || p.file_sd.is_some() || p.http_sd.is_some(),
         http_sd,
+        fan_out: p.fan_out.unwrap_or(false),
         jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
         allow,
         proxy,

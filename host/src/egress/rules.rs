@@ -301,6 +301,8 @@ impl fmt::Display for Destination {
 pub struct AllowList {
     rules: Vec<AllowRule>,
     ceiling: Option<std::sync::Arc<AllowList>>,
+    /// A per-address run: this host reaches only this address.
+    pin: Option<(DestHost, IpAddr)>,
 }
 
 /// Why the allow-list refused a destination; shown to the plugin and in logs.
@@ -318,7 +320,23 @@ impl AllowList {
         AllowList {
             rules,
             ceiling: None,
+            pin: None,
         }
+    }
+
+    /// This list, with `host` reaching only `ip` (one of its addresses):
+    /// the runs of a probe's `fan_out`, one per address of a name.
+    pub fn pinned(mut self, host: DestHost, ip: IpAddr) -> Self {
+        self.pin = Some((host, ip));
+        self
+    }
+
+    /// The address `host` is pinned to, if it is.
+    pub fn pin_for(&self, host: &DestHost) -> Option<IpAddr> {
+        self.pin
+            .as_ref()
+            .filter(|(h, _)| h == host)
+            .map(|(_, ip)| *ip)
     }
 
     /// This list, further limited by `ceiling`.

@@ -53,6 +53,8 @@ impl Standing {
 pub(super) struct Row {
     pub probe: String,
     pub target: String,
+    /// The address a `fan_out` run reaches.
+    pub ip: Option<String>,
     pub plugin: String,
     /// The schedule in use: the cron text, `every 5s while failing` (the
     /// probe's `failing_interval`), or `on demand`.
@@ -144,6 +146,7 @@ fn row(probe: &Probe, run: &TargetRun, state: Standing, since_ms: Option<u64>) -
     Row {
         probe: c.name.to_string(),
         target: run.target.clone(),
+        ip: run.ip.map(|ip| ip.to_string()),
         plugin: c.plugin.to_string(),
         schedule: match (&c.schedule, c.failing_interval) {
             (None, _) => "on demand".to_string(),
@@ -186,7 +189,7 @@ pub(super) fn rows(app: &App, filter: &Filter) -> Listing {
             if filter.state.is_some_and(|s| s != state) {
                 continue;
             }
-            if !name_hit && !run.target.to_lowercase().contains(&q) {
+            if !name_hit && !run.key.to_lowercase().contains(&q) {
                 continue;
             }
             matched.push((state, probe, run, since));
@@ -222,6 +225,7 @@ pub(super) async fn probes(
 pub(super) struct Runs {
     pub probe: String,
     pub target: String,
+    pub ip: Option<String>,
     /// Newest first.
     pub runs: Vec<RunBrief>,
     /// Newest first, with their evidence.
@@ -234,15 +238,21 @@ fn shared_failures<S: serde::Serializer>(list: &[Arc<Failure>], s: S) -> Result<
 }
 
 /// The runs of `name`'s target `target` (the probe's only one when not
-/// given), or why there are none.
-pub(super) fn target_runs(app: &App, name: &str, target: Option<&str>) -> Result<Runs, String> {
+/// given) at address `ip` (for `fan_out`), or why there are none.
+pub(super) fn target_runs(
+    app: &App,
+    name: &str,
+    target: Option<&str>,
+    ip: Option<&str>,
+) -> Result<Runs, String> {
     let set = app.set.load_full();
     let probe = ProbeName::try_from(name.to_string())
         .ok()
         .and_then(|n| set.probes.get(&n).cloned())
         .ok_or_else(|| format!("no probe {name:?}"))?;
+    let at = |r: &&Arc<TargetRun>| ip.is_none_or(|ip| r.ip.is_some_and(|a| a.to_string() == ip));
     let run = match target {
-        Some(t) => probe.runs.iter().find(|r| r.target == t),
+        Some(t) => probe.runs.iter().filter(at).find(|r| r.target == t),
         None if probe.runs.len() == 1 => probe.runs.first(),
         None => None,
     }
@@ -253,6 +263,7 @@ pub(super) fn target_runs(app: &App, name: &str, target: Option<&str>) -> Result
     Ok(run.slot.with_history(|h| Runs {
         probe: probe.config.name.to_string(),
         target: run.target.clone(),
+        ip: run.ip.map(|ip| ip.to_string()),
         runs: h.runs().rev().cloned().collect(),
         failures: h.failures().rev().cloned().collect(),
     }))
@@ -263,7 +274,12 @@ pub(super) async fn runs(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    match target_runs(&app, &name, params.get("target").map(String::as_str)) {
+    match target_runs(
+        &app,
+        &name,
+        params.get("target").map(String::as_str),
+        params.get("ip").map(String::as_str),
+    ) {
         Ok(runs) => Json(runs).into_response(),
         Err(why) => (
             StatusCode::NOT_FOUND,

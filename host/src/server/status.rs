@@ -131,21 +131,28 @@ fn row_html(out: &mut String, r: &Row, now: u64) {
         ),
         None => (String::new(), String::new()),
     };
+    let ip = r.ip.as_deref().unwrap_or("");
+    let link = esc(&query(&[
+        ("probe", &r.probe),
+        ("target", &r.target),
+        ("ip", ip),
+    ]));
     let evidence = if r.failures > 0 {
         format!(
-            "<a href=\"/status/runs?{}\">evidence ({})</a>",
-            esc(&query(&[("probe", &r.probe), ("target", &r.target)])),
+            "<a href=\"/status/runs?{link}\">evidence ({})</a>",
             r.failures
         )
     } else {
-        format!(
-            "<a href=\"/status/runs?{}\">runs</a>",
-            esc(&query(&[("probe", &r.probe), ("target", &r.target)]))
-        )
+        format!("<a href=\"/status/runs?{link}\">runs</a>")
+    };
+    let address = if ip.is_empty() {
+        String::new()
+    } else {
+        format!("<br><small>{}</small>", esc(ip))
     };
     let _ = writeln!(
         out,
-        "<tr class=\"{state}\"><td><span class=\"badge {state}\">{state}</span></td><td>{since}</td><td><b>{probe}</b><br><small>{plugin} · {schedule}</small></td><td class=\"target\">{target}</td><td>{u1}</td><td>{u24}</td><td>{spark}</td><td>{last}<br><small class=\"msg\">{message}</small></td><td>{evidence}</td></tr>",
+        "<tr class=\"{state}\"><td><span class=\"badge {state}\">{state}</span></td><td>{since}</td><td><b>{probe}</b><br><small>{plugin} · {schedule}</small></td><td class=\"target\">{target}{address}</td><td>{u1}</td><td>{u24}</td><td>{spark}</td><td>{last}<br><small class=\"msg\">{message}</small></td><td>{evidence}</td></tr>",
         probe = esc(&r.probe),
         plugin = esc(&r.plugin),
         schedule = esc(&r.schedule),
@@ -233,7 +240,12 @@ pub(super) async fn runs(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let name = params.get("probe").map_or("", String::as_str);
-    let runs = match api::target_runs(&app, name, params.get("target").map(String::as_str)) {
+    let runs = match api::target_runs(
+        &app,
+        name,
+        params.get("target").map(String::as_str),
+        params.get("ip").map(String::as_str),
+    ) {
         Ok(r) => r,
         Err(why) => {
             return (
@@ -248,9 +260,10 @@ pub(super) async fn runs(
     let mut body = String::new();
     let _ = write!(
         body,
-        "<p><a href=\"/\">‹ all probes</a></p><h2>{} <small class=\"target\">{}</small></h2>",
+        "<p><a href=\"/\">‹ all probes</a></p><h2>{} <small class=\"target\">{} {}</small></h2>",
         esc(&runs.probe),
-        esc(&runs.target)
+        esc(&runs.target),
+        esc(runs.ip.as_deref().unwrap_or(""))
     );
     body.push_str("<h3>Last failures</h3>");
     if runs.failures.is_empty() {
