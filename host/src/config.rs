@@ -148,6 +148,9 @@ pub struct HistoryLimits {
     /// Largest evidence of one failure, in bytes (calls past it are left
     /// out, and the evidence says so).
     pub evidence_bytes: usize,
+    /// Largest evidence of all failures together: past it, a failure is
+    /// kept without its calls.
+    pub total_evidence_bytes: usize,
 }
 
 impl Default for HistoryLimits {
@@ -156,6 +159,7 @@ impl Default for HistoryLimits {
             runs: 20,
             failures: 5,
             evidence_bytes: 64 << 10,
+            total_evidence_bytes: 128 << 20,
         }
     }
 }

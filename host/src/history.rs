@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::runtime::record::{LogLine, RunRecord};
+use crate::runtime::record::{LogLine, RunRecord, RunResult, TrapReason};
 
 pub use crate::config::HistoryLimits;
 
@@ -33,10 +33,65 @@ pub struct RunBrief {
     pub message: Option<Arc<str>>,
 }
 
+fn json_texts<S: serde::Serializer>(texts: &[Box<str>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(
+        texts.iter().map(|t| {
+            serde_json::from_str::<serde_json::Value>(t).unwrap_or(serde_json::Value::Null)
+        }),
+    )
+}
+
 fn shared_text<S: serde::Serializer>(text: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
     match text {
         Some(t) => s.serialize_some(&**t),
         None => s.serialize_none(),
+    }
+}
+
+/// One kept run, packed: 32 bytes where a [`RunBrief`] takes 80, for
+/// 100,000 targets' worth of runs.
+#[derive(Debug, Clone)]
+struct Kept {
+    finished_at_ms: u64,
+    /// Microseconds, saturating at 71 minutes.
+    duration_us: u32,
+    /// Index in [`RunResult::ALL`].
+    result: u8,
+    /// Index in [`TrapReason::ALL`] + 1; 0 for none.
+    trap: u8,
+    message: Option<Arc<str>>,
+}
+
+impl Kept {
+    fn of(brief: &RunBrief, record: &RunRecord) -> Kept {
+        Kept {
+            finished_at_ms: brief.finished_at_ms,
+            duration_us: u32::try_from(record.duration.as_micros()).unwrap_or(u32::MAX),
+            result: u8::try_from(record.result.index()).unwrap_or(0),
+            trap: record
+                .trap
+                .and_then(|t| TrapReason::ALL.iter().position(|x| *x == t))
+                .map_or(0, |i| u8::try_from(i + 1).unwrap_or(0)),
+            message: brief.message.clone(),
+        }
+    }
+
+    fn brief(&self) -> RunBrief {
+        let result = RunResult::ALL
+            .get(self.result as usize)
+            .copied()
+            .unwrap_or(RunResult::Error);
+        RunBrief {
+            finished_at_ms: self.finished_at_ms,
+            duration_ms: f64::from(self.duration_us) / 1000.0,
+            result: result.as_str(),
+            trap: (self.trap > 0)
+                .then(|| TrapReason::ALL.get(self.trap as usize - 1))
+                .flatten()
+                .map(|t| t.as_str()),
+            success: result == RunResult::Success,
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -45,8 +100,10 @@ fn shared_text<S: serde::Serializer>(text: &Option<Arc<str>>, s: S) -> Result<S:
 pub struct Failure {
     pub run: RunBrief,
     /// Each host call with its answer, as a tape shows it (bytes cut to
-    /// their first KiB, secrets and credentials redacted).
-    pub calls: Vec<serde_json::Value>,
+    /// their first KiB, secrets and credentials redacted), kept as JSON
+    /// text: a parsed tree takes five times the memory.
+    #[serde(serialize_with = "json_texts")]
+    calls: Vec<Box<str>>,
     /// Calls left out to stay within `evidence_bytes`.
     pub calls_left_out: usize,
     pub logs: Vec<LogLine>,
@@ -69,7 +126,7 @@ const HOUR: u64 = 3600;
 /// One target's history.
 #[derive(Debug, Default)]
 pub struct History {
-    recent: VecDeque<RunBrief>,
+    recent: VecDeque<Kept>,
     failures: VecDeque<Arc<Failure>>,
     /// Twelve five-minute buckets (the last hour), then 24 hourly ones.
     buckets: Option<Box<[Bucket; 36]>>,
@@ -85,6 +142,9 @@ pub struct HistoryTotals {
     pub runs: AtomicU64,
     pub failures: AtomicU64,
     pub evidence_bytes: AtomicU64,
+    /// Failures kept without their calls: the engine-wide bound was
+    /// reached.
+    pub evidence_dropped: AtomicU64,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -118,7 +178,13 @@ impl History {
         self.count(at / 1000, record.success);
 
         if !record.success && limits.failures > 0 {
-            let failure = Failure::new(brief.clone(), record, limits.evidence_bytes);
+            let room = limits
+                .total_evidence_bytes
+                .saturating_sub(totals.evidence_bytes.load(Ordering::Relaxed) as usize);
+            let failure = Failure::new(brief.clone(), record, limits.evidence_bytes.min(room));
+            if failure.calls_left_out > 0 && limits.evidence_bytes > room {
+                totals.evidence_dropped.fetch_add(1, Ordering::Relaxed);
+            }
             totals.failures.fetch_add(1, Ordering::Relaxed);
             totals
                 .evidence_bytes
@@ -134,7 +200,11 @@ impl History {
             }
         }
         if limits.runs > 0 {
-            self.recent.push_back(brief);
+            if self.recent.capacity() == 0 {
+                // Exactly the kept count: a grown deque would double it.
+                self.recent.reserve_exact(limits.runs);
+            }
+            self.recent.push_back(Kept::of(&brief, record));
             totals.runs.fetch_add(1, Ordering::Relaxed);
         }
         while self.recent.len() > limits.runs {
@@ -203,8 +273,18 @@ impl History {
     }
 
     /// The kept runs, oldest first.
-    pub fn runs(&self) -> impl DoubleEndedIterator<Item = &RunBrief> + ExactSizeIterator {
-        self.recent.iter()
+    pub fn runs(&self) -> impl DoubleEndedIterator<Item = RunBrief> + ExactSizeIterator + '_ {
+        self.recent.iter().map(Kept::brief)
+    }
+
+    /// The last kept run's duration and the ones before it, oldest first:
+    /// `n` at most.
+    pub fn durations_ms(&self, n: usize) -> Vec<f64> {
+        self.recent
+            .iter()
+            .skip(self.recent.len().saturating_sub(n))
+            .map(|k| f64::from(k.duration_us) / 1000.0)
+            .collect()
     }
 
     /// The kept failures, oldest first.
@@ -220,6 +300,14 @@ impl History {
 }
 
 impl Failure {
+    /// The calls, parsed.
+    pub fn calls(&self) -> Vec<serde_json::Value> {
+        self.calls
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap_or(serde_json::Value::Null))
+            .collect()
+    }
+
     fn new(run: RunBrief, record: &RunRecord, max_bytes: usize) -> Failure {
         let logs = record.logs.clone();
         let mut bytes = logs.iter().map(|l| l.message.len() + 16).sum::<usize>()
@@ -227,13 +315,13 @@ impl Failure {
         let mut calls = Vec::new();
         let mut left_out = 0;
         for call in &record.calls {
-            let size = serde_json::to_string(call).map_or(0, |t| t.len());
-            if bytes + size > max_bytes {
+            let text = serde_json::to_string(call).unwrap_or_default();
+            if bytes + text.len() > max_bytes {
                 left_out += 1;
                 continue;
             }
-            bytes += size;
-            calls.push(call.clone());
+            bytes += text.len();
+            calls.push(text.into_boxed_str());
         }
         Failure {
             run,
@@ -248,7 +336,6 @@ impl Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::record::RunResult;
 
     fn record(success: bool, at: SystemTime, message: &str) -> RunRecord {
         RunRecord {
@@ -281,6 +368,7 @@ mod tests {
             runs: 3,
             failures: 2,
             evidence_bytes: 1 << 20,
+            ..HistoryLimits::default()
         };
         let mut h = History::default();
         let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -297,13 +385,29 @@ mod tests {
         assert_eq!(totals.failures.load(Ordering::Relaxed), 2);
         assert!(totals.evidence_bytes.load(Ordering::Relaxed) > 0);
         // A repeated message is shared, not copied.
-        let messages: Vec<&Arc<str>> = h.runs().filter_map(|r| r.message.as_ref()).collect();
-        assert!(Arc::ptr_eq(messages[0], messages[1]));
+        let messages: Vec<Arc<str>> = h.runs().filter_map(|r| r.message).collect();
+        assert!(Arc::ptr_eq(&messages[0], &messages[1]));
         let f = h.failures().last().map(|f| (f.calls.len(), f.logs.len()));
         assert_eq!(f, Some((1, 1)));
         h.release(&totals);
         assert_eq!(totals.runs.load(Ordering::Relaxed), 0);
         assert_eq!(totals.evidence_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn past_the_engine_wide_bound_failures_are_kept_without_their_calls() {
+        let totals = HistoryTotals::default();
+        let limits = HistoryLimits {
+            total_evidence_bytes: 100,
+            ..HistoryLimits::default()
+        };
+        let (mut a, mut b) = (History::default(), History::default());
+        a.push(&record(false, SystemTime::now(), "down"), limits, &totals);
+        b.push(&record(false, SystemTime::now(), "down"), limits, &totals);
+        let calls = |h: &History| h.failures().map(|f| f.calls.len()).sum::<usize>();
+        assert_eq!((calls(&a), calls(&b)), (1, 0));
+        assert_eq!(totals.evidence_dropped.load(Ordering::Relaxed), 1);
+        assert!(totals.evidence_bytes.load(Ordering::Relaxed) <= 150);
     }
 
     #[test]

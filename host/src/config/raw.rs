@@ -40,6 +40,7 @@ pub(crate) struct RawHistory {
     pub(crate) runs: Option<usize>,
     pub(crate) failures: Option<usize>,
     pub(crate) evidence_bytes: Option<ByteSize>,
+    pub(crate) total_evidence_bytes: Option<ByteSize>,
 }
 
 /// `[registries."HOST[:PORT]"]`: credentials and patience for one

@@ -156,6 +156,9 @@ fn resolve_history(raw: &RawConfig) -> super::HistoryLimits {
         evidence_bytes: h.evidence_bytes.map_or(d.evidence_bytes, |b| {
             usize::try_from(b.0).unwrap_or(usize::MAX)
         }),
+        total_evidence_bytes: h.total_evidence_bytes.map_or(d.total_evidence_bytes, |b| {
+            usize::try_from(b.0).unwrap_or(usize::MAX)
+        }),
     }
 }
 

@@ -133,13 +133,10 @@ fn row(probe: &Probe, run: &TargetRun, state: Standing, since_ms: Option<u64>) -
     let c = &probe.config;
     let (last, uptime_1h, uptime_24h, durations_ms, failures) = run.slot.with_history(|h| {
         (
-            h.runs().last().cloned(),
+            h.runs().last(),
             h.uptime(Duration::from_secs(3600), now),
             h.uptime(Duration::from_secs(86_400), now),
-            h.runs()
-                .skip(h.runs().len().saturating_sub(SPARK))
-                .map(|r| r.duration_ms)
-                .collect(),
+            h.durations_ms(SPARK),
             h.failures().len(),
         )
     });
@@ -264,7 +261,7 @@ pub(super) fn target_runs(
         probe: probe.config.name.to_string(),
         target: run.target.clone(),
         ip: run.ip.map(|ip| ip.to_string()),
-        runs: h.runs().rev().cloned().collect(),
+        runs: h.runs().rev().collect(),
         failures: h.failures().rev().cloned().collect(),
     }))
 }

@@ -279,8 +279,9 @@ pub(super) async fn runs(
             f.run.duration_ms,
             esc(f.run.message.as_deref().unwrap_or(""))
         );
-        let _ = write!(body, "<h4>Host calls ({})</h4>", f.calls.len());
-        for call in &f.calls {
+        let calls = f.calls();
+        let _ = write!(body, "<h4>Host calls ({})</h4>", calls.len());
+        for call in &calls {
             let name = call
                 .get("call")
                 .and_then(|c| c.as_str())
