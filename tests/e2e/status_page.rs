@@ -47,11 +47,15 @@ fn engine(t: &targets::Target) -> Running {
         &format!(
             "plugin = \"http-health\"\nschedule = \"* * * * * *\"\ntargets = [{:?}, {:?}]\nsecrets = {{ token = {{ file = {token:?} }} }}\n[probes.shop.config]\nauthorization = {{ type = \"Bearer\", credentials_secret = \"token\" }}",
             t.url("/down"),
-            t.url("/up")
+            t.url(MARKUP_PATH)
         ),
     )
     .start()
 }
+
+/// The passing target's path carries markup: the page must show it as
+/// text, never as an element.
+const MARKUP_PATH: &str = "/up?who=<i>mallory</i>";
 
 fn json(url: &str) -> serde_json::Value {
     let r = http_get(url, None);
@@ -193,9 +197,11 @@ fn the_status_page_in_a_real_browser_shows_filters_and_opens_evidence() {
     let dom = browse(&browser, profile.path(), &["--dump-dom"], &e.url("/"));
     assert!(dom.contains("<span>1</span> down"), "{dom}");
     assert!(dom.contains("<span>1</span> up"), "{dom}");
+    assert!(dom.contains(&t.url("/down")), "{dom}");
+    assert!(dom.contains("/up?who=&lt;i&gt;mallory&lt;/i&gt;"), "{dom}");
     assert!(
-        dom.contains(&t.url("/down")) && dom.contains(&t.url("/up")),
-        "{dom}"
+        !dom.contains("<i>mallory</i>"),
+        "markup from a target reached the page: {dom}"
     );
     assert!(dom.contains("failing for"), "{dom}");
     assert!(dom.contains("<svg class=\"spark\""), "{dom}");
@@ -208,10 +214,7 @@ fn the_status_page_in_a_real_browser_shows_filters_and_opens_evidence() {
         &["--dump-dom"],
         &e.url("/?state=up"),
     );
-    assert!(
-        up.contains(&t.url("/up")) && !up.contains(&t.url("/down")),
-        "{up}"
-    );
+    assert!(up.contains("mallory") && !up.contains(&t.url("/down")), "{up}");
 
     // The failure's evidence, one link away.
     let link = dom
