@@ -214,7 +214,10 @@ fn the_status_page_in_a_real_browser_shows_filters_and_opens_evidence() {
         &["--dump-dom"],
         &e.url("/?state=up"),
     );
-    assert!(up.contains("mallory") && !up.contains(&t.url("/down")), "{up}");
+    assert!(
+        up.contains("mallory") && !up.contains(&t.url("/down")),
+        "{up}"
+    );
 
     // The failure's evidence, one link away.
     let link = dom
