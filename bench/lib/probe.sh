@@ -51,13 +51,49 @@ probe_check() {
     say "  check $1: HTTP $code, probe_success ${success:-missing}"
 }
 
-section_probe() {
-    hdr "1. /probe throughput: HTTP probe of a local nginx, same wrk load"
+# section_curve: throughput and p99 of both exporters at several wrk
+# connection counts (CURVE_CONNECTIONS, CURVE_DURATION), drawn into
+# bench/charts/probe-curve.svg.
+section_curve() {
+    hdr "1b. /probe throughput and p99 against concurrency, both exporters"
     [[ -n ${NGINX_PORT:-} ]] || start_nginx
     local target="http://127.0.0.1:$NGINX_PORT/"
-    local dir=$BENCH_TMP/probe
+    local dir=$BENCH_TMP/curve
     mkdir -p "$dir"
+    probe_configs "$dir"
+    local levels=${CURVE_CONNECTIONS:-4 16 64 128}
+    say "load: wrk -t${PROBE_THREADS:-2} -c{$levels} -d${CURVE_DURATION:-8}s per point, one exporter at a time"
+    local csv=$dir/curve.csv c name
+    echo "series,x,rps,p99" > "$csv"
+    ROWS=()
+    for name in wasmprobe blackbox; do
+        if [[ $name == wasmprobe ]]; then
+            start_wasmprobe "$dir/wasmprobe.toml" "$dir/wasmprobe.log" 120
+        else
+            start_blackbox "$dir/blackbox.yml" "$dir/blackbox.log"
+        fi
+        local port=$WP_PORT pid=$WP_PID
+        [[ $name == blackbox ]] && { port=$BB_PORT; pid=$BB_PID; }
+        for c in $levels; do
+            PROBE_CONNECTIONS=$c PROBE_DURATION=${CURVE_DURATION:-8} PROBE_WARMUP=1 \
+                probe_load "$name" "$pid" "http://127.0.0.1:$port/probe?module=http_2xx&target=$target"
+            local rps_var="R_${name}_rps" p99_var="R_${name}_p99"
+            echo "$name,$c,${!rps_var},${!p99_var}" >> "$csv"
+            say "  $name -c$c: ${!rps_var} probes/s, p99 ${!p99_var} ms"
+        done
+        stop "$pid"
+    done
+    mkdir -p "$BENCH_ROOT/bench/charts"
+    $TOOL chart "$csv" "$BENCH_ROOT/bench/charts/probe-curve.svg" \
+        "/probe of a local nginx: wasmprobe and blackbox_exporter ($(nproc) cores)" "wrk connections" \
+        "rps:probes/s (2xx)" "p99:p99 latency (ms)"
+    say "chart: bench/charts/probe-curve.svg"
+}
 
+# probe_configs DIR: the wasmprobe and blackbox_exporter configs of the
+# /probe sections, in DIR; sets WP_PORT.
+probe_configs() {
+    local dir=$1
     WP_PORT=$(free_port)
     cat > "$dir/wasmprobe.toml" <<EOF
 [server]
@@ -81,6 +117,15 @@ modules:
   http_2xx:
     prober: http
 EOF
+}
+
+section_probe() {
+    hdr "1. /probe throughput: HTTP probe of a local nginx, same wrk load"
+    [[ -n ${NGINX_PORT:-} ]] || start_nginx
+    local target="http://127.0.0.1:$NGINX_PORT/"
+    local dir=$BENCH_TMP/probe
+    mkdir -p "$dir"
+    probe_configs "$dir"
     local threads=${PROBE_THREADS:-2} conns=${PROBE_CONNECTIONS:-32} dur=${PROBE_DURATION:-20}
     say "target:  nginx $("$NGINX" -v 2>&1 | sed 's/.*version: //') serving a 26-byte file on $target (1 worker)"
     say "load:    wrk -t$threads -c$conns -d${dur}s --latency '/probe?module=http_2xx&target=$target' (after a ${PROBE_WARMUP:-3}s warm-up)"

@@ -90,6 +90,7 @@ scale_one() {
     if (( n >= 100000 )); then
         say "   goal (100,000 probes, 1-min interval, 2 cores): lag p99 < 50 ms (got $lag_p99_ms ms), RSS < 512 MiB (got $(mib "$hwm") MiB peak)"
     fi
+    printf 'wasmprobe,%s,%s,%s\n' "$n" "$(mib "$hwm")" "$lag_p99_ms" >> "$BENCH_TMP/scale.csv"
     return 0
 }
 
@@ -98,7 +99,13 @@ section_scale() {
     [[ -n ${NGINX_PORT:-} ]] || start_nginx
     say "duration: ${SCALE_DURATION:-130} s per size after the first successful scrape (window = duration - ${SCALE_WARMUP:-10} s warm-up)"
     local n
+    echo "series,x,rss,lag" > "$BENCH_TMP/scale.csv"
     for n in ${SCALE_SIZES:-10000 100000}; do
         scale_one "$n"
     done
+    mkdir -p "$BENCH_ROOT/bench/charts"
+    $TOOL chart "$BENCH_TMP/scale.csv" "$BENCH_ROOT/bench/charts/scale.svg" \
+        "Scheduled probes at a one-minute interval ($(nproc) cores)" "scheduled probes" \
+        "rss:peak RSS (MiB)" "lag:schedule lag p99 (ms)"
+    say "chart: bench/charts/scale.svg"
 }

@@ -7,6 +7,9 @@
   tool.py scale-delta A.json B.json S   runs/s, lag p50/p99 between two scrapes
   tool.py pct VALUES...                 p50 p99 max of numbers
   tool.py count-series FILE NAME        samples of one family in a scrape
+  tool.py chart CSV OUT.svg TITLE X_LABEL [Y_COLUMN:LABEL]...
+                                        an SVG line chart, one panel per
+                                        column, one line per series
 
 Every key=value line is meant for `eval` in bash: values are numbers or
 simple words.
@@ -279,6 +282,88 @@ def count_series(path, name):
     print(n)
 
 
+# --- charts ------------------------------------------------------------------
+
+_COLORS = {"wasmprobe": "#0969da", "blackbox": "#cf222e"}
+
+
+def _nice_max(v):
+    """A round axis end at or above v."""
+    if v <= 0 or math.isnan(v):
+        return 1.0
+    exp = 10 ** math.floor(math.log10(v))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * exp >= v:
+            return m * exp
+    return 10 * exp
+
+
+def _esc(s):
+    return (str(s).replace("&", "&amp;").replace("<", "&lt;")
+            .replace(">", "&gt;").replace('"', "&quot;"))
+
+
+def chart(csv_path, out, title, x_label, *columns):
+    """An SVG with one panel per `column:label`, x from the CSV's `x`
+    column, one line per `series` (CSV header: series,x,<columns>)."""
+    rows = []
+    with open(csv_path) as f:
+        header = f.readline().strip().split(",")
+        for line in f:
+            if line.strip():
+                rows.append(dict(zip(header, line.strip().split(","))))
+    series = []
+    for r in rows:
+        if r["series"] not in series:
+            series.append(r["series"])
+    xs = sorted({float(r["x"]) for r in rows})
+    panels = [c.split(":", 1) for c in columns]
+    pw, ph, ml, mt, mb = 420, 260, 64, 48, 48
+    width = ml + len(panels) * (pw + ml)
+    height = mt + ph + mb + 24
+    log_x = len(xs) > 2 and xs[0] > 0 and xs[-1] / xs[0] >= 8
+    def px(x):
+        if log_x:
+            return (math.log(x) - math.log(xs[0])) / (math.log(xs[-1]) - math.log(xs[0]) or 1) * pw
+        return (x - xs[0]) / ((xs[-1] - xs[0]) or 1) * pw
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="100%" height="100%" fill="#fff"/>',
+           f'<text x="{ml}" y="20" font-size="15" font-weight="600">{_esc(title)}</text>']
+    for i, (col, label) in enumerate(panels):
+        ox = ml + i * (pw + ml)
+        values = [float(r[col]) for r in rows if r.get(col) not in (None, "", "nan")]
+        top = _nice_max(max(values) if values else 1.0)
+        svg.append(f'<text x="{ox}" y="{mt - 10}" font-weight="600">{_esc(label)}</text>')
+        for k in range(5):
+            v = top * k / 4
+            y = mt + ph - v / top * ph
+            svg.append(f'<line x1="{ox}" y1="{y:.1f}" x2="{ox + pw}" y2="{y:.1f}" stroke="#d0d7de"/>')
+            svg.append(f'<text x="{ox - 6}" y="{y + 4:.1f}" text-anchor="end">{v:g}</text>')
+        for x in xs:
+            X = ox + px(x)
+            svg.append(f'<text x="{X:.1f}" y="{mt + ph + 16}" text-anchor="middle">{x:g}</text>')
+        svg.append(f'<text x="{ox + pw / 2}" y="{mt + ph + 34}" text-anchor="middle">{_esc(x_label)}</text>')
+        for s in series:
+            pts = [(float(r["x"]), float(r[col])) for r in rows
+                   if r["series"] == s and r.get(col) not in (None, "", "nan")]
+            pts.sort()
+            color = _COLORS.get(s, "#57606a")
+            line = " ".join(f"{ox + px(x):.1f},{mt + ph - y / top * ph:.1f}" for x, y in pts)
+            svg.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{line}"/>')
+            for x, y in pts:
+                svg.append(f'<circle cx="{ox + px(x):.1f}" cy="{mt + ph - y / top * ph:.1f}" r="3" fill="{color}"/>')
+    lx = ml
+    for s in series:
+        color = _COLORS.get(s, "#57606a")
+        svg.append(f'<rect x="{lx}" y="{height - 16}" width="12" height="12" fill="{color}"/>')
+        svg.append(f'<text x="{lx + 16}" y="{height - 6}">{_esc(s)}</text>')
+        lx += 24 + 8 * len(s)
+    svg.append("</svg>")
+    with open(out, "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
 def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "wrk":
@@ -293,6 +378,8 @@ def main(argv):
         pct(argv[2:])
     elif cmd == "count-series":
         count_series(argv[2], argv[3])
+    elif cmd == "chart":
+        chart(*argv[2:])
     else:
         sys.exit(__doc__)
 

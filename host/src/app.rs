@@ -295,7 +295,7 @@ pub async fn prepare(
     let mut errors: Vec<Diagnostic> = Vec::new();
     let mut probes = BTreeMap::new();
     let mut load = LoadScope::new(services);
-    let addresses = fan_out_addresses(config).await;
+    let addresses = fan_out_addresses(config.probes.values()).await;
     for probe in config.probes.values() {
         if let Some(message) = failed.get(&probe.plugin) {
             errors.push(Diagnostic {
@@ -630,9 +630,9 @@ fn target_host(target: &str) -> Option<crate::egress::DestHost> {
 /// Resolves the name of every target of the probes with `fan_out` (an
 /// address is its own one address). A name that does not resolve gets one
 /// run that reports it.
-pub async fn fan_out_addresses(config: &Config) -> Addresses {
+pub async fn fan_out_addresses<'a>(probes: impl Iterator<Item = &'a ProbeConfig>) -> Addresses {
     let mut out = Addresses::new();
-    for probe in config.probes.values().filter(|p| p.fan_out) {
+    for probe in probes.filter(|p| p.fan_out) {
         let targets: Vec<String> = run_targets(probe).map(|(t, _)| t).collect();
         for target in targets {
             let Some(host) = target_host(&target) else {

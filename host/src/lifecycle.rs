@@ -460,11 +460,22 @@ impl Lifecycle {
     /// Whether a `fan_out` probe's names resolve to other addresses than
     /// its runs reach.
     async fn addresses_moved(&self) -> bool {
-        let config = self.current.lock().await.config.clone();
-        if !config.probes.values().any(|p| p.fan_out) {
+        // Only the fanned-out probes, never a copy of the whole config
+        // (100,000 probes of it).
+        let fanned: Vec<config::ProbeConfig> = {
+            let current = self.current.lock().await;
+            current
+                .config
+                .probes
+                .values()
+                .filter(|p| p.fan_out)
+                .cloned()
+                .collect()
+        };
+        if fanned.is_empty() {
             return false;
         }
-        let now = app::fan_out_addresses(&config).await;
+        let now = app::fan_out_addresses(fanned.iter()).await;
         let set = self.app.set.load_full();
         now.iter().any(|((probe, target), ips)| {
             let mut running: Vec<std::net::IpAddr> = set
