@@ -73,7 +73,8 @@ fn budget_for(
 /// A probe ready to run.
 #[derive(Debug)]
 pub struct Probe {
-    pub config: ProbeConfig,
+    /// Shared with the running config: 100,000 probes hold one copy.
+    pub config: Arc<ProbeConfig>,
     pub plugin: Arc<LoadedPlugin>,
     /// The config table as JSON text, serialised once.
     pub config_json: String,
@@ -295,7 +296,7 @@ pub async fn prepare(
     let mut errors: Vec<Diagnostic> = Vec::new();
     let mut probes = BTreeMap::new();
     let mut load = LoadScope::new(services);
-    let addresses = fan_out_addresses(config.probes.values()).await;
+    let addresses = fan_out_addresses(config.probes.values().map(|p| &**p)).await;
     for probe in config.probes.values() {
         if let Some(message) = failed.get(&probe.plugin) {
             errors.push(Diagnostic {
@@ -358,8 +359,11 @@ async fn load_plugins(
             .get(&p.plugin)
             .is_some_and(|s| s.budget_group.is_some())
     };
-    let (operators, packages): (Vec<&ProbeConfig>, Vec<&ProbeConfig>) =
-        config.probes.values().partition(|p| !is_package(p));
+    let (operators, packages): (Vec<&ProbeConfig>, Vec<&ProbeConfig>) = config
+        .probes
+        .values()
+        .map(|p| &**p)
+        .partition(|p| !is_package(p));
     // Each plugin once, in that order.
     let mut wanted: Vec<(&PluginName, &crate::config::PluginSource)> = Vec::new();
     for probe in operators.into_iter().chain(packages) {
@@ -463,7 +467,7 @@ async fn load_all(
 /// grant a unit cannot build. A probe that survives a reload keeps its
 /// slot and state.
 fn prepare_probe(
-    probe: &ProbeConfig,
+    probe: &Arc<ProbeConfig>,
     plugin: &Arc<LoadedPlugin>,
     load: &mut LoadScope<'_>,
     exposition: &Exposition,
@@ -544,7 +548,7 @@ fn prepare_probe(
             };
             let grants = match ip.and_then(|ip| Some((target_host(&target)?, ip))) {
                 Some((host, ip)) => {
-                    let mut pinned = probe.clone();
+                    let mut pinned = (**probe).clone();
                     pinned.allow = pinned.allow.pinned(host, ip);
                     match Grants::build(&pinned, load) {
                         Ok(g) => Some(g),

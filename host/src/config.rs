@@ -49,7 +49,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub engine: EngineConfig,
     pub plugins: BTreeMap<PluginName, PluginSource>,
-    pub probes: BTreeMap<ProbeName, ProbeConfig>,
+    pub probes: BTreeMap<ProbeName, Arc<ProbeConfig>>,
     /// Probes left out because their plugin was not found (each also has a
     /// diagnostic): a reload tolerates these when the plugin was removed
     /// from a plugin directory, and stops the probes.
@@ -76,7 +76,8 @@ impl Config {
             if !p.has_many_targets() {
                 return shard.owns(name.as_str());
             }
-            p.targets
+            Arc::make_mut(p)
+                .targets
                 .retain(|t| shard.owns(&format!("{name}\u{0}{}", t.address)));
             // Kept while it reads files, so a change to them is seen.
             !p.targets.is_empty() || !p.target_files.is_empty()

@@ -469,7 +469,7 @@ impl Lifecycle {
                 .probes
                 .values()
                 .filter(|p| p.fan_out)
-                .cloned()
+                .map(|p| (**p).clone())
                 .collect()
         };
         if fanned.is_empty() {

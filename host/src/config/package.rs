@@ -144,7 +144,7 @@ pub struct PackageInfo {
 #[derive(Debug, Default)]
 pub(super) struct Loaded {
     pub(super) plugins: BTreeMap<PluginName, PluginSource>,
-    pub(super) probes: BTreeMap<ProbeName, ProbeConfig>,
+    pub(super) probes: BTreeMap<ProbeName, Arc<ProbeConfig>>,
 }
 
 /// Expands the `include` patterns (relative to `dir`) to package files.
@@ -385,7 +385,7 @@ pub(super) fn load_from(
         labels.append(&mut p.labels);
         p.labels = labels;
         p.name = qualified.clone();
-        probes.insert(qualified, p);
+        probes.insert(qualified, Arc::new(p));
     }
 
     if !r.errors.is_empty() {

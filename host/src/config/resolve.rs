@@ -115,7 +115,7 @@ pub(super) fn resolve(source: &Source, mut raw: RawConfig) -> (Config, Vec<Diagn
             &plugins,
             &Scope::default(),
         ) {
-            probes.insert(name, p);
+            probes.insert(name, Arc::new(p));
         }
     }
 
@@ -171,7 +171,7 @@ fn resolve_packages(
     engine: &EngineConfig,
     registries: &BTreeMap<String, RegistryConfig>,
     plugins: &mut BTreeMap<PluginName, PluginSource>,
-    probes: &mut BTreeMap<ProbeName, ProbeConfig>,
+    probes: &mut BTreeMap<ProbeName, Arc<ProbeConfig>>,
 ) -> Vec<PackageInfo> {
     let cap = PackageCap::from_raw(&raw.packages.cap, base);
     let grants: BTreeMap<String, PackageGrant> = raw

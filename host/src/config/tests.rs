@@ -138,7 +138,11 @@ fn client_certificates_need_both_files_and_name_the_broken_one() {
     )));
     let loaded = c.ok().and_then(|c| c.probes.values().next().cloned());
     assert!(
-        loaded.is_some_and(|p| p.tls.client_cert.is_some_and(|c| c.pair.cert.len() == 1)),
+        loaded.is_some_and(|p| p
+            .tls
+            .client_cert
+            .as_ref()
+            .is_some_and(|c| c.pair.cert.len() == 1)),
         "a matching pair did not load"
     );
     let e = errors(&probe(&format!(
