@@ -108,6 +108,11 @@ def scale_config(n, out, port, nginx_port, root, cache, max_runs, workers, memor
         f"series_budget = {max(10000, n * 32)}",
         "",
     ]
+    # SCALE_HISTORY=off: no run history and no evidence recording, to
+    # measure what they cost.
+    import os
+    if os.environ.get("SCALE_HISTORY") == "off":
+        lines += ["[history]", "runs = 0", "failures = 0", ""]
     target = f"http://127.0.0.1:{nginx_port}/"
     width = len(str(n))
     with open(out, "w", encoding="utf-8") as f:

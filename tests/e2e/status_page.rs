@@ -139,6 +139,25 @@ fn a_failed_runs_evidence_has_its_status_and_body_start_but_never_the_secret() {
         );
     }
     assert!(!debug.body.contains(TOKEN), "{}", debug.body);
+    // A run that succeeds shows its calls too.
+    let fine = http_get(
+        &format!(
+            "{}?module=shop&debug=true&target={}",
+            e.url("/probe"),
+            url_escape(&t.url(MARKUP_PATH))
+        ),
+        None,
+    );
+    assert!(
+        fine.body.contains("Host calls of the run (1):"),
+        "{}",
+        fine.body
+    );
+    assert!(
+        fine.body.contains("probe_success{probe=\"shop\"} 1"),
+        "{}",
+        fine.body
+    );
 }
 
 fn url_escape(s: &str) -> String {

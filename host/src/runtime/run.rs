@@ -107,12 +107,18 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
     let duration = started.elapsed();
     let usage = usage.counts(store.data().limiter.peak as u64, cpu.get());
     let logs = std::mem::take(&mut store.data_mut().log.sink.lines);
-    let calls = spec
-        .tape
-        .as_deref()
-        .filter(|t| !t.replaying())
-        .map(Tape::evidence)
-        .unwrap_or_default();
+    // Evidence is made (redacted, cut, as text) only for a run that did
+    // not succeed: the one the history keeps it for.
+    let evidence = |success: bool| -> Vec<serde_json::Value> {
+        if success {
+            return Vec::new();
+        }
+        spec.tape
+            .as_deref()
+            .filter(|t| !t.replaying())
+            .map(Tape::evidence)
+            .unwrap_or_default()
+    };
     let record = |result, trap, success, message: Option<String>, samples| RunRecord {
         result,
         trap,
@@ -123,7 +129,7 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
         samples,
         usage: usage.clone(),
         logs: logs.clone(),
-        calls: calls.clone(),
+        calls: evidence(success),
     };
 
     let outcome = match outcome {

@@ -117,16 +117,18 @@ pub(super) async fn probe(
         Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
     };
     let budget = scrape_budget(&headers);
+    let tape = debug.then(|| Arc::new(crate::hostcalls::tape::Tape::evidence_recorder()));
     let run = {
         let app = app.clone();
         let probe = probe.clone();
         let target = target.clone();
+        let tape = tape.clone();
         app.probe_runtime.clone().spawn(async move {
             let how = crate::app::OnDemandRun {
                 format,
                 timeout: budget,
                 hostname: hostname.as_deref(),
-                tape: debug.then(|| Arc::new(crate::hostcalls::tape::Tape::evidence_recorder())),
+                tape,
             };
             let done = probe
                 .run_on_demand(&app.engine, &app.exposition, &target, how)
@@ -144,8 +146,10 @@ pub(super) async fn probe(
     app.exposition
         .global
         .ondemand_run_finished(done.record.result);
-    if debug {
-        return plain(StatusCode::OK, debug_text(&probe, &target, &done));
+    if let Some(tape) = tape {
+        // Every call, whether the run failed or not.
+        let calls = tape.evidence();
+        return plain(StatusCode::OK, debug_text(&probe, &target, &done, &calls));
     }
     ([(header::CONTENT_TYPE, format.content_type())], done.text).into_response()
 }
@@ -153,7 +157,12 @@ pub(super) async fn probe(
 /// `/probe?debug=true`: what the run logged and did, what it would have
 /// returned, and the module it ran, in blackbox_exporter's order. Secrets
 /// are redacted in the logs and calls as in the history.
-fn debug_text(probe: &crate::app::Probe, target: &str, done: &crate::app::OnDemand) -> String {
+fn debug_text(
+    probe: &crate::app::Probe,
+    target: &str,
+    done: &crate::app::OnDemand,
+    calls: &[serde_json::Value],
+) -> String {
     use std::fmt::Write;
     let r = &done.record;
     let mut out = String::from("Logs for the probe:\n");
@@ -168,8 +177,8 @@ fn debug_text(probe: &crate::app::Probe, target: &str, done: &crate::app::OnDema
         r.duration.as_secs_f64(),
         r.message.as_deref().unwrap_or("")
     );
-    let _ = writeln!(out, "\n\nHost calls of the run ({}):", r.calls.len());
-    for (i, call) in r.calls.iter().enumerate() {
+    let _ = writeln!(out, "\n\nHost calls of the run ({}):", calls.len());
+    for (i, call) in calls.iter().enumerate() {
         let name = call
             .get("call")
             .and_then(|c| c.as_str())
