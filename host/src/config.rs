@@ -193,7 +193,7 @@ pub struct Limits {
 }
 
 impl ProbeConfig {
-    /// Whether the probe was given `targets` or `file_sd` (even when they
+    /// Whether the probe was given `targets`, `file_sd` or `http_sd` (even when they
     /// hold none now): its series are told apart by a `target` label.
     pub fn has_many_targets(&self) -> bool {
         self.many_targets

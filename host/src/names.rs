@@ -1,6 +1,11 @@
 //! Which metric and label names are valid, and which belong to the host:
 //! the rules `probes.toml` (labels) and the exposition (families) share.
 
+/// Longest label value kept, in bytes: a plugin's sample with a longer
+/// one is dropped, and a discovered target (or a label of its group) that
+/// long is refused.
+pub const MAX_LABEL_VALUE: usize = 1024;
+
 /// Labels the host sets on every series; plugins and configs may not.
 pub const RESERVED_LABELS: &[&str] = &["probe", "le", "quantile"];
 

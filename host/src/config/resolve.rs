@@ -688,9 +688,16 @@ pub(super) fn resolve_probe(
     let target = p.target.as_ref().map(|t| t.get_ref().clone());
 
     let allow = probe_allow(r, &key, &p, scope);
-    let (targets, target_files, refused_targets) =
-        probe_targets(r, &key, &p, scope, &allow, &target);
     let http_sd = http_sd(r, &key, &p, scope, target.is_some());
+    let (targets, target_files, refused_targets) = probe_targets(
+        r,
+        &key,
+        &p,
+        scope,
+        &allow,
+        &target,
+        http_sd.as_ref().map(|(url, _)| url.as_str()),
+    );
     let proxy = p.proxy_url.as_ref().and_then(|u| {
         proxy_url(u.get_ref(), &allow)
             .map_err(|e| r.error(u.span(), format!("{key}.proxy_url"), e))
@@ -949,6 +956,7 @@ fn probe_targets(
     scope: &Scope,
     allow: &AllowList,
     single: &Option<String>,
+    http_sd: Option<&str>,
 ) -> (Vec<TargetSpec>, Vec<PathBuf>, Vec<RefusedTarget>) {
     let mut targets: Vec<TargetSpec> = Vec::new();
     if let (Some(_), Some(many)) = (single, &p.targets) {
@@ -992,21 +1000,12 @@ fn probe_targets(
     let mut reserved: Vec<&str> = ENGINE_LABELS.to_vec();
     reserved.extend(p.labels.keys().map(|l| l.get_ref().as_str()));
     let mut refused = Vec::new();
-    // The kept answer of the probe's http_sd URL (asked once when never
-    // asked before); a URL that never answered holds no targets yet.
-    if let Some(url) = &p.http_sd
-        && p.allow.is_some()
-        && scope.ceiling.is_none()
-        && let Some(groups) = super::targets::http_sd_groups(url.get_ref())
+    // The kept answer of the probe's (valid) http_sd URL, asked once when
+    // never asked before; a URL that never answered holds no targets yet.
+    if let Some(url) = http_sd
+        && let Some(groups) = super::targets::http_sd_groups(url)
     {
-        super::targets::accept(
-            url.get_ref(),
-            &groups,
-            allow,
-            &reserved,
-            &mut targets,
-            &mut refused,
-        );
+        super::targets::accept(url, &groups, allow, &reserved, &mut targets, &mut refused);
     }
     let Some(files) = &p.file_sd else {
         return (targets, Vec::new(), refused);
@@ -1052,8 +1051,9 @@ fn probe_targets(
 /// Shortest `http_sd_refresh`: an answer is not asked for more often.
 const MIN_HTTP_SD_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A probe's `http_sd` URL and refresh interval (60 s by default), or the
-/// reasons it cannot have one.
+/// A probe's `http_sd` URL and refresh interval (60 s by default), or
+/// `None` with the reasons it cannot have one: only a valid one is ever
+/// asked.
 fn http_sd(
     r: &mut Resolver<'_>,
     key: &str,
@@ -1061,6 +1061,7 @@ fn http_sd(
     scope: &Scope,
     single: bool,
 ) -> Option<(String, std::time::Duration)> {
+    let before = r.errors.len();
     let refresh = p
         .http_sd_refresh
         .as_ref()
@@ -1091,20 +1092,21 @@ fn http_sd(
             return None;
         }
     }
-    if single {
-        at(r, "give `target` (one) or `http_sd` (many), not both");
+    let problem = if single {
+        Some("give `target` (one) or `http_sd` (many), not both")
     } else if scope.ceiling.is_some() {
-        at(
-            r,
-            "a package's probes cannot discover targets; list them in `targets`",
-        );
+        Some("a package's probes cannot discover targets; list them in `targets`")
     } else if p.allow.is_none() {
-        at(
-            r,
+        Some(
             "a probe with `http_sd` needs an `allow` list: every discovered target is checked against it",
-        );
+        )
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        at(r, problem);
     }
-    Some((url.get_ref().clone(), refresh))
+    (r.errors.len() == before).then(|| (url.get_ref().clone(), refresh))
 }
 
 /// The probe's labels; none may be one the engine writes. The operator's

@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use super::values::LabelName;
 use crate::egress::AllowList;
+use crate::names::MAX_LABEL_VALUE;
 
 /// Largest discovery file read.
 pub const MAX_FILE: u64 = 16 << 20;
@@ -136,13 +137,22 @@ pub fn accept(
             let labels = group_labels(&group.labels, reserved);
             for address in &group.targets {
                 let address = address.trim().to_string();
+                // A refused target is logged and shown: never whole when
+                // it is huge.
                 let refuse = |reason: String| RefusedTarget {
-                    address: address.clone(),
+                    address: shown(&address),
                     source: source.to_string(),
                     reason,
                 };
                 if address.is_empty() {
                     refused.push(refuse("an empty target".into()));
+                    continue;
+                }
+                // It becomes the `target` label of every series of its runs.
+                if address.len() > MAX_LABEL_VALUE {
+                    refused.push(refuse(format!(
+                        "a target longer than {MAX_LABEL_VALUE} bytes (it would be a label value)"
+                    )));
                     continue;
                 }
                 if let Err(reason) = &labels {
@@ -164,6 +174,18 @@ pub fn accept(
             }
         }
     }
+}
+
+/// `text` cut to 256 bytes (on a character boundary) with an ellipsis.
+fn shown(text: &str) -> String {
+    if text.len() <= 256 {
+        return text.to_string();
+    }
+    let mut end = 256;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Largest `http_sd` answer read.
@@ -275,6 +297,11 @@ fn group_labels(
             ));
         }
         let label = LabelName::try_from(name.clone()).map_err(|e| format!("its group's {e}"))?;
+        if value.len() > MAX_LABEL_VALUE {
+            return Err(format!(
+                "its group's label {name:?} is longer than {MAX_LABEL_VALUE} bytes"
+            ));
+        }
         out.push((label, value.clone()));
     }
     Ok(out)
@@ -368,6 +395,36 @@ mod tests {
         assert!(reasons[0].0 == "http://127.0.0.2:1/" && reasons[0].1.contains("allow"));
         assert!(reasons[1].1.contains("\"probe\""), "{reasons:?}");
         assert!(reasons[2].1.contains("bad-name"), "{reasons:?}");
+    }
+
+    /// A discovery file written to bloat every series of its targets: a
+    /// megabyte target or label value is refused, the rest still counts.
+    #[test]
+    fn oversized_targets_and_label_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let long_target = format!("http://127.0.0.1:1/{}", "a".repeat(1 << 20));
+        let file = write(
+            dir.path(),
+            "t.json",
+            &serde_json::json!([
+                {"targets": [long_target, "http://127.0.0.1:1/ok"]},
+                {"targets": ["http://127.0.0.1:1/big"], "labels": {"note": "x".repeat(2000)}}
+            ])
+            .to_string(),
+        );
+        let (found, refused) = discover(&[file], &allow(&["http://127.0.0.1:1"]), &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kept: Vec<&str> = found.iter().map(|t| t.address.as_str()).collect();
+        assert_eq!(kept, vec!["http://127.0.0.1:1/ok"]);
+        let reasons: Vec<&str> = refused.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        // Logged and shown cut, not as a megabyte.
+        assert!(refused[0].address.len() < 300 && refused[0].address.ends_with('…'));
+        assert!(reasons[0].contains("longer than 1024 bytes"), "{reasons:?}");
+        assert!(
+            reasons[1].contains("\"note\" is longer than 1024 bytes"),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -450,6 +450,67 @@ fn file_sd_needs_an_allow_list_and_a_package_cannot_read_files() {
     );
 }
 
+/// A hostile package tries discovery to read the operator's files
+/// (`file_sd` on a path of the host) and to make the engine send requests
+/// where it likes (`http_sd`): both are refused at their line in the
+/// package's file, the package is not loaded, and nothing is fetched.
+#[test]
+fn a_package_cannot_discover_targets_from_files_or_urls() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .set_nonblocking(true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = root.path().join("sneaky");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("probe.wasm"), b"\0asm").unwrap_or_else(|e| panic!("{e}"));
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"\0asm"))
+    };
+    std::fs::write(
+        dir.join("package.toml"),
+        format!(
+            "name = \"sneaky\"\n[capabilities]\nallow = [\"http://127.0.0.1:*\"]\n[plugins.probe]\npath = \"probe.wasm\"\nsha256 = \"{sha}\"\n[probes.files]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\nallow = [\"http://127.0.0.1:*\"]\nfile_sd = [\"/etc/passwd\"]\n[probes.urls]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\nallow = [\"http://127.0.0.1:*\"]\nhttp_sd = \"http://127.0.0.1:{port}/targets\"\n"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(root.path().join("Cargo.toml"), "").unwrap_or_else(|e| panic!("{e}"));
+    let main = format!(
+        "{PLUGIN}[packages]\ninclude = [\"{}/package.toml\"]\n",
+        dir.display()
+    );
+    let config = parse(&root.path().join("probes.toml"), main);
+    let refused: Vec<String> = match &config {
+        Ok(c) => c
+            .packages
+            .iter()
+            .filter_map(|p| p.refused.as_ref())
+            .flat_map(|d| d.0.iter().map(ToString::to_string))
+            .collect(),
+        Err(e) => vec![e.to_string()],
+    };
+    let joined = refused.join("\n");
+    assert!(
+        joined.contains(
+            "package.toml:11:11: probes.files.file_sd: a package's probes cannot read files"
+        ),
+        "{joined}"
+    );
+    assert!(
+        joined.contains(
+            "package.toml:16:11: probes.urls.http_sd: a package's probes cannot discover targets"
+        ),
+        "{joined}"
+    );
+    assert!(config.is_ok_and(|c| !c.probes.keys().any(|k| k.as_str().starts_with("sneaky"))));
+    assert!(
+        listener.accept().is_err(),
+        "the engine connected to the package's http_sd URL"
+    );
+}
+
 #[test]
 fn shards_spread_a_probes_targets() {
     let targets: Vec<String> = (0..40)

@@ -12,8 +12,7 @@ use super::encode::{HistogramState, push_histogram, push_sample};
 use super::family::{FamilyDef, FamilyId, Kind};
 use crate::runtime::record::Sample;
 
-/// Longest label value kept, in bytes.
-pub const MAX_LABEL_VALUE: usize = 1024;
+pub use crate::names::MAX_LABEL_VALUE;
 
 /// Why a sample was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
