@@ -119,6 +119,9 @@ pub enum Reloaded {
 
 struct Current {
     config: Config,
+    /// The config's `http_sd` sources (probe, URL, refresh interval),
+    /// found once per load for the refresher.
+    http_sd: Vec<(String, String, Duration)>,
     fingerprint: String,
     stop: watch::Sender<bool>,
     /// Plugins removed from a plugin directory while probes used them:
@@ -319,6 +322,7 @@ impl Lifecycle {
             overrides,
             loopback: config.server.listen.ip().is_loopback(),
             current: tokio::sync::Mutex::new(Current {
+                http_sd: http_sd_sources(&config),
                 // Moved, not cloned: with 100,000 probes every copy of the
                 // config costs hundreds of MiB.
                 config,
@@ -398,6 +402,7 @@ impl Lifecycle {
         // Everything is good: swap.
         let stop = swap(&self.app, &config, set, Some(&current.stop));
         *current = Current {
+            http_sd: http_sd_sources(&config),
             config,
             fingerprint,
             stop,
@@ -447,6 +452,18 @@ impl Lifecycle {
             }
         }))
     }
+}
+
+/// Each probe's `http_sd` URL and refresh interval, by probe name.
+fn http_sd_sources(config: &Config) -> Vec<(String, String, Duration)> {
+    config
+        .probes
+        .values()
+        .filter_map(|p| {
+            let (url, every) = p.http_sd.clone()?;
+            Some((p.name.to_string(), url, every))
+        })
+        .collect()
 }
 
 /// How often the names of `fan_out` probes' targets are resolved again.
@@ -512,18 +529,7 @@ impl Lifecycle {
                         let _ = me.reload("fan_out").await;
                     }
                 }
-                let sources: Vec<(String, String, Duration)> = {
-                    let current = me.current.lock().await;
-                    current
-                        .config
-                        .probes
-                        .values()
-                        .filter_map(|p| {
-                            let (url, every) = p.http_sd.clone()?;
-                            Some((p.name.to_string(), url, every))
-                        })
-                        .collect()
-                };
+                let sources = me.current.lock().await.http_sd.clone();
                 let now = tokio::time::Instant::now();
                 let mut changed = false;
                 for (probe, url, every) in sources {
