@@ -158,9 +158,9 @@ section_probe() {
     say "  wasmprobe_ondemand_rejected_total (503s): ${rejected:-0}"
 
     say "  ratios (wasmprobe / blackbox_exporter):"
-    awk -v a="$R_wasmprobe_rps" -v b="$R_blackbox_rps" 'BEGIN { printf "    probes/s (2xx)  %.2fx   goal: >= 3x\n", b ? a / b : 0 }'
+    awk -v a="$R_wasmprobe_rps" -v b="$R_blackbox_rps" 'BEGIN { printf "    probes/s (2xx)  %.2fx   goal: >= 3.5x\n", b ? a / b : 0 }'
     awk -v a="$R_wasmprobe_p99" -v b="$R_blackbox_p99" 'BEGIN { printf "    p99 latency     %.2fx   goal: <= 1x (p99 no worse)\n", b ? a / b : 0 }'
     awk -v a="$R_wasmprobe_p50" -v b="$R_blackbox_p50" 'BEGIN { printf "    p50 latency     %.2fx\n", b ? a / b : 0 }'
-    awk -v a="$R_wasmprobe_cpu" -v b="$R_blackbox_cpu" 'BEGIN { printf "    CPU per probe   %.2fx\n", b ? a / b : 0 }'
+    awk -v a="$R_wasmprobe_cpu" -v b="$R_blackbox_cpu" 'BEGIN { printf "    CPU per probe   %.2fx   goal: <= 0.33x\n", b ? a / b : 0 }'
     awk -v a="$R_wasmprobe_hwm" -v b="$R_blackbox_hwm" 'BEGIN { printf "    peak RSS        %.2fx\n", b ? a / b : 0 }'
 }

@@ -73,6 +73,7 @@ fn record(success: bool, at: SystemTime, calls: &[serde_json::Value]) -> RunReco
             }]
         },
         calls: if success { Vec::new() } else { calls.to_vec() },
+        optimized: true,
     }
 }
 

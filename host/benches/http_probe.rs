@@ -165,7 +165,8 @@ fn from_host(r: Result<host::Response, host::HttpError>) -> Result<sdk::Response
 
 /// What both probes need.
 struct Shared {
-    engine: Arc<WasmEngine>,
+    /// Held for its epoch ticker, which ends runs at their deadlines.
+    _engine: Arc<WasmEngine>,
     plugin: Plugin,
     grants: Grants,
     grant: Arc<HttpGrant>,
@@ -247,7 +248,7 @@ fn main() -> anyhow::Result<()> {
     let check = Check::new(serde_json::from_str("{}")?).map_err(anyhow::Error::msg)?;
 
     let shared = Arc::new(Shared {
-        engine,
+        _engine: engine,
         plugin,
         grants,
         grant,
@@ -289,7 +290,7 @@ fn main() -> anyhow::Result<()> {
                     tape: None,
                     hostname: None,
                 };
-                run(&s.engine, &s.plugin, spec).await.result == RunResult::Success
+                run(&s.plugin, spec).await.result == RunResult::Success
             }
         }
     };

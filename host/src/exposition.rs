@@ -27,7 +27,7 @@ use arc_swap::ArcSwap;
 pub use encode::Format;
 pub use family::{FamilyDef, FamilyId, FamilyTable, Kind};
 pub use self_metrics::{GlobalMetrics, HostFamilies, RunInFlight};
-pub use series::{PluginFamilies, ProbeSeries, Staged};
+pub use series::{Chunks, PluginFamilies, ProbeSeries, Staged};
 
 use crate::config::ProbeName;
 use crate::history::{History, HistoryLimits};
@@ -88,14 +88,22 @@ pub struct LastRun {
 /// A probe's published lines.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    chunks: BTreeMap<FamilyId, String>,
+    /// Self-metrics, counters and histograms.
+    chunks: Chunks,
+    /// The last run's gauges, shared with the slot's state.
+    gauges: Arc<Chunks>,
     pub last: Option<LastRun>,
     pub series: usize,
 }
 
 #[derive(Debug, Default)]
 struct SlotState {
+    /// Counters and histograms; gauges are held only as their lines
+    /// (`gauges`), rendered once per run: a probe's state is mostly gauges,
+    /// and holding them both ways cost 1.3 KiB per probe.
     series: ProbeSeries,
+    gauges: Arc<Chunks>,
+    gauge_count: usize,
     held: usize,
     runs: [u64; RunResult::ALL.len()],
     traps: [u64; TrapReason::ALL.len()],
@@ -307,9 +315,14 @@ impl Exposition {
                     "samples rejected"
                 );
             }
-            let next = st.series.with(&staged, &table);
+            let mut next = st.series.with(&staged, &table);
             let held = next.series(&table);
             if slot.budget.exchange(st.held, held) {
+                let mut lines = BTreeMap::new();
+                next.render_gauges(&table, &slot.host_labels, &mut lines);
+                st.gauges = Arc::new(Chunks::new(lines));
+                st.gauge_count = next.gauge_count();
+                next.clear_gauges();
                 st.series = next;
                 st.held = held;
             } else {
@@ -341,7 +354,8 @@ impl Exposition {
     }
 
     fn drop_gauges(&self, slot: &ProbeSlot, st: &mut SlotState, table: &[Arc<FamilyDef>]) {
-        st.series.clear_gauges();
+        st.gauges = Arc::default();
+        st.gauge_count = 0;
         let held = st.series.series(table);
         slot.budget.exchange(st.held, held);
         st.held = held;
@@ -353,7 +367,9 @@ impl Exposition {
         let table = self.families.snapshot();
         let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
         st.series.retain(|id| families.contains(id));
-        let held = st.series.series(&table);
+        st.gauges = Arc::new(st.gauges.retain(|id| families.contains(id)));
+        st.gauge_count = st.gauges.lines();
+        let held = st.series.series(&table) + st.gauge_count;
         slot.budget.exchange(st.held, held);
         st.held = held;
         self.publish(slot, &st, &table);
@@ -383,7 +399,8 @@ impl Exposition {
         );
         st.series.render(table, &slot.host_labels, &mut chunks);
         slot.rendered.store(Arc::new(Rendered {
-            chunks,
+            chunks: Chunks::new(chunks),
+            gauges: st.gauges.clone(),
             last: st.last.clone(),
             series: st.held,
         }));
@@ -401,16 +418,14 @@ impl Exposition {
         self.global.render(&self.host, &mut global);
         let mut by_family: Vec<Vec<&str>> = vec![Vec::new(); table.len()];
         let mut size = 0;
-        for chunks in rendered
+        let probes = rendered
             .iter()
-            .map(|r| &r.chunks)
-            .chain(std::iter::once(&global))
-        {
-            for (id, chunk) in chunks {
-                if let Some(v) = by_family.get_mut(*id as usize) {
-                    size += chunk.len();
-                    v.push(chunk);
-                }
+            .flat_map(|r| r.chunks.iter().chain(r.gauges.iter()));
+        let global = global.iter().map(|(id, chunk)| (*id, chunk.as_str()));
+        for (id, chunk) in probes.chain(global) {
+            if let Some(v) = by_family.get_mut(id as usize) {
+                size += chunk.len();
+                v.push(chunk);
             }
         }
         let mut out = String::with_capacity(size + table.len() * 128 + 16);

@@ -358,6 +358,7 @@ mod tests {
             calls: vec![
                 serde_json::json!({"call": "http-send", "result": {"Ok": {"status": 503}}}),
             ],
+            optimized: true,
         }
     }
 

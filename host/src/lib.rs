@@ -16,6 +16,7 @@ pub mod egress;
 pub mod expectation;
 pub mod exposition;
 pub mod files;
+pub mod heap;
 pub mod history;
 pub mod hostcalls;
 pub mod import;
@@ -37,6 +38,7 @@ const LAYERS: &[&str] = &[
     "bindings",
     "shard",
     "files",
+    "heap",
     "tls_files",
     "egress",
     "config",

@@ -348,6 +348,8 @@ impl Lifecycle {
             Ok(Reloaded::Applied { probes }) => {
                 g.reload_succeeded(SystemTime::now());
                 tracing::info!(trigger, probes, "config reloaded");
+                // The old config and the load's working memory are freed.
+                crate::heap::release_free();
             }
             Ok(Reloaded::Unchanged) => {
                 g.reload_succeeded(SystemTime::now());

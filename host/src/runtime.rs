@@ -8,6 +8,7 @@
 //! anywhere else). Each run gets a fresh `Store` with its own limits and is
 //! dropped afterwards, so no state leaks between runs.
 
+pub mod cache;
 mod cpu;
 pub mod engine;
 mod limiter;

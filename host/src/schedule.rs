@@ -126,7 +126,7 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut s
             // Boxed: the run's state lives on the heap only while it runs,
             // so an idle probe's task stays small (2.5 KiB saved each).
             let evidence = app.exposition.history_limits().failures > 0;
-            let record = Box::pin(probe.run_once(&app.engine, &run, evidence)).await;
+            let record = Box::pin(probe.run_once(&run, evidence)).await;
             drop(in_flight);
             drop(permit);
             failed_at = (!record.success).then(Utc::now);

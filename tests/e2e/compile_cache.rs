@@ -93,3 +93,102 @@ fn compile_fills_the_cache_and_a_foreign_entry_is_rebuilt_not_trusted() {
         rebuilt.iter().map(Vec::len).collect::<Vec<_>>()
     );
 }
+
+/// A plugin the cache lacks runs at once on the baseline tier (winch),
+/// where a run that spins still ends at its deadline; it moves to
+/// optimized code when that is compiled, and the cache keeps only that:
+/// the next engine starts on it.
+#[test]
+fn a_plugin_starts_on_the_baseline_tier_and_moves_to_optimized_code() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use wasmprobe::config::{Limits, PluginName};
+    use wasmprobe::runtime::record::{RunRecord, RunResult};
+    use wasmprobe::runtime::run::{RunSpec, run};
+    use wasmprobe::runtime::store::Grants;
+    use wasmprobe::runtime::{Plugin, WasmEngine, engine::PoolSize};
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = dir.path().join("cache");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let engine = || {
+        Arc::new(
+            WasmEngine::new(
+                PoolSize {
+                    instances: 4,
+                    max_memory: 64 << 20,
+                },
+                Some(&cache),
+            )
+            .unwrap_or_else(|e| panic!("engine: {e}"))
+            .tiered(),
+        )
+    };
+    let name = PluginName::try_from("misbehave".to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let load = |engine: &Arc<WasmEngine>| {
+        rt.block_on(Plugin::load(
+            engine,
+            &name,
+            &wasm("fixtures", "misbehave"),
+            None,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let grants = Grants::default();
+    let go = |plugin: &Plugin, behaviour: &str| -> RunRecord {
+        let config = format!("{{\"behaviour\":\"{behaviour}\"}}");
+        rt.block_on(run(
+            plugin,
+            RunSpec {
+                probe: "tiers",
+                target: "",
+                config: &config,
+                limits: Limits {
+                    timeout: Duration::from_millis(300),
+                    ..Limits::default()
+                },
+                grants: &grants,
+                state: None,
+                tape: None,
+                hostname: None,
+            },
+        ))
+    };
+
+    let first = engine();
+    let plugin = load(&first);
+    // The optimizing compile takes far longer than these runs take to
+    // start.
+    let spun = go(&plugin, "spin");
+    assert!(!spun.optimized, "the first run used optimized code");
+    assert_eq!(spun.result, RunResult::Timeout, "{:?}", spun.message);
+    let empty = go(&plugin, "empty");
+    assert!(!empty.optimized);
+    assert_eq!(empty.result, RunResult::Success, "{:?}", empty.message);
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !plugin.optimized() {
+        assert!(Instant::now() < deadline, "never moved to optimized code");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let spun = go(&plugin, "spin");
+    assert!(spun.optimized);
+    assert_eq!(spun.result, RunResult::Timeout, "{:?}", spun.message);
+    assert_eq!(go(&plugin, "empty").result, RunResult::Success);
+
+    let entries: Vec<_> = files(&cache)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+
+    // A second engine loads the optimized code from the cache at once.
+    let second = engine();
+    let again = load(&second);
+    assert!(again.optimized());
+    assert!(go(&again, "empty").optimized);
+}

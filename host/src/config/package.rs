@@ -305,6 +305,7 @@ pub(super) fn load_from(
         source: &source,
         dir,
         errors: Vec::new(),
+        origin_lists: Default::default(),
     };
     if let Some(other) = taken.get(&name) {
         r.error(

@@ -33,6 +33,9 @@ pub(super) struct Resolver<'a> {
     pub(super) source: &'a Source,
     pub(super) dir: PathBuf,
     pub(super) errors: Vec<Diagnostic>,
+    /// Allow-lists made from targets' origins, by their rules: the probes
+    /// of the same origins share one (100,000 probes of one site: one list).
+    pub(super) origin_lists: std::collections::HashMap<Vec<String>, AllowList>,
 }
 
 /// Where a probe is defined: the main config, or a package with its
@@ -92,6 +95,7 @@ pub(super) fn resolve(source: &Source, mut raw: RawConfig) -> (Config, Vec<Diagn
         source,
         dir,
         errors: Vec::new(),
+        origin_lists: Default::default(),
     };
 
     let server = resolve_server(&mut r, &raw);
@@ -909,7 +913,11 @@ fn probe_allow(r: &mut Resolver<'_>, key: &str, p: &RawProbe, scope: &Scope) -> 
                     rules.push(rule);
                 }
             }
-            AllowList::new(rules)
+            let key = rules.iter().map(ToString::to_string).collect();
+            r.origin_lists
+                .entry(key)
+                .or_insert_with(|| AllowList::new(rules))
+                .clone()
         }
     };
     let allow = match &scope.ceiling {

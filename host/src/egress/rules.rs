@@ -299,7 +299,9 @@ impl fmt::Display for Destination {
 /// also has the operator's ceiling: both lists must admit a destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList {
-    rules: Vec<AllowRule>,
+    /// Shared: every grant of a probe, and every probe of the same
+    /// origins, holds the same list.
+    rules: std::sync::Arc<[AllowRule]>,
     ceiling: Option<std::sync::Arc<AllowList>>,
     /// A per-address run: this host reaches only this address.
     pin: Option<(DestHost, IpAddr)>,
@@ -318,7 +320,7 @@ pub struct Denied {
 impl AllowList {
     pub fn new(rules: Vec<AllowRule>) -> Self {
         AllowList {
-            rules,
+            rules: rules.into(),
             ceiling: None,
             pin: None,
         }

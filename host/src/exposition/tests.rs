@@ -28,6 +28,7 @@ fn record(samples: Vec<Sample>, success: bool) -> RunRecord {
     RunRecord {
         logs: Vec::new(),
         calls: Vec::new(),
+        optimized: true,
         result: if success {
             RunResult::Success
         } else {
@@ -132,6 +133,67 @@ fn removed_probes_disappear() {
     assert!(exp.encode(Format::Classic).contains("probe=\"gone\""));
     exp.remove_slot(&name("gone"), "");
     assert!(!exp.encode(Format::Classic).contains("probe=\"gone\""));
+}
+
+/// Gauges are held only as their rendered lines: they survive a skipped
+/// start, are replaced by the next run's, count against the budget, go
+/// with a run that reports nothing, and with their family on a reload.
+#[test]
+fn gauges_kept_as_lines_follow_runs_skips_and_reloads() {
+    let (exp, fams) = setup();
+    let budget = SeriesBudget::new(10);
+    let slot = Arc::new(exp.detached_slot(
+        name("a"),
+        "",
+        vec![("probe".into(), "a".into())],
+        budget.clone(),
+    ));
+    exp.attach(slot.clone());
+    let status = |phase: &str, v: f64| Sample {
+        name: "probe_http_status_code".into(),
+        labels: vec![("phase".into(), phase.into())],
+        value: v,
+    };
+    let line = |phase: &str, v: &str| {
+        format!("probe_http_status_code{{probe=\"a\",phase=\"{phase}\"}} {v}\n")
+    };
+    exp.commit(
+        &slot,
+        &fams,
+        record(vec![status("x", 200.0), status("y", 301.0)], true),
+    );
+    assert_eq!(slot.series(), 2);
+    assert_eq!(budget.used(), 2);
+    exp.count_skip(&slot);
+    let text = exp.encode(Format::Classic);
+    assert!(
+        text.contains(&line("x", "200")) && text.contains(&line("y", "301")),
+        "{text}"
+    );
+
+    exp.commit(&slot, &fams, record(vec![status("x", 503.0)], true));
+    let text = exp.encode(Format::Classic);
+    assert!(text.contains(&line("x", "503")), "{text}");
+    assert!(!text.contains("phase=\"y\""), "{text}");
+    assert_eq!(budget.used(), 1);
+
+    exp.retain_families(&slot, &fams);
+    assert!(exp.encode(Format::Classic).contains(&line("x", "503")));
+    assert_eq!(slot.series(), 1);
+    exp.retain_families(&slot, &PluginFamilies::default());
+    assert!(
+        !exp.encode(Format::Classic)
+            .contains("probe_http_status_code{")
+    );
+    assert_eq!(budget.used(), 0);
+
+    exp.commit(&slot, &fams, record(vec![status("x", 200.0)], true));
+    exp.commit(&slot, &fams, record(vec![], false));
+    assert!(
+        !exp.encode(Format::Classic)
+            .contains("probe_http_status_code{")
+    );
+    assert_eq!(budget.used(), 0);
 }
 
 /// Sample lines of an exposition: (name, labels as written, value).

@@ -1,4 +1,5 @@
-//! The one wasmtime engine of the process and its epoch ticker.
+//! The process's wasmtime engines (the optimizing one, and a baseline
+//! tier plugins may start on) and their epoch ticker.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -6,10 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::Linker;
-use wasmtime::{
-    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
-    PoolingAllocationConfig,
-};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::cache::CompileCache;
 
 use super::limiter::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use super::store::RunState;
@@ -45,6 +45,14 @@ pub struct PoolSize {
 pub struct WasmEngine {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<RunState>,
+    /// Compiled plugins kept between starts; `None` compiles every time.
+    pub(crate) cache: Option<CompileCache>,
+    /// The fast-compiling tier a plugin starts on when its optimized code
+    /// is not cached (`run` only; see [`WasmEngine::tiered`]).
+    pub(crate) baseline: Option<Tier>,
+    /// Plugin loads going on: optimizing compiles wait for them, so that
+    /// they do not slow the loads that keep probes from starting.
+    pub(crate) loading: std::sync::atomic::AtomicUsize,
     /// Held for its `Drop`: stops the ticker thread with the engine.
     _ticker: Ticker,
 }
@@ -55,8 +63,18 @@ impl std::fmt::Debug for WasmEngine {
     }
 }
 
+/// An engine and its linker: code compiled by one runs only in stores of
+/// the same engine.
+pub(crate) struct Tier {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<RunState>,
+}
+
 struct Ticker {
     stop: Arc<AtomicBool>,
+    /// Engines whose epoch the ticker advances (the baseline tier's joins
+    /// when it is made).
+    engines: Arc<std::sync::Mutex<Vec<Engine>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -73,14 +91,8 @@ impl WasmEngine {
     /// Builds the engine. `cache_dir` must be absolute; `None` compiles
     /// every plugin at every start.
     pub fn new(pool: PoolSize, cache_dir: Option<&Path>) -> Result<WasmEngine, EngineError> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.max_wasm_stack(512 << 10);
-        config.async_stack_size(2 << 20);
+        let mut config = base_config();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // Component-model async is not part of our contract.
-        config.concurrency_support(false);
 
         let instances = pool.instances.max(1);
         let mut pooling = PoolingAllocationConfig::new();
@@ -127,32 +139,34 @@ impl WasmEngine {
         );
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
 
-        if let Some(dir) = cache_dir {
-            let cache_err = |message: String| EngineError::Cache {
-                dir: dir.display().to_string(),
-                message,
-            };
-            std::fs::create_dir_all(dir).map_err(|e| cache_err(e.to_string()))?;
-            let mut cc = CacheConfig::new();
-            cc.with_directory(dir);
-            let cache = Cache::new(cc).map_err(|e| cache_err(e.to_string()))?;
-            config.cache(Some(cache));
-        }
-
         let engine = Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
+        let cache = match cache_dir {
+            Some(dir) => {
+                Some(
+                    CompileCache::open(&engine, dir).map_err(|e| EngineError::Cache {
+                        dir: dir.display().to_string(),
+                        message: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
         let mut linker = Linker::<RunState>::new(&engine);
         super::store::link(&mut linker).map_err(|e| EngineError::Link(format!("{e:#}")))?;
 
         let stop = Arc::new(AtomicBool::new(false));
+        let engines = Arc::new(std::sync::Mutex::new(vec![engine.clone()]));
         let thread = {
-            let engine = engine.clone();
+            let engines = engines.clone();
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("wasmprobe-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
+                        for e in engines.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                            e.increment_epoch();
+                        }
                     }
                 })
                 .map_err(|e| EngineError::Config(format!("cannot start epoch ticker: {e}")))?
@@ -160,15 +174,60 @@ impl WasmEngine {
         Ok(WasmEngine {
             engine,
             linker,
+            cache,
+            baseline: None,
+            loading: Default::default(),
             _ticker: Ticker {
                 stop,
+                engines,
                 thread: Some(thread),
             },
         })
+    }
+
+    /// Adds the baseline tier: a plugin whose optimized code is not in the
+    /// cache is compiled by winch (a single-pass compiler, about ten times
+    /// faster than cranelift) and runs at once, while cranelift compiles it
+    /// in the background; its runs move to the optimized code when that is
+    /// ready, and the cache keeps only optimized code. Where winch cannot
+    /// be used (another CPU architecture) every plugin is compiled
+    /// optimized before it runs, as without this call.
+    pub fn tiered(mut self) -> WasmEngine {
+        let mut config = base_config();
+        config.strategy(wasmtime::Strategy::Winch);
+        let made = Engine::new(&config).and_then(|engine| {
+            let mut linker = Linker::<RunState>::new(&engine);
+            super::store::link(&mut linker)?;
+            Ok(Tier { engine, linker })
+        });
+        match made {
+            Ok(tier) => {
+                self._ticker
+                    .engines
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(tier.engine.clone());
+                self.baseline = Some(tier);
+            }
+            Err(e) => tracing::debug!("no baseline compiler tier: {e:#}"),
+        }
+        self
     }
 
     /// Epoch ticks that cover `d`, plus one for the tick in progress.
     pub(crate) fn ticks(d: Duration) -> u64 {
         (d.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
     }
+}
+
+/// Settings both tiers share: a plugin behaves the same on either.
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(512 << 10);
+    config.async_stack_size(2 << 20);
+    // Component-model async is not part of our contract.
+    config.concurrency_support(false);
+    config
 }

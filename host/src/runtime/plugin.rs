@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
-use wasmtime::Store;
 use wasmtime::component::Component;
+use wasmtime::{Engine, Store};
 
 use super::engine::WasmEngine;
 use super::store::{Grants, RunState};
@@ -99,10 +100,27 @@ pub struct Plugin {
     pub path: PathBuf,
     pub sha256: String,
     pub info: PluginInfo,
-    pub(crate) pre: ProbePre<RunState>,
+    /// The code runs use: baseline at first when the plugin had to be
+    /// compiled, swapped for optimized code once that is compiled.
+    pub(crate) code: Arc<ArcSwap<Code>>,
     validator: Option<jsonschema::Validator>,
     /// Compile (or cache load) time.
     pub compile_time: Duration,
+}
+
+/// Compiled code of a plugin and the engine its stores must come from.
+pub(crate) struct Code {
+    pub(crate) engine: Engine,
+    pub(crate) pre: ProbePre<RunState>,
+    /// False while the plugin runs on the baseline tier.
+    pub(crate) optimized: bool,
+}
+
+impl Plugin {
+    /// Whether runs use optimized (cranelift) code yet.
+    pub fn optimized(&self) -> bool {
+        self.code.load().optimized
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -134,6 +152,7 @@ impl Plugin {
         pinned: Option<&str>,
     ) -> Result<Plugin, PluginError> {
         let plugin = name.to_string();
+        let _loading = Loading::new(engine);
         // Opened once: a FIFO or a device is refused without blocking, and
         // the bytes hashed below are the bytes compiled.
         let read = {
@@ -201,8 +220,11 @@ impl Plugin {
         let compiled = {
             let engine = engine.clone();
             let size = bytes.len();
-            let mut task =
-                tokio::task::spawn_blocking(move || Component::new(&engine.engine, &bytes));
+            let digest = sha256.clone();
+            let mut task = tokio::task::spawn_blocking(move || {
+                let compiled = compile_first(&engine, &bytes, &digest);
+                (compiled, bytes)
+            });
             // A first compile of a large component (Python carries its
             // interpreter) takes seconds: say so rather than go silent.
             let first = tokio::time::Instant::now() + PROGRESS_AFTER;
@@ -225,29 +247,35 @@ impl Plugin {
                 message: e.to_string(),
             })?
         };
-        let component = compiled.map_err(|e| PluginError::Compile {
+        let (compiled, bytes) = compiled;
+        let (component, optimized) = compiled.map_err(|e| PluginError::Compile {
             plugin: plugin.clone(),
             path: path.to_path_buf(),
             message: format!("{e:#}"),
         })?;
         let compile_time = started.elapsed();
 
-        let instance_pre =
-            engine
-                .linker
-                .instantiate_pre(&component)
-                .map_err(|e| PluginError::Link {
-                    plugin: plugin.clone(),
-                    path: path.to_path_buf(),
-                    message: format!("{e:#}"),
-                })?;
-        let pre = ProbePre::new(instance_pre).map_err(|e| PluginError::Link {
-            plugin: plugin.clone(),
-            path: path.to_path_buf(),
-            message: format!("{e:#}"),
-        })?;
+        let (tier_engine, linker) = match (optimized, &engine.baseline) {
+            (false, Some(tier)) => (&tier.engine, &tier.linker),
+            _ => (&engine.engine, &engine.linker),
+        };
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(ProbePre::new)
+            .map_err(|e| PluginError::Link {
+                plugin: plugin.clone(),
+                path: path.to_path_buf(),
+                message: format!("{e:#}"),
+            })?;
+        let code = Code {
+            engine: tier_engine.clone(),
+            pre,
+            optimized,
+        };
 
-        let info = describe(engine, &pre, &plugin).await?;
+        let linked = started.elapsed();
+        let info = describe(&code, &plugin).await?;
+        let described = started.elapsed();
         let validator =
             match &info.schema {
                 Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
@@ -258,12 +286,25 @@ impl Plugin {
                 })?),
                 None => None,
             };
+        tracing::debug!(
+            plugin = %plugin,
+            optimized,
+            compile_ms = compile_time.as_millis() as u64,
+            linked_ms = linked.as_millis() as u64,
+            described_ms = described.as_millis() as u64,
+            ready_ms = started.elapsed().as_millis() as u64,
+            "plugin load steps"
+        );
+        let code = Arc::new(ArcSwap::from_pointee(code));
+        if !optimized {
+            optimize_later(engine.clone(), plugin, bytes, sha256.clone(), code.clone());
+        }
         Ok(Plugin {
             name: name.clone(),
             path: path.to_path_buf(),
             sha256,
             info,
-            pre,
+            code,
             validator,
             compile_time,
         })
@@ -319,11 +360,114 @@ impl Plugin {
     }
 }
 
-async fn describe(
+/// The plugin's code as fast as it can be had: optimized from the cache,
+/// else baseline (when the engine has that tier), else optimized compiled
+/// now (and cached). The flag says whether it is optimized.
+fn compile_first(
     engine: &WasmEngine,
-    pre: &ProbePre<RunState>,
-    plugin: &str,
-) -> Result<PluginInfo, PluginError> {
+    wasm: &[u8],
+    digest: &str,
+) -> wasmtime::Result<(Component, bool)> {
+    if let Some(cache) = &engine.cache
+        && let Some(component) = cache.load(&engine.engine, digest)
+    {
+        return Ok((component, true));
+    }
+    if let Some(tier) = &engine.baseline {
+        match Component::new(&tier.engine, wasm) {
+            Ok(component) => return Ok((component, false)),
+            // A proposal winch lacks: cranelift compiles it below.
+            Err(e) => tracing::debug!("baseline compile refused, compiling optimized: {e:#}"),
+        }
+    }
+    compile_optimized(engine, wasm, digest).map(|c| (c, true))
+}
+
+fn compile_optimized(
+    engine: &WasmEngine,
+    wasm: &[u8],
+    digest: &str,
+) -> wasmtime::Result<Component> {
+    match &engine.cache {
+        Some(cache) => cache.compile_and_store(&engine.engine, wasm, digest),
+        None => Component::new(&engine.engine, wasm),
+    }
+}
+
+/// Counts a plugin load for as long as it goes on.
+struct Loading<'a>(&'a WasmEngine);
+
+impl<'a> Loading<'a> {
+    fn new(engine: &'a WasmEngine) -> Self {
+        engine
+            .loading
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Loading(engine)
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        self.0
+            .loading
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// How long an optimizing compile waits for plugin loads to end, at most.
+const OPTIMIZE_WAIT: Duration = Duration::from_secs(30);
+
+/// Compiles the optimized code on a thread of its own, once no plugin is
+/// loading (its compile would slow theirs), and moves the plugin's runs to
+/// it; a run already going finishes on the baseline code.
+fn optimize_later(
+    engine: Arc<WasmEngine>,
+    plugin: String,
+    wasm: Vec<u8>,
+    digest: String,
+    code: Arc<ArcSwap<Code>>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("wasmprobe-optimize".into())
+        .spawn(move || {
+            let waited = Instant::now();
+            while engine.loading.load(std::sync::atomic::Ordering::Acquire) > 0
+                && waited.elapsed() < OPTIMIZE_WAIT
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let started = Instant::now();
+            let pre = compile_optimized(&engine, &wasm, &digest)
+                .and_then(|c| engine.linker.instantiate_pre(&c))
+                .and_then(ProbePre::new);
+            match pre {
+                Ok(pre) => {
+                    code.store(Arc::new(Code {
+                        engine: engine.engine.clone(),
+                        pre,
+                        optimized: true,
+                    }));
+                    tracing::info!(
+                        plugin = %plugin,
+                        compile_ms = started.elapsed().as_millis() as u64,
+                        "plugin optimized: its runs use cranelift's code from now on"
+                    );
+                    // The compiler's working memory (tens of MiB, freed
+                    // in small blocks) goes back to the system.
+                    crate::heap::release_free();
+                }
+                Err(e) => tracing::warn!(
+                    plugin = %plugin,
+                    "optimized compile failed; the plugin keeps its baseline code: {e:#}"
+                ),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the optimizing compile: {e}");
+    }
+}
+
+async fn describe(code: &Code, plugin: &str) -> Result<PluginInfo, PluginError> {
     let fail = |message: String| PluginError::Describe {
         plugin: plugin.to_string(),
         message,
@@ -345,12 +489,12 @@ async fn describe(
     };
     // No grants: a plugin reaches nothing while describing itself.
     let data = RunState::new(scope, &Grants::default());
-    let mut store = Store::new(&engine.engine, data);
+    let mut store = Store::new(&code.engine, data);
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(WasmEngine::ticks(DESCRIBE_TIMEOUT));
     store.epoch_deadline_trap();
     let call = async {
-        let instance = pre.instantiate_async(&mut store).await?;
+        let instance = code.pre.instantiate_async(&mut store).await?;
         instance
             .wasmprobe_plugin_plugin()
             .call_describe(&mut store)

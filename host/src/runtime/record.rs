@@ -143,4 +143,7 @@ pub struct RunRecord {
     pub logs: Vec<LogLine>,
     /// The run's host calls, when they were recorded as evidence.
     pub calls: Vec<serde_json::Value>,
+    /// Whether the run used optimized code; false on the baseline tier a
+    /// plugin starts on while it is compiled optimized.
+    pub optimized: bool,
 }

@@ -12,7 +12,6 @@ use std::time::{Instant, SystemTime};
 use wasmtime::{Store, Trap};
 
 use super::cpu::{CpuSpent, measured};
-use super::engine::WasmEngine;
 use super::plugin::Plugin;
 use super::record::{RunRecord, RunResult, Sample, TrapReason};
 use super::store::{Grants, RunState};
@@ -47,7 +46,7 @@ pub struct RunSpec<'a> {
 /// Runs the plugin once and accounts for the outcome: what the plugin
 /// said, redacted and within the run's output limits; validating it
 /// against the plugin's families is the exposition's business.
-pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> RunRecord {
+pub async fn run(plugin: &Plugin, spec: RunSpec<'_>) -> RunRecord {
     let started = Instant::now();
     let deadline = started + spec.limits.timeout;
     // Host calls give up a little before the run's deadline, so the plugin
@@ -72,7 +71,10 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
     };
     let usage = scope.usage.clone();
     let data = RunState::new(scope, spec.grants);
-    let mut store = Store::new(&engine.engine, data);
+    // The code as it is now: a swap to optimized code while this run goes
+    // leaves it on the code (and engine) it started with.
+    let code = plugin.code.load_full();
+    let mut store = Store::new(&code.engine, data);
     store.limiter(|s| &mut s.limiter);
     // A plugin that computes yields to the probe runtime at every epoch
     // tick, so spinning plugins cannot starve other probes of worker
@@ -87,7 +89,7 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
         deadline_ms: u64::try_from(spec.limits.timeout.as_millis()).unwrap_or(u64::MAX),
     };
     let call = async {
-        let instance = plugin
+        let instance = code
             .pre
             .instantiate_async(&mut store)
             .await
@@ -130,6 +132,7 @@ pub async fn run(engine: &WasmEngine, plugin: &Plugin, spec: RunSpec<'_>) -> Run
         usage: usage.clone(),
         logs: logs.clone(),
         calls: evidence(success),
+        optimized: code.optimized,
     };
 
     let outcome = match outcome {

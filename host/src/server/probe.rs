@@ -130,9 +130,7 @@ pub(super) async fn probe(
                 hostname: hostname.as_deref(),
                 tape,
             };
-            let done = probe
-                .run_on_demand(&app.engine, &app.exposition, &target, how)
-                .await;
+            let done = probe.run_on_demand(&app.exposition, &target, how).await;
             drop(permit);
             done
         })

@@ -15,7 +15,7 @@ use crate::{Exit, Status};
 pub(crate) fn check(path: &std::path::Path, compile: bool) -> Result<ExitCode, Exit> {
     let (config, mut problems) =
         config::load_partial(path).map_err(|e| Exit(Status::BadInput, e.into()))?;
-    let engine = engine_for(&config)?;
+    let engine = engine_for(&config, false)?;
     let rt = probe_runtime(1)?;
     let exposition = Exposition::new();
     let services = services(&exposition);

@@ -56,8 +56,10 @@ pub(crate) fn probe_once(
             ),
         ));
     }
+    // The engine is held to the end: its ticker ends runs at their
+    // deadlines.
     let Prepared {
-        engine,
+        engine: _engine,
         rt,
         exposition,
         set,
@@ -78,7 +80,6 @@ pub(crate) fn probe_once(
         Format::Classic
     };
     let done = rt.block_on(probe.run_on_demand(
-        &engine,
         &exposition,
         &target,
         wasmprobe::app::OnDemandRun {

@@ -80,7 +80,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
         Some(p) => Some(Arc::new(load_web_config(p)?)),
         None => None,
     };
-    let engine = engine_for(&config)?;
+    let engine = engine_for(&config, true)?;
     let probe_rt = probe_runtime(config.engine.worker_threads)?;
     let exposition = Arc::new(Exposition::new());
     if let Some(shard) = args.shard {
@@ -153,6 +153,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
             startup_ms = started.elapsed().as_millis() as u64,
             "listening"
         );
+        // What loading the config and plugins freed goes back to the system.
+        wasmprobe::heap::release_free();
         let serve = tokio::spawn(server::serve(
             listener,
             server::router(app.clone(), Some(lifecycle.clone()), web.clone()),

@@ -18,7 +18,10 @@ pub(crate) fn load_config(path: &std::path::Path) -> Result<Config, Exit> {
     config::load(path).map_err(|e| Exit(Status::BadInput, e.into()))
 }
 
-pub(crate) fn engine_for(config: &Config) -> Result<Arc<WasmEngine>, Exit> {
+/// The engine for `config`. `tiered` lets plugins start on the baseline
+/// compiler (a long-running engine); a command that runs and exits compiles
+/// optimized code at once, so that the cache it fills is the one kept.
+pub(crate) fn engine_for(config: &Config, tiered: bool) -> Result<Arc<WasmEngine>, Exit> {
     let cache = match &config.engine.cache_dir {
         Some(d) => Some(
             std::path::absolute(d)
@@ -29,7 +32,7 @@ pub(crate) fn engine_for(config: &Config) -> Result<Arc<WasmEngine>, Exit> {
     };
     let engine = WasmEngine::new(app::pool_size(config), cache.as_deref())
         .map_err(|e| Exit(Status::Environment, e.into()))?;
-    Ok(Arc::new(engine))
+    Ok(Arc::new(if tiered { engine.tiered() } else { engine }))
 }
 
 /// Finds the ICMP sockets this process may open, and says so.
@@ -65,7 +68,7 @@ pub(crate) struct Prepared {
 }
 
 pub(crate) fn prepare(config: &Config) -> Result<Prepared, Exit> {
-    let engine = engine_for(config)?;
+    let engine = engine_for(config, false)?;
     let rt = probe_runtime(1)?;
     let exposition = Exposition::new();
     let services = services(&exposition);

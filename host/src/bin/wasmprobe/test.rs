@@ -10,7 +10,6 @@ use wasmprobe::app::Probe;
 use wasmprobe::expectation::{self, Expectation, ExpectationError, Observed};
 use wasmprobe::exposition::{Exposition, Format};
 use wasmprobe::hostcalls::tape::Tape;
-use wasmprobe::runtime::WasmEngine;
 
 use crate::setup::{Prepared, load_config, prepare};
 use crate::{Exit, Status};
@@ -47,8 +46,10 @@ pub(crate) fn test(
         ));
     }
     config.probes.retain(|k, _| names.contains(k.as_str()));
+    // The engine is held to the end: its ticker ends runs at their
+    // deadlines.
     let Prepared {
-        engine,
+        engine: _engine,
         rt,
         exposition,
         set,
@@ -68,7 +69,6 @@ pub(crate) fn test(
         let case = Case {
             tape,
             probe: &probe,
-            engine: &engine,
             exposition: &exposition,
         };
         let outcome = rt.block_on(case.run(update));
@@ -129,7 +129,6 @@ enum Outcome {
 struct Case<'a> {
     tape: &'a Path,
     probe: &'a Arc<Probe>,
-    engine: &'a WasmEngine,
     exposition: &'a Exposition,
 }
 
@@ -203,7 +202,6 @@ impl Case<'_> {
         let done = self
             .probe
             .run_on_demand(
-                self.engine,
                 self.exposition,
                 &target,
                 wasmprobe::app::OnDemandRun {
