@@ -162,10 +162,22 @@ fn the_image_layout_runs_as_its_user_and_passes_its_healthcheck() {
         assert!(uid.split_whitespace().nth(1) == Some(UID), "{uid}");
     }
     assert!(health_ok(&check), "the Dockerfile's HEALTHCHECK fails");
-    let cached = std::fs::read_dir(fs.path().join("var/cache/wasmprobe"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert!(cached > 0, "nothing compiled into the cache directory");
+    // The plugins start on baseline code; their optimized code is written
+    // to the cache (as the image's user) once it is compiled.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let cached = std::fs::read_dir(fs.path().join("var/cache/wasmprobe"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if cached > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing compiled into the cache directory"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let url = format!("http://127.0.0.1:{port}/metrics");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
