@@ -31,6 +31,9 @@ const MAX_ENTRIES: usize = 64;
 
 const SUFFIX: &str = ".cwasm";
 
+/// Age after which a temporary file in the cache is a dead writer's.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Why the cache directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -179,19 +182,26 @@ impl CompileCache {
         Ok(())
     }
 
-    /// Removes the least recently written entries beyond `MAX_ENTRIES`.
+    /// Removes the least recently written entries beyond `MAX_ENTRIES`, and
+    /// temporary files a process that stopped mid-write left (an hour old).
     fn prune(&self, keep: &Path) {
         let Ok(read) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = read
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().ends_with(SUFFIX))
-            .filter_map(|e| {
-                let modified = e.metadata().ok()?.modified().ok()?;
-                Some((modified, e.path()))
-            })
-            .collect();
+        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for e in read.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(modified) = e.metadata().ok().and_then(|m| m.modified().ok()) else {
+                continue;
+            };
+            if name.ends_with(SUFFIX) {
+                entries.push((modified, e.path()));
+            } else if name.starts_with(".tmp")
+                && modified.elapsed().is_ok_and(|age| age > STALE_TEMP)
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         if entries.len() <= MAX_ENTRIES {
             return;
         }
@@ -393,5 +403,29 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(left, MAX_ENTRIES);
         assert!(cache.entry("new").is_file());
+    }
+
+    #[test]
+    fn a_dead_writers_temporary_file_is_removed_a_fresh_one_kept() {
+        let engine = engine();
+        let dir = temp_dir();
+        let cache = CompileCache::open(&engine, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let old = dir.path().join(".tmpOLD");
+        let fresh = dir.path().join(".tmpNEW");
+        for p in [&old, &fresh] {
+            std::fs::write(p, b"half an entry").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let hours_ago = std::time::SystemTime::now() - 2 * STALE_TEMP;
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .and_then(|f| f.set_modified(hours_ago))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let wasm = wat::parse_str(WAT).unwrap_or_else(|e| panic!("{e}"));
+        cache
+            .load_or_compile(&engine, &wasm, "x")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!old.exists());
+        assert!(fresh.exists());
     }
 }

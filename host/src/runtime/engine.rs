@@ -53,6 +53,10 @@ pub struct WasmEngine {
     /// Plugin loads going on: optimizing compiles wait for them, so that
     /// they do not slow the loads that keep probes from starting.
     pub(crate) loading: std::sync::atomic::AtomicUsize,
+    /// Held by an optimizing compile: they run one at a time (each already
+    /// compiles its functions on every core), so a first start with many
+    /// plugins holds one compiler's working memory, not one per plugin.
+    pub(crate) optimizing: std::sync::Mutex<()>,
     /// Held for its `Drop`: stops the ticker thread with the engine.
     _ticker: Ticker,
 }
@@ -177,6 +181,7 @@ impl WasmEngine {
             cache,
             baseline: None,
             loading: Default::default(),
+            optimizing: Default::default(),
             _ticker: Ticker {
                 stop,
                 engines,

@@ -436,6 +436,7 @@ fn optimize_later(
             {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            let _one_at_a_time = engine.optimizing.lock().unwrap_or_else(|e| e.into_inner());
             let started = Instant::now();
             let pre = compile_optimized(&engine, &wasm, &digest)
                 .and_then(|c| engine.linker.instantiate_pre(&c))
