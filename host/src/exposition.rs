@@ -117,8 +117,9 @@ struct SlotState {
 #[derive(Debug)]
 pub struct ProbeSlot {
     pub name: ProbeName,
-    /// The target this slot's runs check (empty: the probe's only one).
-    pub target: String,
+    /// The run this slot is for: its target, and its address under
+    /// `fan_out` (`TargetRun::key`); empty for a probe's only run.
+    pub key: String,
     host_labels: Vec<(String, String)>,
     budget: Arc<SeriesBudget>,
     state: Mutex<SlotState>,
@@ -208,13 +209,13 @@ impl Exposition {
     pub fn detached_slot(
         &self,
         name: ProbeName,
-        target: &str,
+        key: &str,
         host_labels: Vec<(String, String)>,
         budget: Arc<SeriesBudget>,
     ) -> ProbeSlot {
         ProbeSlot {
             name,
-            target: target.to_string(),
+            key: key.to_string(),
             host_labels,
             budget,
             state: Mutex::new(SlotState::default()),
@@ -228,7 +229,7 @@ impl Exposition {
     /// Exposes a slot, replacing any slot of the same probe and target.
     pub fn attach(&self, slot: Arc<ProbeSlot>) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        let key = (slot.name.clone(), slot.target.clone());
+        let key = (slot.name.clone(), slot.key.clone());
         if let Some(old) = slots.insert(key, slot.clone())
             && !Arc::ptr_eq(&old, &slot)
         {
@@ -240,9 +241,9 @@ impl Exposition {
 
     /// Removes a probe's target (a probe of one target: the probe): its
     /// series disappear from the next scrape.
-    pub fn remove_slot(&self, name: &ProbeName, target: &str) {
+    pub fn remove_slot(&self, name: &ProbeName, key: &str) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = slots.remove(&(name.clone(), target.to_string())) {
+        if let Some(old) = slots.remove(&(name.clone(), key.to_string())) {
             let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
             old.budget.exchange(st.held, 0);
             self.release_history(&old);
@@ -309,7 +310,7 @@ impl Exposition {
                     .collect();
                 tracing::debug!(
                     probe = %slot.name,
-                    target = %slot.target,
+                    target = %slot.key,
                     rejected = staged.rejected_total(),
                     samples = named.join(", "),
                     "samples rejected"
