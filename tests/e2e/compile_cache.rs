@@ -95,16 +95,18 @@ fn compile_fills_the_cache_and_a_foreign_entry_is_rebuilt_not_trusted() {
 }
 
 /// A plugin the cache lacks runs at once on the baseline tier (winch),
-/// where a run that spins still ends at its deadline; it moves to
-/// optimized code when that is compiled, and the cache keeps only that:
-/// the next engine starts on it.
+/// where the sandbox holds as it does on optimized code: a run that spins
+/// ends at its deadline, one that hoards memory traps at its limit, one
+/// that recurses without end traps, and no run finds what an earlier one
+/// left in memory. It moves to optimized code when that is compiled, and
+/// the cache keeps only that: the next engine starts on it.
 #[test]
 fn a_plugin_starts_on_the_baseline_tier_and_moves_to_optimized_code() {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use wasmprobe::config::{Limits, PluginName};
-    use wasmprobe::runtime::record::{RunRecord, RunResult};
+    use wasmprobe::runtime::record::{RunRecord, RunResult, TrapReason};
     use wasmprobe::runtime::run::{RunSpec, run};
     use wasmprobe::runtime::store::Grants;
     use wasmprobe::runtime::{Plugin, WasmEngine, engine::PoolSize};
@@ -141,6 +143,11 @@ fn a_plugin_starts_on_the_baseline_tier_and_moves_to_optimized_code() {
     let grants = Grants::default();
     let go = |plugin: &Plugin, behaviour: &str| -> RunRecord {
         let config = format!("{{\"behaviour\":\"{behaviour}\"}}");
+        let memory = if behaviour == "grow_memory" {
+            32 << 20
+        } else {
+            64 << 20
+        };
         rt.block_on(run(
             plugin,
             RunSpec {
@@ -149,6 +156,7 @@ fn a_plugin_starts_on_the_baseline_tier_and_moves_to_optimized_code() {
                 config: &config,
                 limits: Limits {
                     timeout: Duration::from_millis(300),
+                    memory,
                     ..Limits::default()
                 },
                 grants: &grants,
@@ -160,15 +168,40 @@ fn a_plugin_starts_on_the_baseline_tier_and_moves_to_optimized_code() {
     };
 
     let first = engine();
+    // The optimizing compile waits while this is held.
+    let held = first.hold_optimizing();
     let plugin = load(&first);
-    // The optimizing compile takes far longer than these runs take to
-    // start.
+    let residue = |r: &RunRecord| {
+        r.samples
+            .iter()
+            .find(|s| s.name == "misbehave_residue_bytes")
+            .map(|s| s.value)
+    };
+    for _ in 0..2 {
+        let r = go(&plugin, "residue");
+        assert!(!r.optimized);
+        assert_eq!(residue(&r), Some(0.0), "{:?}", r.message);
+    }
+    for (attack, trap) in [
+        ("grow_memory", TrapReason::MemoryLimit),
+        ("recurse", TrapReason::StackOverflow),
+    ] {
+        let r = go(&plugin, attack);
+        assert!(!r.optimized, "{attack}");
+        assert_eq!(
+            (r.result, r.trap),
+            (RunResult::Trap, Some(trap)),
+            "{attack}: {:?}",
+            r.message
+        );
+    }
     let spun = go(&plugin, "spin");
     assert!(!spun.optimized, "the first run used optimized code");
     assert_eq!(spun.result, RunResult::Timeout, "{:?}", spun.message);
     let empty = go(&plugin, "empty");
     assert!(!empty.optimized);
     assert_eq!(empty.result, RunResult::Success, "{:?}", empty.message);
+    drop(held);
 
     let deadline = Instant::now() + Duration::from_secs(180);
     while !plugin.optimized() {

@@ -50,9 +50,8 @@ pub struct WasmEngine {
     /// The fast-compiling tier a plugin starts on when its optimized code
     /// is not cached (`run` only; see [`WasmEngine::tiered`]).
     pub(crate) baseline: Option<Tier>,
-    /// Plugin loads going on: optimizing compiles wait for them, so that
-    /// they do not slow the loads that keep probes from starting.
-    pub(crate) loading: std::sync::atomic::AtomicUsize,
+    /// Holds taken by [`WasmEngine::hold_optimizing`].
+    pub(crate) holds: std::sync::atomic::AtomicUsize,
     /// Held by an optimizing compile: they run one at a time (each already
     /// compiles its functions on every core), so a first start with many
     /// plugins holds one compiler's working memory, not one per plugin.
@@ -180,7 +179,7 @@ impl WasmEngine {
             linker,
             cache,
             baseline: None,
-            loading: Default::default(),
+            holds: Default::default(),
             optimizing: Default::default(),
             _ticker: Ticker {
                 stop,
@@ -219,9 +218,27 @@ impl WasmEngine {
         self
     }
 
+    /// Holds optimizing compiles back (for up to 30 s) until the guard is
+    /// dropped: taken around each plugin load and around preparing a whole
+    /// config, so that they do not slow the work that keeps probes from
+    /// starting.
+    pub fn hold_optimizing(&self) -> OptimizingHeld<'_> {
+        self.holds.fetch_add(1, Ordering::AcqRel);
+        OptimizingHeld(self)
+    }
+
     /// Epoch ticks that cover `d`, plus one for the tick in progress.
     pub(crate) fn ticks(d: Duration) -> u64 {
         (d.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
+    }
+}
+
+/// See [`WasmEngine::hold_optimizing`].
+pub struct OptimizingHeld<'a>(&'a WasmEngine);
+
+impl Drop for OptimizingHeld<'_> {
+    fn drop(&mut self) {
+        self.0.holds.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

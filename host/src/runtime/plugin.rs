@@ -152,7 +152,7 @@ impl Plugin {
         pinned: Option<&str>,
     ) -> Result<Plugin, PluginError> {
         let plugin = name.to_string();
-        let _loading = Loading::new(engine);
+        let _held = engine.hold_optimizing();
         // Opened once: a FIFO or a device is refused without blocking, and
         // the bytes hashed below are the bytes compiled.
         let read = {
@@ -394,32 +394,13 @@ fn compile_optimized(
     }
 }
 
-/// Counts a plugin load for as long as it goes on.
-struct Loading<'a>(&'a WasmEngine);
-
-impl<'a> Loading<'a> {
-    fn new(engine: &'a WasmEngine) -> Self {
-        engine
-            .loading
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        Loading(engine)
-    }
-}
-
-impl Drop for Loading<'_> {
-    fn drop(&mut self) {
-        self.0
-            .loading
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-/// How long an optimizing compile waits for plugin loads to end, at most.
+/// How long an optimizing compile waits for holds to end, at most.
 const OPTIMIZE_WAIT: Duration = Duration::from_secs(30);
 
-/// Compiles the optimized code on a thread of its own, once no plugin is
-/// loading (its compile would slow theirs), and moves the plugin's runs to
-/// it; a run already going finishes on the baseline code.
+/// Compiles the optimized code on a thread of its own, once nothing holds
+/// it back ([`WasmEngine::hold_optimizing`]: loads and start-up, which it
+/// would slow), and moves the plugin's runs to it; a run already going
+/// finishes on the baseline code.
 fn optimize_later(
     engine: Arc<WasmEngine>,
     plugin: String,
@@ -431,7 +412,7 @@ fn optimize_later(
         .name("wasmprobe-optimize".into())
         .spawn(move || {
             let waited = Instant::now();
-            while engine.loading.load(std::sync::atomic::Ordering::Acquire) > 0
+            while engine.holds.load(std::sync::atomic::Ordering::Acquire) > 0
                 && waited.elapsed() < OPTIMIZE_WAIT
             {
                 std::thread::sleep(Duration::from_millis(20));
