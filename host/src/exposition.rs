@@ -103,7 +103,6 @@ struct SlotState {
     /// and holding them both ways cost 1.3 KiB per probe.
     series: ProbeSeries,
     gauges: Arc<Chunks>,
-    gauge_count: usize,
     held: usize,
     runs: [u64; RunResult::ALL.len()],
     traps: [u64; TrapReason::ALL.len()],
@@ -322,7 +321,6 @@ impl Exposition {
                 let mut lines = BTreeMap::new();
                 next.render_gauges(&table, &slot.host_labels, &mut lines);
                 st.gauges = Arc::new(Chunks::new(lines));
-                st.gauge_count = next.gauge_count();
                 next.clear_gauges();
                 st.series = next;
                 st.held = held;
@@ -356,7 +354,6 @@ impl Exposition {
 
     fn drop_gauges(&self, slot: &ProbeSlot, st: &mut SlotState, table: &[Arc<FamilyDef>]) {
         st.gauges = Arc::default();
-        st.gauge_count = 0;
         let held = st.series.series(table);
         slot.budget.exchange(st.held, held);
         st.held = held;
@@ -369,8 +366,7 @@ impl Exposition {
         let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
         st.series.retain(|id| families.contains(id));
         st.gauges = Arc::new(st.gauges.retain(|id| families.contains(id)));
-        st.gauge_count = st.gauges.lines();
-        let held = st.series.series(&table) + st.gauge_count;
+        let held = st.series.series(&table) + st.gauges.lines();
         slot.budget.exchange(st.held, held);
         st.held = held;
         self.publish(slot, &st, &table);

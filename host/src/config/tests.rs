@@ -161,24 +161,36 @@ fn client_certificates_need_both_files_and_name_the_broken_one() {
 /// send from any address of `[engine] icmp_sources`, a package's probes
 /// only from the ones its grant lists, and a grant cannot list one the
 /// engine does not.
+/// Writes package `name` under `root`: `allow` as its capabilities, one
+/// plugin `probe` (pinned), then `probes` (TOML). Its probes start at line 7.
+fn write_package(root: &Path, name: &str, allow: &str, probes: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("probe.wasm"), b"\0asm").unwrap_or_else(|e| panic!("{e}"));
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"\0asm"))
+    };
+    std::fs::write(
+        dir.join("package.toml"),
+        format!(
+            "name = \"{name}\"\n[capabilities]\nallow = [\"{allow}\"]\n[plugins.probe]\npath = \"probe.wasm\"\nsha256 = \"{sha}\"\n{probes}"
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    dir
+}
+
 #[test]
 fn a_package_sends_icmp_only_from_the_sources_granted_to_it() {
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     for name in ["granted", "plain"] {
-        let dir = root.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(dir.join("probe.wasm"), b"\0asm").unwrap_or_else(|e| panic!("{e}"));
-        let sha = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(b"\0asm"))
-        };
-        std::fs::write(
-            dir.join("package.toml"),
-            format!(
-                "name = \"{name}\"\n[capabilities]\nallow = [\"icmp://127.0.0.1\"]\n[plugins.probe]\npath = \"probe.wasm\"\nsha256 = \"{sha}\"\n[probes.ping]\nplugin = \"probe\"\ntarget = \"127.0.0.1\"\n"
-            ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        write_package(
+            root.path(),
+            name,
+            "icmp://127.0.0.1",
+            "[probes.ping]\nplugin = \"probe\"\ntarget = \"127.0.0.1\"\n",
+        );
     }
     std::fs::write(root.path().join("Cargo.toml"), "").unwrap_or_else(|e| panic!("{e}"));
     let main = |grant_sources: &str| {
@@ -462,20 +474,14 @@ fn a_package_cannot_discover_targets_from_files_or_urls() {
         .unwrap_or_else(|e| panic!("{e}"));
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let dir = root.path().join("sneaky");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(dir.join("probe.wasm"), b"\0asm").unwrap_or_else(|e| panic!("{e}"));
-    let sha = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(b"\0asm"))
-    };
-    std::fs::write(
-        dir.join("package.toml"),
-        format!(
-            "name = \"sneaky\"\n[capabilities]\nallow = [\"http://127.0.0.1:*\"]\n[plugins.probe]\npath = \"probe.wasm\"\nsha256 = \"{sha}\"\n[probes.files]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\nallow = [\"http://127.0.0.1:*\"]\nfile_sd = [\"/etc/passwd\"]\n[probes.urls]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\nallow = [\"http://127.0.0.1:*\"]\nhttp_sd = \"http://127.0.0.1:{port}/targets\"\n"
+    let dir = write_package(
+        root.path(),
+        "sneaky",
+        "http://127.0.0.1:*",
+        &format!(
+            "[probes.files]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\nallow = [\"http://127.0.0.1:*\"]\nfile_sd = [\"/etc/passwd\"]\n[probes.urls]\nplugin = \"probe\"\nschedule = \"* * * * * *\"\nallow = [\"http://127.0.0.1:*\"]\nhttp_sd = \"http://127.0.0.1:{port}/targets\"\n"
         ),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    );
     std::fs::write(root.path().join("Cargo.toml"), "").unwrap_or_else(|e| panic!("{e}"));
     let main = format!(
         "{PLUGIN}[packages]\ninclude = [\"{}/package.toml\"]\n",

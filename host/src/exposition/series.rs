@@ -227,11 +227,6 @@ impl ProbeSeries {
         self.gauges.clear();
     }
 
-    /// Gauges held.
-    pub fn gauge_count(&self) -> usize {
-        self.gauges.len()
-    }
-
     /// Renders the gauges alone (see [`ProbeSeries::render`]).
     pub fn render_gauges(
         &self,
@@ -477,7 +472,8 @@ mod tests {
             ],
         );
         let s = ProbeSeries::default().with(&staged, &table);
-        assert_eq!(s.gauge_count(), 1);
+        // One gauge and one counter.
+        assert_eq!(s.series(&table), 2);
         let mut out = BTreeMap::new();
         s.render_gauges(&table, &[("probe".into(), "p".into())], &mut out);
         let text: String = out.values().cloned().collect();

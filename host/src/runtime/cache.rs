@@ -101,22 +101,8 @@ impl CompileCache {
     }
 
     /// The plugin whose bytes have digest `plugin_sha256`, from its entry,
-    /// or compiled from `wasm` and stored. Cache trouble (an unreadable,
-    /// foreign or stale entry, a full disk) is logged and costs a compile;
-    /// only the plugin's own compile error is returned.
-    pub fn load_or_compile(
-        &self,
-        engine: &Engine,
-        wasm: &[u8],
-        plugin_sha256: &str,
-    ) -> wasmtime::Result<Component> {
-        match self.load(engine, plugin_sha256) {
-            Some(component) => Ok(component),
-            None => self.compile_and_store(engine, wasm, plugin_sha256),
-        }
-    }
-
-    /// The plugin from its entry, if there is a usable one.
+    /// if there is a usable one. An unreadable, foreign or stale entry is
+    /// logged and is a miss: the caller compiles.
     #[allow(unsafe_code)]
     pub fn load(&self, engine: &Engine, plugin_sha256: &str) -> Option<Component> {
         let path = self.entry(plugin_sha256);
@@ -288,6 +274,19 @@ mod tests {
         Engine::new(&config).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// As the engine uses the cache: the entry, else a compile stored.
+    fn load_or_compile(
+        cache: &CompileCache,
+        engine: &Engine,
+        wasm: &[u8],
+        sha: &str,
+    ) -> wasmtime::Result<Component> {
+        match cache.load(engine, sha) {
+            Some(component) => Ok(component),
+            None => cache.compile_and_store(engine, wasm, sha),
+        }
+    }
+
     fn temp_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         #[cfg(unix)]
@@ -305,16 +304,12 @@ mod tests {
         let dir = temp_dir();
         let cache = CompileCache::open(&engine, dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let wasm = wat::parse_str(WAT).unwrap_or_else(|e| panic!("{e}"));
-        cache
-            .load_or_compile(&engine, &wasm, "abc")
-            .unwrap_or_else(|e| panic!("{e}"));
+        load_or_compile(&cache, &engine, &wasm, "abc").unwrap_or_else(|e| panic!("{e}"));
         let entry = cache.entry("abc");
         assert!(entry.is_file());
         // A second load uses the entry: garbage instead of the plugin's
         // bytes would not compile.
-        cache
-            .load_or_compile(&engine, b"not wasm", "abc")
-            .unwrap_or_else(|e| panic!("{e}"));
+        load_or_compile(&cache, &engine, b"not wasm", "abc").unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]
@@ -325,9 +320,7 @@ mod tests {
         let wasm = wat::parse_str(WAT).unwrap_or_else(|e| panic!("{e}"));
         let entry = cache.entry("abc");
         std::fs::write(&entry, b"\x7fELF planted").unwrap_or_else(|e| panic!("{e}"));
-        cache
-            .load_or_compile(&engine, &wasm, "abc")
-            .unwrap_or_else(|e| panic!("{e}"));
+        load_or_compile(&cache, &engine, &wasm, "abc").unwrap_or_else(|e| panic!("{e}"));
         let replaced = std::fs::read(&entry).unwrap_or_default();
         assert!(replaced.len() > 100, "entry not replaced");
     }
@@ -395,9 +388,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
         let wasm = wat::parse_str(WAT).unwrap_or_else(|e| panic!("{e}"));
-        cache
-            .load_or_compile(&engine, &wasm, "new")
-            .unwrap_or_else(|e| panic!("{e}"));
+        load_or_compile(&cache, &engine, &wasm, "new").unwrap_or_else(|e| panic!("{e}"));
         let left = std::fs::read_dir(dir.path())
             .map(|r| r.count())
             .unwrap_or_default();
@@ -422,9 +413,7 @@ mod tests {
             .and_then(|f| f.set_modified(hours_ago))
             .unwrap_or_else(|e| panic!("{e}"));
         let wasm = wat::parse_str(WAT).unwrap_or_else(|e| panic!("{e}"));
-        cache
-            .load_or_compile(&engine, &wasm, "x")
-            .unwrap_or_else(|e| panic!("{e}"));
+        load_or_compile(&cache, &engine, &wasm, "x").unwrap_or_else(|e| panic!("{e}"));
         assert!(!old.exists());
         assert!(fresh.exists());
     }
