@@ -40,8 +40,9 @@ scale_one() {
     say "   expected: $(awk -v n="$n" 'BEGIN { printf "%.1f", n / 60 }') runs/s"
 
     start_wasmprobe "$dir/wasmprobe.toml" "$dir/wasmprobe.log" "${SCALE_READY_TIMEOUT:-900}"
-    local ready_rss
+    local ready_rss ready_hwm
     ready_rss=$(proc_kib "$WP_PID" VmRSS)
+    ready_hwm=$(proc_kib "$WP_PID" VmHWM)
     say "   start to first /metrics: $(awk -v ms="$WP_READY_MS" 'BEGIN { printf "%.1f", ms / 1000 }') s, RSS then $(mib "$ready_rss") MiB ($(awk -v k="$ready_rss" -v n="$n" 'BEGIN { printf "%.1f", k / n }') KiB per probe before any run)"
 
     local started=$SECONDS
@@ -59,8 +60,9 @@ scale_one() {
     tb=$(date +%s.%N)
     cb=$(cpu_ticks "$WP_PID"); nb=$(nginx_ticks)
     b0=$(date +%s.%N)
-    local rss hwm
+    local rss hwm runs_hwm
     rss=$(proc_kib "$WP_PID" VmRSS)
+    runs_hwm=$(proc_kib "$WP_PID" VmHWM)
     scale_scrape b
     hwm=$(proc_kib "$WP_PID" VmHWM)
     local b_time=$S_TIME b_size=$S_SIZE
@@ -83,7 +85,7 @@ scale_one() {
     say "   schedule lag:    p50 $lag_p50_ms ms, p99 $lag_p99_ms ms, mean $lag_mean_ms ms over $lag_starts starts (p50/p99 interpolated in the histogram's buckets; $lag_over_top_bucket above 10 s)"
     say "   skipped starts:  $skipped; samples rejected: $rejected_samples; runs in flight at the end: $in_flight"
     say "   CPU:             wasmprobe $cpu % of one core (of $(( $(nproc) * 100 )) %); nginx worker $nginx_cpu %"
-    say "   RSS:             $(mib "$rss") MiB at the end, peak (VmHWM) $(mib "$hwm") MiB"
+    say "   RSS:             $(mib "$rss") MiB at the end, peak (VmHWM) $(mib "$hwm") MiB (by the first /metrics $(mib "$ready_hwm"), before the last scrape $(mib "$runs_hwm"))"
     say "   series:          $probe_series held by probes (wasmprobe_probe_series), $sample_lines samples in /metrics"
     say "   /metrics scrape: $(awk -v t="$a_time" -v s="$a_size" 'BEGIN { printf "%.2f s, %.1f MiB", t, s / 1048576 }') (first), $(awk -v t="$b_time" -v s="$b_size" 'BEGIN { printf "%.2f s, %.1f MiB", t, s / 1048576 }') (second)"
     (( warns > 0 )) && say "   log: $warns WARN/ERROR lines, e.g. $(grep -m1 -E ' (WARN|ERROR) ' "$dir/wasmprobe.log" | cut -c1-200)"

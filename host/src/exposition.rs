@@ -14,6 +14,7 @@
 pub mod encode;
 pub mod family;
 mod process;
+mod scrape;
 mod self_metrics;
 pub mod series;
 
@@ -26,6 +27,7 @@ use arc_swap::ArcSwap;
 
 pub use encode::Format;
 pub use family::{FamilyDef, FamilyId, FamilyTable, Kind};
+pub use scrape::Scrape;
 pub use self_metrics::{GlobalMetrics, HostFamilies, RunInFlight};
 pub use series::{Chunks, PluginFamilies, ProbeSeries, Staged};
 
@@ -403,39 +405,24 @@ impl Exposition {
         }));
     }
 
-    /// The whole exposition in one format.
-    pub fn encode(&self, format: Format) -> String {
+    /// A scrape of the whole exposition in one format, as it is now: a
+    /// run that ends while it is written out shows in the next scrape.
+    pub fn scrape(&self, format: Format) -> Scrape {
         let table = self.families.snapshot();
-        let rendered: Vec<Arc<Rendered>> = self
+        let rendered = self
             .slots()
             .iter()
             .map(|s| s.rendered.load_full())
             .collect();
         let mut global = BTreeMap::new();
         self.global.render(&self.host, &mut global);
-        let mut by_family: Vec<Vec<&str>> = vec![Vec::new(); table.len()];
-        let mut size = 0;
-        let probes = rendered
-            .iter()
-            .flat_map(|r| r.chunks.iter().chain(r.gauges.iter()));
-        let global = global.iter().map(|(id, chunk)| (*id, chunk.as_str()));
-        for (id, chunk) in probes.chain(global) {
-            if let Some(v) = by_family.get_mut(id as usize) {
-                size += chunk.len();
-                v.push(chunk);
-            }
-        }
-        let mut out = String::with_capacity(size + table.len() * 128 + 16);
-        for (def, chunks) in table.iter().zip(&by_family) {
-            if chunks.is_empty() {
-                continue;
-            }
-            encode::push_header(&mut out, def, format);
-            for c in chunks {
-                out.push_str(c);
-            }
-        }
-        encode::push_trailer(&mut out, format);
+        Scrape::new(format, table, rendered, global)
+    }
+
+    /// The whole exposition in one format, as one text.
+    pub fn encode(&self, format: Format) -> String {
+        let mut out = String::new();
+        self.scrape(format).fill(&mut out, usize::MAX);
         out
     }
 

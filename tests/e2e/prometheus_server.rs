@@ -47,6 +47,22 @@ fn values(port: u16, q: &str, label: &str) -> Vec<(String, f64)> {
         .unwrap_or_default()
 }
 
+/// A Prometheus server scraping the engine at `addr` every second as job
+/// `wasmprobe`: its port, the process and the folder it stores in.
+fn prometheus_scraping(addr: std::net::SocketAddr) -> (u16, Peer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("tempdir: {err}"));
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: wasmprobe\n    static_configs:\n      - targets: [\"{addr}\"]\n"
+        ),
+    )
+    .unwrap_or_else(|err| panic!("write: {err}"));
+    let (port, prom) = prometheus(&config, dir.path());
+    (port, prom, dir)
+}
+
 /// A Prometheus server with `config`, storing under `dir`: its port, and
 /// the process (stopped on drop).
 fn prometheus(config: &std::path::Path, dir: &std::path::Path) -> (u16, Peer) {
@@ -74,17 +90,7 @@ fn prometheus_scrapes_openmetrics_and_stores_every_probe() {
             "plugin = \"misbehave\"\nschedule = \"* * * * * *\"\ntarget = \"http://127.0.0.1:9/\"",
         )
         .start();
-    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("tempdir: {err}"));
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: wasmprobe\n    static_configs:\n      - targets: [\"{}\"]\n",
-            e.addr
-        ),
-    )
-    .unwrap_or_else(|err| panic!("write: {err}"));
-    let (port, _prom) = prometheus(&config, dir.path());
+    let (port, _prom, _dir) = prometheus_scraping(e.addr);
 
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -223,4 +229,119 @@ fn a_prometheus_operator_probe_scrapes_through_probe() {
         "team",
     );
     assert_eq!(teams.len(), 3, "{teams:?}");
+}
+
+/// `GET /metrics` with `Accept-Encoding: gzip`, read off the socket: the
+/// response's headers (lower-cased names) and its body, de-chunked.
+fn raw_gzip_scrape(addr: std::net::SocketAddr) -> (Vec<(String, String)>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+    s.write_all(
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap_or_else(|e| panic!("write: {e}"));
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers"));
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut rest = &raw[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    if !chunked {
+        return (headers, rest.to_vec());
+    }
+    let mut body = Vec::new();
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .unwrap_or_else(|| panic!("a chunk without its size line"));
+        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16)
+            .unwrap_or_else(|e| panic!("chunk size: {e}"));
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+    (headers, body)
+}
+
+/// An exposition larger than one piece of text (256 KiB) is written and
+/// sent piece by piece: chunked, with no length, gzip-compressed as a
+/// stream when asked; the text is whole, and a real Prometheus stores
+/// every series of it.
+#[test]
+fn a_large_exposition_is_streamed_and_stored_whole() {
+    let wide = |name: &str| {
+        format!(
+            "plugin = \"misbehave\"\nschedule = \"* * * * * *\"\n[probes.{name}.config]\nbehaviour = \"many_series\"\ncount = 4000\n[probes.{name}.limits]\nmax_series = 4000"
+        )
+    };
+    let e = Engine::new()
+        .probe("wide-a", &wide("wide-a"))
+        .probe("wide-b", &wide("wide-b"))
+        .start();
+    let s = e.wait_for("8,000 series", Duration::from_secs(90), |s| {
+        s.all("misbehave_value").len() == 8000
+    });
+    assert!(s.text.len() > 256 << 10, "{} bytes", s.text.len());
+
+    let (headers, body) = raw_gzip_scrape(e.addr);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(header("content-encoding"), Some("gzip"), "{headers:?}");
+    assert_eq!(header("transfer-encoding"), Some("chunked"), "{headers:?}");
+    assert_eq!(header("content-length"), None, "{headers:?}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut text)
+        .unwrap_or_else(|err| panic!("the streamed gzip body does not decode: {err}"));
+    let parsed = crate::harness::Scrape::parse(&text);
+    for probe in ["wide-a", "wide-b"] {
+        let values: std::collections::BTreeSet<&str> = parsed
+            .all("misbehave_value")
+            .iter()
+            .filter(|x| x.labels.get("probe").map(String::as_str) == Some(probe))
+            .filter_map(|x| x.labels.get("v").map(String::as_str))
+            .collect();
+        assert_eq!(values.len(), 4000, "{probe}");
+    }
+    crate::harness::promtool_check(&text);
+
+    let (port, _prom, _dir) = prometheus_scraping(e.addr);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let stored = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && values(port, "up{job=\"wasmprobe\"}", "job") == vec![("wasmprobe".to_string(), 1.0)]
+            && values(port, "count by (probe) (misbehave_value)", "probe")
+                == vec![
+                    ("wide-a".to_string(), 4000.0),
+                    ("wide-b".to_string(), 4000.0),
+                ];
+        if stored {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not store the 8,000 series\n{}",
+            get(&format!("http://127.0.0.1:{port}/api/v1/targets"), None).body
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

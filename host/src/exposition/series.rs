@@ -310,6 +310,11 @@ impl Chunks {
         self.parts.iter().map(|(id, chunk)| (*id, &**chunk))
     }
 
+    /// The `i`th family's chunk, in ascending order of family.
+    pub fn get(&self, i: usize) -> Option<(FamilyId, &str)> {
+        self.parts.get(i).map(|(id, chunk)| (*id, &**chunk))
+    }
+
     /// The chunks of the families `keep` accepts.
     pub fn retain(&self, keep: impl Fn(FamilyId) -> bool) -> Chunks {
         Chunks::new(

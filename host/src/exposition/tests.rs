@@ -310,3 +310,76 @@ fn engine_events_show_in_the_scrape() {
         );
     }
 }
+
+#[test]
+fn a_scrape_in_pieces_is_the_text_written_whole() {
+    let (exp, fams) = setup();
+    let budget = SeriesBudget::new(1000);
+    for p in 0..40 {
+        let p = format!("p{p:02}");
+        let slot = Arc::new(exp.detached_slot(
+            name(&p),
+            "",
+            vec![("probe".into(), p.clone())],
+            budget.clone(),
+        ));
+        exp.attach(slot.clone());
+        // Some probes fail without samples: families with gaps.
+        let samples = if p.ends_with('3') {
+            Vec::new()
+        } else {
+            vec![Sample {
+                name: "probe_http_status_code".into(),
+                labels: vec![("phase".into(), p.clone())],
+                value: 200.0,
+            }]
+        };
+        exp.commit(&slot, &fams, record(samples, !p.ends_with('3')));
+    }
+    for format in [Format::Classic, Format::OpenMetrics] {
+        let whole = exp.encode(format);
+        for limit in [0, 1, 64, 1000, 4096] {
+            let mut scrape = exp.scrape(format);
+            let (mut text, mut pieces) = (String::new(), 0);
+            loop {
+                let mut piece = String::new();
+                let more = scrape.fill(&mut piece, limit);
+                text.push_str(&piece);
+                pieces += 1;
+                if !more {
+                    break;
+                }
+            }
+            // The process's own gauges (RSS, CPU) move between scrapes.
+            let steady = |t: &str| {
+                t.lines()
+                    .filter(|l| !l.starts_with("process_"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            assert!(steady(&text) == steady(&whole), "limit {limit}");
+            assert!(
+                limit > 1000 || pieces > 10,
+                "limit {limit}: {pieces} pieces"
+            );
+        }
+        // Every family is one block: its header once, its lines after it.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut current = String::new();
+        for line in whole.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap_or_default().to_string();
+                assert!(seen.insert(current.clone()), "{current} twice:\n{whole}");
+            } else if !line.starts_with('#') {
+                assert!(
+                    line.starts_with(current.as_str()),
+                    "{line} outside {current}"
+                );
+            }
+        }
+        assert!(
+            whole.matches("probe_http_status_code{").count() == 36,
+            "{whole}"
+        );
+    }
+}

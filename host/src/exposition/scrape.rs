@@ -1,0 +1,121 @@
+//! One scrape of the whole exposition, encoded piece by piece.
+//!
+//! At 100,000 probes the text is hundreds of MiB; built whole, every scrape
+//! would hold a second copy of every probe's lines at once. A [`Scrape`]
+//! holds only a snapshot of pointers (each probe's published lines, the
+//! family table) and writes the text in pieces of a bounded size, family by
+//! family, in the same order as the text built whole.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::encode::{self, Format};
+use super::{FamilyDef, FamilyId, Rendered};
+
+/// Where one probe's lines stand: the next of its chunks and of its
+/// gauges not yet written. Both are ascending by family, so one pass over
+/// the families in order consumes each once.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    chunks: u32,
+    gauges: u32,
+}
+
+/// A snapshot of the exposition being written out.
+#[derive(Debug)]
+pub struct Scrape {
+    format: Format,
+    table: Vec<Arc<FamilyDef>>,
+    rendered: Vec<Arc<Rendered>>,
+    global: BTreeMap<FamilyId, String>,
+    cursors: Vec<Cursor>,
+    /// The families with any line, ascending; `family` indexes it.
+    present: Vec<FamilyId>,
+    family: usize,
+    /// Within the current family: its header is written, and the next
+    /// probe to write.
+    in_family: bool,
+    probe: usize,
+    finished: bool,
+}
+
+impl Scrape {
+    pub(super) fn new(
+        format: Format,
+        table: Vec<Arc<FamilyDef>>,
+        rendered: Vec<Arc<Rendered>>,
+        global: BTreeMap<FamilyId, String>,
+    ) -> Scrape {
+        let mut has_lines = vec![false; table.len()];
+        let ids = rendered
+            .iter()
+            .flat_map(|r| r.chunks.iter().chain(r.gauges.iter()).map(|(id, _)| id))
+            .chain(global.keys().copied());
+        for id in ids {
+            if let Some(seen) = has_lines.get_mut(id as usize) {
+                *seen = true;
+            }
+        }
+        let present = (0..table.len() as FamilyId)
+            .filter(|id| has_lines[*id as usize])
+            .collect();
+        Scrape {
+            format,
+            cursors: vec![Cursor::default(); rendered.len()],
+            table,
+            rendered,
+            global,
+            present,
+            family: 0,
+            in_family: false,
+            probe: 0,
+            finished: false,
+        }
+    }
+
+    /// Appends the next piece of the text to `out`, stopping once `out`
+    /// holds `limit` bytes (it goes past by at most one probe's lines of
+    /// one family, and always writes something while anything is left).
+    /// Returns whether anything is left to write.
+    pub fn fill(&mut self, out: &mut String, limit: usize) -> bool {
+        while let Some(&id) = self.present.get(self.family) {
+            if !self.in_family {
+                encode::push_header(out, &self.table[id as usize], self.format);
+                self.in_family = true;
+                self.probe = 0;
+            }
+            while let (Some(r), Some(at)) = (
+                self.rendered.get(self.probe),
+                self.cursors.get_mut(self.probe),
+            ) {
+                if let Some((fid, lines)) = r.chunks.get(at.chunks as usize)
+                    && fid == id
+                {
+                    out.push_str(lines);
+                    at.chunks += 1;
+                }
+                if let Some((fid, lines)) = r.gauges.get(at.gauges as usize)
+                    && fid == id
+                {
+                    out.push_str(lines);
+                    at.gauges += 1;
+                }
+                self.probe += 1;
+                // Checked after a probe's lines, so every call moves on.
+                if out.len() >= limit {
+                    return true;
+                }
+            }
+            if let Some(lines) = self.global.get(&id) {
+                out.push_str(lines);
+            }
+            self.in_family = false;
+            self.family += 1;
+        }
+        if !self.finished {
+            encode::push_trailer(out, self.format);
+            self.finished = true;
+        }
+        false
+    }
+}
