@@ -112,9 +112,16 @@ fn slowloris_and_slow_readers_do_not_hold_metrics() {
             "tick",
             "plugin = \"misbehave\"\nschedule = \"* * * * * *\"\n[probes.tick.config]\nbehaviour = \"many_series\"\ncount = 500",
         )
+        // 8,000 series more: the exposition is over 256 KiB, so a reader
+        // that never reads holds a streamed scrape, not a finished text.
+        .probe(
+            "wide",
+            "plugin = \"misbehave\"\nschedule = \"* * * * * *\"\n[probes.wide.config]\nbehaviour = \"many_series\"\ncount = 8000\n[probes.wide.limits]\nmax_series = 8000",
+        )
         .start();
     e.wait_for("a first run", Duration::from_secs(60), |s| {
         s.get("probe_success", &[("probe", "tick")]).is_some()
+            && s.all("misbehave_value").len() > 8000
     });
     let addr = e.addr;
     // 200 clients sending their headers a byte at a time, never finishing.
