@@ -13,12 +13,31 @@ use super::encode::{self, Format};
 use super::{FamilyDef, FamilyId, Rendered};
 
 /// Where one probe's lines stand: the next of its chunks and of its
-/// gauges not yet written. Both are ascending by family, so one pass over
-/// the families in order consumes each once.
-#[derive(Debug, Clone, Copy, Default)]
+/// gauges not yet written, and their families (`NONE` when all are
+/// written). Both are ascending by family, so one pass over the families in
+/// order consumes each once. The families are kept here, in one array, so
+/// that the pass over every probe for a family reads a probe's lines only
+/// when it has some of that family.
+#[derive(Debug, Clone, Copy)]
 struct Cursor {
     chunks: u32,
     gauges: u32,
+    chunk_family: FamilyId,
+    gauge_family: FamilyId,
+}
+
+/// No family: a probe's lines of that kind are all written.
+const NONE: FamilyId = FamilyId::MAX;
+
+impl Cursor {
+    fn new(r: &Rendered) -> Cursor {
+        Cursor {
+            chunks: 0,
+            gauges: 0,
+            chunk_family: r.chunks.id_at(0).unwrap_or(NONE),
+            gauge_family: r.gauges.id_at(0).unwrap_or(NONE),
+        }
+    }
 }
 
 /// A snapshot of the exposition being written out.
@@ -61,7 +80,7 @@ impl Scrape {
             .collect();
         Scrape {
             format,
-            cursors: vec![Cursor::default(); rendered.len()],
+            cursors: rendered.iter().map(|r| Cursor::new(r)).collect(),
             table,
             rendered,
             global,
@@ -84,21 +103,24 @@ impl Scrape {
                 self.in_family = true;
                 self.probe = 0;
             }
-            while let (Some(r), Some(at)) = (
-                self.rendered.get(self.probe),
-                self.cursors.get_mut(self.probe),
-            ) {
-                if let Some((fid, lines)) = r.chunks.get(at.chunks as usize)
-                    && fid == id
+            while let Some(at) = self.cursors.get_mut(self.probe) {
+                if at.chunk_family == id
+                    && let Some(r) = self.rendered.get(self.probe)
                 {
-                    out.push_str(lines);
+                    if let Some((_, lines)) = r.chunks.get(at.chunks as usize) {
+                        out.push_str(lines);
+                    }
                     at.chunks += 1;
+                    at.chunk_family = r.chunks.id_at(at.chunks as usize).unwrap_or(NONE);
                 }
-                if let Some((fid, lines)) = r.gauges.get(at.gauges as usize)
-                    && fid == id
+                if at.gauge_family == id
+                    && let Some(r) = self.rendered.get(self.probe)
                 {
-                    out.push_str(lines);
+                    if let Some((_, lines)) = r.gauges.get(at.gauges as usize) {
+                        out.push_str(lines);
+                    }
                     at.gauges += 1;
+                    at.gauge_family = r.gauges.id_at(at.gauges as usize).unwrap_or(NONE);
                 }
                 self.probe += 1;
                 // Checked after a probe's lines, so every call moves on.

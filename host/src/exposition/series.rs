@@ -285,51 +285,69 @@ fn render_entries<'a>(
     }
 }
 
-/// Rendered lines of one probe, by family, each at its exact size: a probe
-/// holds them from one run to the next (100,000 probes hold some 30 chunks
-/// each), so the slack of a grown `String` and a map's nodes would be
-/// held 3 million times.
+/// Rendered lines of one probe, by family, in one allocation at its exact
+/// size: a probe holds them from one run to the next (100,000 probes hold
+/// some 30 families each), so a string per family with its allocator
+/// header, or the slack of a grown buffer, would be held 3 million times.
 #[derive(Debug, Default)]
 pub struct Chunks {
-    /// Ascending by family.
-    parts: Box<[(FamilyId, Box<str>)]>,
+    /// Every family's lines, one family after the other.
+    text: Box<str>,
+    /// Ascending by family: each family and where its lines end in `text`.
+    index: Box<[(FamilyId, u32)]>,
 }
 
 impl Chunks {
     pub fn new(map: BTreeMap<FamilyId, String>) -> Chunks {
+        Chunks::collect(map.iter().map(|(id, chunk)| (*id, chunk.as_str())))
+    }
+
+    /// Copies `parts` into one text, sized before anything is copied:
+    /// shrinking a grown buffer leaves the probes' allocations scattered
+    /// over the heap, and a scrape, which visits every probe once per
+    /// family, then misses the cache at each.
+    fn collect<'a>(parts: impl Iterator<Item = (FamilyId, &'a str)> + Clone) -> Chunks {
+        let parts = parts.filter(|(_, chunk)| !chunk.is_empty());
+        let mut text = String::with_capacity(parts.clone().map(|(_, c)| c.len()).sum());
+        let mut index = Vec::with_capacity(parts.clone().count());
+        for (id, chunk) in parts {
+            text.push_str(chunk);
+            index.push((id, u32::try_from(text.len()).unwrap_or(u32::MAX)));
+        }
         Chunks {
-            parts: map
-                .into_iter()
-                .filter(|(_, chunk)| !chunk.is_empty())
-                .map(|(id, chunk)| (id, chunk.into_boxed_str()))
-                .collect(),
+            text: text.into_boxed_str(),
+            index: index.into_boxed_slice(),
         }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (FamilyId, &str)> {
-        self.parts.iter().map(|(id, chunk)| (*id, &**chunk))
+    /// The family of the `i`th lines, if there are that many, without
+    /// touching the text.
+    pub fn id_at(&self, i: usize) -> Option<FamilyId> {
+        self.index.get(i).map(|(id, _)| *id)
     }
 
-    /// The `i`th family's chunk, in ascending order of family.
+    pub fn iter(&self) -> impl Iterator<Item = (FamilyId, &str)> + Clone {
+        (0..self.index.len()).filter_map(|i| self.get(i))
+    }
+
+    /// The `i`th family's lines, in ascending order of family.
     pub fn get(&self, i: usize) -> Option<(FamilyId, &str)> {
-        self.parts.get(i).map(|(id, chunk)| (*id, &**chunk))
+        let (id, end) = *self.index.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.index[i - 1].1 as usize,
+        };
+        Some((id, self.text.get(start..end as usize)?))
     }
 
-    /// The chunks of the families `keep` accepts.
+    /// The lines of the families `keep` accepts.
     pub fn retain(&self, keep: impl Fn(FamilyId) -> bool) -> Chunks {
-        Chunks::new(
-            self.iter()
-                .filter(|(id, _)| keep(*id))
-                .map(|(id, s)| (id, s.to_string()))
-                .collect(),
-        )
+        Chunks::collect(self.iter().filter(|(id, _)| keep(*id)))
     }
 
     /// Sample lines held (each ends with a newline).
     pub fn lines(&self) -> usize {
-        self.iter()
-            .map(|(_, chunk)| chunk.bytes().filter(|b| *b == b'\n').count())
-            .sum()
+        self.text.bytes().filter(|b| *b == b'\n').count()
     }
 }
 
@@ -451,7 +469,7 @@ mod tests {
     }
 
     #[test]
-    fn chunks_keep_each_familys_lines_in_one_exact_allocation() {
+    fn chunks_keep_every_familys_lines_in_one_exact_allocation() {
         let mut map = BTreeMap::new();
         map.insert(3, "c 1\nc 2\n".to_string());
         map.insert(1, "a 1\n".to_string());
@@ -459,6 +477,8 @@ mod tests {
         let chunks = Chunks::new(map);
         let all: Vec<(FamilyId, &str)> = chunks.iter().collect();
         assert_eq!(all, vec![(1, "a 1\n"), (3, "c 1\nc 2\n")]);
+        assert_eq!(&*chunks.text, "a 1\nc 1\nc 2\n");
+        assert_eq!(chunks.index.len(), 2);
         assert_eq!(chunks.lines(), 3);
         let kept = chunks.retain(|id| id == 3);
         assert_eq!(kept.iter().collect::<Vec<_>>(), vec![(3, "c 1\nc 2\n")]);
