@@ -506,7 +506,8 @@ fn prepare_probe(
     if !clashes.is_empty() {
         return Err(clashes);
     }
-    let grants = Grants::build(probe, load).map_err(|problems| {
+    let imports = |name: &str| plugin.plugin.imports(name);
+    let grants = Grants::build(probe, load, imports).map_err(|problems| {
         problems
             .into_iter()
             .map(|message| Diagnostic {
@@ -551,7 +552,7 @@ fn prepare_probe(
                 Some((host, ip)) => {
                     let mut pinned = (**probe).clone();
                     pinned.allow = pinned.allow.pinned(host, ip);
-                    match Grants::build(&pinned, load) {
+                    match Grants::build(&pinned, load, imports) {
                         Ok(g) => Some(g),
                         Err(e) => {
                             problems.extend(e);

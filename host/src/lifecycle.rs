@@ -297,7 +297,7 @@ fn swap(
     }
     app.install(set);
     let (stop, stop_rx) = watch::channel(false);
-    let _ = schedule::start(app, &stop_rx);
+    schedule::start(app, &stop_rx);
     stop
 }
 

@@ -1,17 +1,25 @@
 //! Cron schedules turned into runs.
 //!
-//! One task per scheduled probe and target, on the probe runtime. Each waits for the
-//! next cron time plus the probe's jitter offset, takes a slot of the global
-//! concurrency bound, runs, and commits. A probe never overlaps itself: the
-//! next start is computed after the run ends, and cron times that passed
-//! meanwhile are counted as skipped. Lag is the time from the scheduled
-//! instant to the run's start, including the wait for a slot.
+//! One driver task per schedule generation holds every scheduled probe and
+//! target in a heap ordered by when each is due next. When the earliest is
+//! due, the driver takes a slot of the global concurrency bound and spawns
+//! the run as a task of its own; when the run has committed, the task works
+//! out the next due time and hands the entry back. An idle probe is thus a
+//! small heap entry, not a parked task with its own timer (at 100,000
+//! probes that difference is tens of MiB).
+//!
+//! A probe never overlaps itself: the next start is computed after the run
+//! ends, and cron times that passed meanwhile are counted as skipped. Lag
+//! is the time from the scheduled instant to the run's start, including
+//! the wait for a slot. Entries due at once start in due order.
 
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError, mpsc, watch};
 
 use crate::app::{App, Probe, TargetRun};
 use crate::runtime::record::RunResult;
@@ -26,32 +34,30 @@ pub fn jitter_offset(probe: &str, jitter: Duration) -> Duration {
     Duration::from_nanos(fnv1a(probe) % span)
 }
 
-/// Stops the tasks of one schedule generation.
+/// Stops the runs of one schedule generation.
 pub type Stop = watch::Receiver<bool>;
 
-/// Starts one task per scheduled probe (per target of a probe with many)
-/// of the app's current set.
-pub fn start(app: &Arc<App>, stop: &Stop) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts scheduling every scheduled probe (every target of a probe with
+/// many) of the app's current set, until `stop` changes.
+pub fn start(app: &Arc<App>, stop: &Stop) {
     let set = app.set.load_full();
-    let mut tasks = Vec::new();
+    let mut due = BinaryHeap::new();
     for probe in set.probes.values() {
         if probe.config.schedule.is_none() {
             continue;
         }
         for run in &probe.runs {
-            let app = app.clone();
-            let (probe, run) = (probe.clone(), run.clone());
-            let stop = stop.clone();
-            tasks.push(
-                app.probe_runtime
-                    .clone()
-                    .spawn(probe_loop(app, probe, run, stop)),
-            );
+            if let Some(entry) = Entry::new(probe.clone(), run.clone()) {
+                due.push(entry);
+            }
         }
     }
+    app.probe_runtime
+        .clone()
+        .spawn(drive(app.clone(), due, stop.clone()));
     let app = app.clone();
     let mut stop_beat = stop.clone();
-    tasks.push(app.probe_runtime.clone().spawn(async move {
+    app.probe_runtime.clone().spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -59,80 +65,104 @@ pub fn start(app: &Arc<App>, stop: &Stop) -> Vec<tokio::task::JoinHandle<()>> {
                 _ = stop_beat.changed() => break,
             }
         }
-    }));
-    tasks
+    });
 }
 
-/// Waits until `at` (wall clock), or returns false when stopped first.
-async fn sleep_until(at: DateTime<Utc>, stop: &mut Stop) -> bool {
-    let wait = (at - Utc::now()).to_std().unwrap_or_default();
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => !*stop.borrow(),
-        _ = stop.changed() => false,
+/// One scheduled probe and target, between its runs: the heap holds it
+/// while it waits, and its run's task while it runs.
+struct Entry {
+    probe: Arc<Probe>,
+    run: Arc<TargetRun>,
+    /// The jitter offset added to every cron time.
+    offset: chrono::Duration,
+    /// The next cron time is the first after this.
+    after: DateTime<Utc>,
+    /// When the last run ended, if it failed.
+    failed_at: Option<DateTime<Utc>>,
+    warnings: WarnGate,
+    /// The cron time planned next, and when the run is due for it.
+    next: DateTime<Utc>,
+    due: DateTime<Utc>,
+}
+
+impl Entry {
+    /// The probe and target with their first start planned, or `None`
+    /// when the schedule has no time left.
+    fn new(probe: Arc<Probe>, run: Arc<TargetRun>) -> Option<Box<Entry>> {
+        // Each target of a probe keeps a rhythm of its own.
+        let spread =
+            if run.ip.is_none() && (run.target.is_empty() || !probe.config.has_many_targets()) {
+                probe.name().to_string()
+            } else {
+                format!("{}\u{0}{}", probe.name(), run.key)
+            };
+        let offset = chrono::Duration::from_std(jitter_offset(&spread, probe.config.jitter))
+            .unwrap_or_default();
+        let now = Utc::now();
+        let mut entry = Box::new(Entry {
+            probe,
+            run,
+            offset,
+            after: now,
+            failed_at: None,
+            warnings: WarnGate::default(),
+            next: now,
+            due: now,
+        });
+        entry.plan().then_some(entry)
     }
-}
 
-async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut stop: Stop) {
-    let Some(schedule) = probe.config.schedule.clone() else {
-        return;
-    };
-    // Each target of a probe keeps a rhythm of its own.
-    let spread = if run.ip.is_none() && (run.target.is_empty() || !probe.config.has_many_targets())
-    {
-        probe.name().to_string()
-    } else {
-        format!("{}\u{0}{}", probe.name(), run.key)
-    };
-    let offset =
-        chrono::Duration::from_std(jitter_offset(&spread, probe.config.jitter)).unwrap_or_default();
-    let mut after = Utc::now();
-    let mut warnings = WarnGate::default();
-    // With `failing_interval`: when the last run failed, the next one is
-    // due that long after it ended (or at the next cron time, if sooner).
-    let failing_every = probe
-        .config
-        .failing_interval
-        .and_then(|d| chrono::Duration::from_std(d).ok());
-    let mut failed_at: Option<DateTime<Utc>> = None;
-    loop {
-        let Some(next) = schedule.next_after(&after, probe.config.timezone) else {
-            tracing::info!(probe = %probe.name(), "schedule has no further times");
-            return;
+    /// How long after a failed run the next is due (`failing_interval`).
+    fn failing_every(&self) -> Option<chrono::Duration> {
+        self.probe
+            .config
+            .failing_interval
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+    }
+
+    /// Plans the next start: the next cron time plus the offset, or, while
+    /// the probe fails and has a `failing_interval`, that long after the
+    /// failed run ended if that is sooner. False when the schedule has no
+    /// further times.
+    fn plan(&mut self) -> bool {
+        let Some(schedule) = self.probe.config.schedule.as_ref() else {
+            return false;
         };
-        let on_time = next + offset;
-        let due = match (failed_at, failing_every) {
+        let Some(next) = schedule.next_after(&self.after, self.probe.config.timezone) else {
+            tracing::info!(probe = %self.probe.name(), "schedule has no further times");
+            return false;
+        };
+        let failing_every = self.failing_every();
+        let on_time = next + self.offset;
+        self.next = next;
+        self.due = match (self.failed_at, failing_every) {
             (Some(end), Some(every)) => on_time.min(end + every),
             _ => on_time,
         };
-        let fast = due < on_time;
-        run.slot
-            .set_failing_schedule(failed_at.is_some() && failing_every.is_some());
-        if !sleep_until(due, &mut stop).await {
-            return;
-        }
-        let permit = tokio::select! {
-            p = app.run_slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = stop.changed() => return,
-        };
-        let lag = (Utc::now() - due).to_std().unwrap_or_default();
-        app.exposition.global.scheduled_run_started_late(lag);
+        self.run
+            .slot
+            .set_failing_schedule(self.failed_at.is_some() && failing_every.is_some());
+        true
+    }
+
+    /// Runs the probe once, commits the run and plans the next start.
+    /// False when the schedule has no further times.
+    async fn run(&mut self, app: &App, permit: OwnedSemaphorePermit) -> bool {
+        let on_time = self.next + self.offset;
+        let fast = self.due < on_time;
         {
             // A run of the previous schedule generation may still be going.
-            let _running = run.slot.run_lock.lock().await;
+            let _running = self.run.slot.run_lock.lock().await;
             let in_flight = app.exposition.global.run_started();
-            // Boxed: the run's state lives on the heap only while it runs,
-            // so an idle probe's task stays small (2.5 KiB saved each).
+            // Boxed: the run's state lives on the heap only while it runs.
             let evidence = app.exposition.history_limits().failures > 0;
-            let record = Box::pin(probe.run_once(&run, evidence)).await;
+            let record = Box::pin(self.probe.run_once(&self.run, evidence)).await;
             drop(in_flight);
             drop(permit);
-            failed_at = (!record.success).then(Utc::now);
-            report(&probe, &run.key, &record, &mut warnings);
+            self.failed_at = (!record.success).then(Utc::now);
+            report(&self.probe, &self.run.key, &record, &mut self.warnings);
             app.exposition
-                .commit(&run.slot, &probe.plugin.families, record);
+                .commit(&self.run.slot, &self.probe.plugin.families, record);
         }
 
         // A run between cron times leaves the next cron time due, unless
@@ -140,23 +170,111 @@ async fn probe_loop(app: Arc<App>, probe: Arc<Probe>, run: Arc<TargetRun>, mut s
         let now = Utc::now();
         if fast {
             if now >= on_time {
-                after = next;
+                self.after = self.next;
             }
-            continue;
+            return self.plan();
         }
         // Cron times that passed while this run went on were skipped: a
         // probe never runs twice at once.
-        let skipped = std::iter::successors(Some(next), |t| {
-            schedule.next_after(t, probe.config.timezone)
-        })
-        .skip(1)
-        .take_while(|t| *t + offset <= now)
-        .take(1000)
-        .count();
+        let skipped = self.probe.config.schedule.as_ref().map_or(0, |schedule| {
+            std::iter::successors(Some(self.next), |t| {
+                schedule.next_after(t, self.probe.config.timezone)
+            })
+            .skip(1)
+            .take_while(|t| *t + self.offset <= now)
+            .take(1000)
+            .count()
+        });
         for _ in 0..skipped {
-            app.exposition.count_skip(&run.slot);
+            app.exposition.count_skip(&self.run.slot);
         }
-        after = if skipped > 0 { now - offset } else { next };
+        self.after = if skipped > 0 {
+            now - self.offset
+        } else {
+            self.next
+        };
+        self.plan()
+    }
+}
+
+/// Orders the heap by due time, earliest on top.
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.due.cmp(&self.due)
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.due == other.due
+    }
+}
+
+impl Eq for Entry {}
+
+/// Starts each entry when it is due, until `stop` changes. Runs already
+/// going then finish and commit; their entries are dropped.
+async fn drive(app: Arc<App>, mut due: BinaryHeap<Box<Entry>>, mut stop: Stop) {
+    let (back, mut returned) = mpsc::unbounded_channel::<Box<Entry>>();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        while let Ok(entry) = returned.try_recv() {
+            due.push(entry);
+        }
+        let now = Utc::now();
+        let wait = match due.peek() {
+            Some(first) if first.due <= now => None,
+            Some(first) => Some((first.due - now).to_std().unwrap_or_default()),
+            // Nothing scheduled until a run hands its entry back.
+            None => Some(Duration::MAX),
+        };
+        let Some(wait) = wait else {
+            let Some(mut entry) = due.pop() else {
+                continue;
+            };
+            let permit = match app.run_slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(TryAcquireError::Closed) => return,
+                Err(TryAcquireError::NoPermits) => tokio::select! {
+                    p = app.run_slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                    _ = stop.changed() => return,
+                },
+            };
+            let lag = (Utc::now() - entry.due).to_std().unwrap_or_default();
+            app.exposition.global.scheduled_run_started_late(lag);
+            let (app, back) = (app.clone(), back.clone());
+            app.probe_runtime.clone().spawn(async move {
+                if entry.run(&app, permit).await {
+                    // The driver is gone once the generation stopped.
+                    let _ = back.send(entry);
+                }
+            });
+            continue;
+        };
+        tokio::select! {
+            _ = stop.changed() => return,
+            Some(entry) = returned.recv() => due.push(entry),
+            _ = sleep(wait) => {}
+        }
+    }
+}
+
+/// Sleeps `wait`, or for ever when it is too long for the timer.
+async fn sleep(wait: Duration) {
+    match tokio::time::Instant::now().checked_add(wait) {
+        Some(at) if wait < Duration::from_secs(86_400 * 365) => tokio::time::sleep_until(at).await,
+        _ => std::future::pending().await,
     }
 }
 

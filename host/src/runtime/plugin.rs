@@ -104,6 +104,9 @@ pub struct Plugin {
     /// compiled, swapped for optimized code once that is compiled.
     pub(crate) code: Arc<ArcSwap<Code>>,
     validator: Option<jsonschema::Validator>,
+    /// The host interfaces the component imports (`http`, `icmp`, ...):
+    /// its probes get grants for these alone.
+    pub imports: Vec<String>,
     /// Compile (or cache load) time.
     pub compile_time: Duration,
 }
@@ -141,6 +144,23 @@ fn wasm_kind(bytes: &[u8]) -> Option<bool> {
         return None;
     }
     Some(bytes[6..8] == [1, 0])
+}
+
+/// The names of the host interfaces (`wasmprobe:plugin/NAME@VERSION`) a
+/// component imports. A component imports only the interfaces its code
+/// calls, so a plugin that never pings has no `icmp` import.
+fn host_imports(component: &Component, engine: &Engine) -> Vec<String> {
+    let ty = component.component_type();
+    let mut names: Vec<String> = ty
+        .imports(engine)
+        .filter_map(|(name, _)| {
+            let rest = name.strip_prefix("wasmprobe:plugin/")?;
+            Some(rest.split('@').next().unwrap_or(rest).to_string())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 impl Plugin {
@@ -259,6 +279,7 @@ impl Plugin {
             (false, Some(tier)) => (&tier.engine, &tier.linker),
             _ => (&engine.engine, &engine.linker),
         };
+        let imports = host_imports(&component, tier_engine);
         let pre = linker
             .instantiate_pre(&component)
             .and_then(ProbePre::new)
@@ -306,8 +327,14 @@ impl Plugin {
             info,
             code,
             validator,
+            imports,
             compile_time,
         })
+    }
+
+    /// Whether the component imports the host interface `name`.
+    pub fn imports(&self, name: &str) -> bool {
+        self.imports.iter().any(|i| i == name)
     }
 
     /// Checks a probe's config against the plugin's schema: one

@@ -37,29 +37,41 @@ pub struct Grants {
     pub dns: Grant<Dns>,
 }
 
+/// The unit's grant, kept only when the plugin imports the unit's
+/// interface: a plugin that cannot call a unit needs no grant of it (and
+/// an idle probe holds less). The settings are checked either way, so a
+/// mistake in them is reported whichever plugin the probe names.
 fn grant<C: Capability>(
     probe: &ProbeConfig,
     load: &mut LoadScope<'_>,
+    imports: &impl Fn(&str) -> bool,
     errors: &mut Vec<String>,
 ) -> Grant<C> {
     C::grant(probe, load)
         .map_err(|e| errors.push(e))
         .ok()
+        .filter(|_| imports(C::NAME))
         .map(Arc::new)
 }
 
 impl Grants {
-    /// Every unit's grant for `probe`, or each unit's reason to refuse.
-    pub fn build(probe: &ProbeConfig, load: &mut LoadScope<'_>) -> Result<Grants, Vec<String>> {
+    /// Every unit's grant for `probe` whose interface the plugin imports
+    /// (`imports` says which), or each unit's reason to refuse.
+    pub fn build(
+        probe: &ProbeConfig,
+        load: &mut LoadScope<'_>,
+        imports: impl Fn(&str) -> bool,
+    ) -> Result<Grants, Vec<String>> {
         let mut errors = Vec::new();
+        let imports = &imports;
         let grants = Grants {
-            log: grant::<Log>(probe, load, &mut errors),
-            state: grant::<State>(probe, load, &mut errors),
-            secrets: grant::<Secrets>(probe, load, &mut errors),
-            http: grant::<Http>(probe, load, &mut errors),
-            icmp: grant::<Icmp>(probe, load, &mut errors),
-            tcp: grant::<Tcp>(probe, load, &mut errors),
-            dns: grant::<Dns>(probe, load, &mut errors),
+            log: grant::<Log>(probe, load, imports, &mut errors),
+            state: grant::<State>(probe, load, imports, &mut errors),
+            secrets: grant::<Secrets>(probe, load, imports, &mut errors),
+            http: grant::<Http>(probe, load, imports, &mut errors),
+            icmp: grant::<Icmp>(probe, load, imports, &mut errors),
+            tcp: grant::<Tcp>(probe, load, imports, &mut errors),
+            dns: grant::<Dns>(probe, load, imports, &mut errors),
         };
         if errors.is_empty() {
             Ok(grants)
