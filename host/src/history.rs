@@ -48,9 +48,11 @@ fn shared_text<S: serde::Serializer>(text: &Option<Arc<str>>, s: S) -> Result<S:
     }
 }
 
-/// One kept run, packed: 32 bytes where a [`RunBrief`] takes 80, for
-/// 100,000 targets' worth of runs.
-#[derive(Debug, Clone)]
+/// One kept run, packed: 16 bytes where a [`RunBrief`] takes 80, for
+/// 100,000 targets' worth of runs. Its message is an index into the
+/// history's table of texts (a run's message is most often the one before
+/// it said), not a pointer of its own.
+#[derive(Debug, Clone, Copy)]
 struct Kept {
     finished_at_ms: u64,
     /// Microseconds, saturating at 71 minutes.
@@ -59,11 +61,12 @@ struct Kept {
     result: u8,
     /// Index in [`TrapReason::ALL`] + 1; 0 for none.
     trap: u8,
-    message: Option<Arc<str>>,
+    /// Index in [`History::messages`] + 1; 0 for none.
+    message: u16,
 }
 
 impl Kept {
-    fn of(brief: &RunBrief, record: &RunRecord) -> Kept {
+    fn of(brief: &RunBrief, record: &RunRecord, message: u16) -> Kept {
         Kept {
             finished_at_ms: brief.finished_at_ms,
             duration_us: u32::try_from(record.duration.as_micros()).unwrap_or(u32::MAX),
@@ -72,11 +75,11 @@ impl Kept {
                 .trap
                 .and_then(|t| TrapReason::ALL.iter().position(|x| *x == t))
                 .map_or(0, |i| u8::try_from(i + 1).unwrap_or(0)),
-            message: brief.message.clone(),
+            message,
         }
     }
 
-    fn brief(&self) -> RunBrief {
+    fn brief(&self, messages: &[Arc<str>]) -> RunBrief {
         let result = RunResult::ALL
             .get(self.result as usize)
             .copied()
@@ -90,7 +93,9 @@ impl Kept {
                 .flatten()
                 .map(|t| t.as_str()),
             success: result == RunResult::Success,
-            message: self.message.clone(),
+            message: (self.message > 0)
+                .then(|| messages.get(self.message as usize - 1).cloned())
+                .flatten(),
         }
     }
 }
@@ -127,6 +132,9 @@ const HOUR: u64 = 3600;
 #[derive(Debug, Default)]
 pub struct History {
     recent: VecDeque<Kept>,
+    /// The texts of the kept runs' messages, each once; compacted when it
+    /// outgrows what the kept runs can refer to.
+    messages: Vec<Arc<str>>,
     failures: VecDeque<Arc<Failure>>,
     /// Twelve five-minute buckets (the last hour), then 24 hourly ones.
     buckets: Option<Box<[Bucket; 36]>>,
@@ -157,12 +165,15 @@ impl History {
     /// `limits`, keeping `totals` in step.
     pub fn push(&mut self, record: &RunRecord, limits: HistoryLimits, totals: &HistoryTotals) {
         let at = unix_ms(record.finished_at);
-        let message = record.message.as_deref().map(|m| {
-            match self.recent.back().and_then(|b| b.message.clone()) {
-                Some(same) if &*same == m => same,
-                _ => Arc::from(m),
+        let keep_runs = limits.runs > 0;
+        let (message, index) = match record.message.as_deref() {
+            Some(m) if keep_runs => {
+                let (text, index) = self.message_index(m, limits.runs);
+                (Some(text), index)
             }
-        });
+            Some(m) => (Some(Arc::from(m)), 0),
+            None => (None, 0),
+        };
         let brief = RunBrief {
             finished_at_ms: at,
             duration_ms: record.duration.as_secs_f64() * 1000.0,
@@ -204,7 +215,7 @@ impl History {
                 // Exactly the kept count: a grown deque would double it.
                 self.recent.reserve_exact(limits.runs);
             }
-            self.recent.push_back(Kept::of(&brief, record));
+            self.recent.push_back(Kept::of(&brief, record, index));
             totals.runs.fetch_add(1, Ordering::Relaxed);
         }
         while self.recent.len() > limits.runs {
@@ -227,6 +238,44 @@ impl History {
             .evidence_bytes
             .fetch_sub(bytes as u64, Ordering::Relaxed);
         *self = History::default();
+    }
+
+    /// The shared text of message `m` and its index + 1 in `messages`:
+    /// the same text is held once however many kept runs said it. The
+    /// table is compacted to the texts the kept runs still use before it
+    /// outgrows twice the kept count (and the index's range).
+    fn message_index(&mut self, m: &str, runs: usize) -> (Arc<str>, u16) {
+        if let Some(i) = self.messages.iter().rposition(|t| &**t == m) {
+            return (self.messages[i].clone(), u16::try_from(i + 1).unwrap_or(0));
+        }
+        let bound = runs.saturating_mul(2).clamp(2, usize::from(u16::MAX) - 1);
+        if self.messages.len() >= bound {
+            self.compact_messages();
+        }
+        let text: Arc<str> = Arc::from(m);
+        self.messages.push(text.clone());
+        (text, u16::try_from(self.messages.len()).unwrap_or(0))
+    }
+
+    /// Drops the texts no kept run refers to, and renumbers the rest.
+    fn compact_messages(&mut self) {
+        let mut renumber = vec![0u16; self.messages.len()];
+        let mut kept = Vec::new();
+        for run in &mut self.recent {
+            let Some(old) = (run.message as usize).checked_sub(1) else {
+                continue;
+            };
+            let Some(text) = self.messages.get(old) else {
+                run.message = 0;
+                continue;
+            };
+            if renumber[old] == 0 {
+                kept.push(text.clone());
+                renumber[old] = u16::try_from(kept.len()).unwrap_or(0);
+            }
+            run.message = renumber[old];
+        }
+        self.messages = kept;
     }
 
     fn count(&mut self, now_s: u64, ok: bool) {
@@ -274,7 +323,7 @@ impl History {
 
     /// The kept runs, oldest first.
     pub fn runs(&self) -> impl DoubleEndedIterator<Item = RunBrief> + ExactSizeIterator + '_ {
-        self.recent.iter().map(Kept::brief)
+        self.recent.iter().map(|k| k.brief(&self.messages))
     }
 
     /// The last kept run's duration and the ones before it, oldest first:
@@ -393,6 +442,40 @@ mod tests {
         h.release(&totals);
         assert_eq!(totals.runs.load(Ordering::Relaxed), 0);
         assert_eq!(totals.evidence_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_kept_run_is_sixteen_bytes_and_its_messages_stay_bounded() {
+        assert_eq!(std::mem::size_of::<Kept>(), 16);
+        let totals = HistoryTotals::default();
+        let limits = HistoryLimits {
+            runs: 3,
+            ..HistoryLimits::default()
+        };
+        let mut h = History::default();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for i in 0..100u64 {
+            let message = format!("down {i}");
+            h.push(
+                &record(false, t0 + Duration::from_secs(i), &message),
+                limits,
+                &totals,
+            );
+            assert!(h.messages.len() <= 6, "{} texts held", h.messages.len());
+        }
+        let said: Vec<String> = h
+            .runs()
+            .filter_map(|r| r.message.map(|m| m.to_string()))
+            .collect();
+        assert_eq!(said, ["down 97", "down 98", "down 99"]);
+        // A run without a message between two with one.
+        h.push(&record(true, t0 + Duration::from_secs(100), ""), limits, &totals);
+        h.push(&record(false, t0 + Duration::from_secs(101), "down 99"), limits, &totals);
+        let said: Vec<Option<String>> = h
+            .runs()
+            .map(|r| r.message.map(|m| m.to_string()))
+            .collect();
+        assert_eq!(said, [Some("down 99".into()), None, Some("down 99".into())]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -16,7 +17,9 @@ use toml::de::{DeTable, DeValue};
 /// validation (plugin schemas, `/probe` targets) reports on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    pub file: PathBuf,
+    /// Shared by every location in one file: a probe keeps several, and
+    /// 100,000 probes would otherwise hold 100,000s of copies of one path.
+    pub file: Arc<Path>,
     pub line: usize,
     pub column: usize,
     pub key: String,
@@ -26,7 +29,7 @@ impl Location {
     pub(crate) fn new(source: &Source, span: Range<usize>, key: impl Into<String>) -> Self {
         let (line, column) = source.line_col(span.start);
         Location {
-            file: source.path.clone(),
+            file: source.file.clone(),
             line,
             column,
             key: key.into(),
@@ -74,6 +77,8 @@ impl std::error::Error for Diagnostics {}
 #[derive(Debug)]
 pub(crate) struct Source {
     pub(crate) path: PathBuf,
+    /// `path`, shared with every location in the file.
+    file: Arc<Path>,
     pub(crate) text: String,
     line_starts: Vec<usize>,
 }
@@ -84,6 +89,7 @@ impl Source {
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Source {
             path: path.to_path_buf(),
+            file: Arc::from(path),
             text,
             line_starts,
         }

@@ -237,7 +237,7 @@ fn check_outcome(config: &Config, problems: &[Diagnostic], package_toml: &Path, 
         if let Some(refused) = &info.refused {
             assert!(!refused.0.is_empty(), "refused without a reason");
             for d in &refused.0 {
-                let file = &d.location.file;
+                let file: &std::path::Path = &d.location.file;
                 assert!(
                     file == package_toml || file == &info.path || file.ends_with("package.toml"),
                     "a refusal points at {}: {d}",

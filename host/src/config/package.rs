@@ -247,7 +247,7 @@ fn refuse(path: &Path, message: String) -> PackageInfo {
         path: path.to_path_buf(),
         refused: Some(Diagnostics(vec![Diagnostic {
             location: Location {
-                file: path.to_path_buf(),
+                file: std::sync::Arc::from(path),
                 line: 1,
                 column: 1,
                 key: String::new(),
