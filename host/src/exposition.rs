@@ -34,7 +34,6 @@ pub use series::{Chunks, PluginFamilies, ProbeSeries, Staged};
 use crate::config::ProbeName;
 use crate::history::{History, HistoryLimits};
 use crate::runtime::record::{RunRecord, RunResult, TrapReason};
-use series::Rejection;
 
 /// Series all probes of one plugin may hold together.
 #[derive(Debug)]
@@ -87,16 +86,29 @@ pub struct LastRun {
     pub message: Option<String>,
 }
 
-/// A probe's published lines.
+/// A probe's published state: its plugin's lines, and the host's counts
+/// from which a scrape writes the host's lines of the probe. Those are a
+/// dozen long lines per probe (620 bytes of text at one label) and most of
+/// a probe's memory at 100,000 probes when held as text; as numbers they
+/// are a third of that.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    /// Self-metrics, counters and histograms.
+    /// The plugin's counters and histograms.
     chunks: Chunks,
     /// The last run's gauges, shared with the slot's state.
     gauges: Arc<Chunks>,
     pub last: Option<LastRun>,
-    pub series: usize,
+    counts: self_metrics::ProbeCounts,
+    /// The probe's host labels, shared with its slot.
+    labels: Arc<[(String, String)]>,
+    /// False until the slot first publishes: a probe that never ran, was
+    /// never skipped and kept no series has no host lines yet.
+    published: bool,
 }
+
+/// What a slot shows before it first publishes, shared by every such slot.
+static UNPUBLISHED: std::sync::LazyLock<Arc<Rendered>> =
+    std::sync::LazyLock::new(|| Arc::new(Rendered::default()));
 
 #[derive(Debug, Default)]
 struct SlotState {
@@ -105,13 +117,8 @@ struct SlotState {
     /// and holding them both ways cost 1.3 KiB per probe.
     series: ProbeSeries,
     gauges: Arc<Chunks>,
-    held: usize,
-    runs: [u64; RunResult::ALL.len()],
-    traps: [u64; TrapReason::ALL.len()],
-    rejected: [u64; Rejection::ALL.len()],
-    skipped: u64,
+    counts: self_metrics::ProbeCounts,
     last: Option<LastRun>,
-    usage: self_metrics::ProbeUsage,
 }
 
 /// One configured probe's place in the exposition.
@@ -121,7 +128,7 @@ pub struct ProbeSlot {
     /// The run this slot is for: its target, and its address under
     /// `fan_out` (`TargetRun::key`); empty for a probe's only run.
     pub key: String,
-    host_labels: Vec<(String, String)>,
+    host_labels: Arc<[(String, String)]>,
     budget: Arc<SeriesBudget>,
     state: Mutex<SlotState>,
     rendered: ArcSwap<Rendered>,
@@ -154,7 +161,7 @@ impl ProbeSlot {
     }
 
     pub fn series(&self) -> usize {
-        self.rendered.load().series
+        self.rendered.load().counts.held
     }
 
     pub fn host_labels(&self) -> &[(String, String)] {
@@ -167,7 +174,7 @@ impl ProbeSlot {
         host_labels: &[(String, String)],
         budget: &Arc<SeriesBudget>,
     ) -> bool {
-        self.host_labels == host_labels && Arc::ptr_eq(&self.budget, budget)
+        *self.host_labels == *host_labels && Arc::ptr_eq(&self.budget, budget)
     }
 }
 
@@ -217,10 +224,10 @@ impl Exposition {
         ProbeSlot {
             name,
             key: key.to_string(),
-            host_labels,
+            host_labels: host_labels.into(),
             budget,
             state: Mutex::new(SlotState::default()),
-            rendered: ArcSwap::from_pointee(Rendered::default()),
+            rendered: ArcSwap::new(UNPUBLISHED.clone()),
             run_lock: tokio::sync::Mutex::new(()),
             history: Mutex::new(History::default()),
             failing_schedule: std::sync::atomic::AtomicBool::new(false),
@@ -235,7 +242,7 @@ impl Exposition {
             && !Arc::ptr_eq(&old, &slot)
         {
             let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
-            old.budget.exchange(st.held, 0);
+            old.budget.exchange(st.counts.held, 0);
             self.release_history(&old);
         }
     }
@@ -246,7 +253,7 @@ impl Exposition {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = slots.remove(&(name.clone(), key.to_string())) {
             let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
-            old.budget.exchange(st.held, 0);
+            old.budget.exchange(st.counts.held, 0);
             self.release_history(&old);
         }
     }
@@ -300,7 +307,7 @@ impl Exposition {
         } else {
             let staged = Staged::new(families, std::mem::take(&mut record.samples));
             for (reason, n) in &staged.rejected {
-                st.rejected[*reason as usize] += n;
+                st.counts.rejected[*reason as usize] += n;
             }
             if !staged.examples.is_empty() {
                 // The counter says how many and why; the log says which.
@@ -319,13 +326,13 @@ impl Exposition {
             }
             let mut next = st.series.with(&staged, &table);
             let held = next.series(&table);
-            if slot.budget.exchange(st.held, held) {
+            if slot.budget.exchange(st.counts.held, held) {
                 let mut lines = BTreeMap::new();
                 next.render_gauges(&table, &slot.host_labels, &mut lines);
                 st.gauges = Arc::new(Chunks::new(lines));
                 next.clear_gauges();
                 st.series = next;
-                st.held = held;
+                st.counts.held = held;
             } else {
                 record.result = RunResult::Rejected;
                 record.success = false;
@@ -337,10 +344,10 @@ impl Exposition {
                 self.drop_gauges(slot, &mut st, &table);
             }
         }
-        st.usage.add(&record.usage);
-        st.runs[record.result.index()] += 1;
+        st.counts.usage.add(&record.usage);
+        st.counts.runs[record.result.index()] += 1;
         if let Some(t) = record.trap {
-            st.traps[t.index()] += 1;
+            st.counts.traps[t.index()] += 1;
         }
         st.last = Some(LastRun {
             result: record.result,
@@ -357,8 +364,8 @@ impl Exposition {
     fn drop_gauges(&self, slot: &ProbeSlot, st: &mut SlotState, table: &[Arc<FamilyDef>]) {
         st.gauges = Arc::default();
         let held = st.series.series(table);
-        slot.budget.exchange(st.held, held);
-        st.held = held;
+        slot.budget.exchange(st.counts.held, held);
+        st.counts.held = held;
     }
 
     /// Keeps a surviving probe's series of families its (possibly new)
@@ -369,8 +376,8 @@ impl Exposition {
         st.series.retain(|id| families.contains(id));
         st.gauges = Arc::new(st.gauges.retain(|id| families.contains(id)));
         let held = st.series.series(&table) + st.gauges.lines();
-        slot.budget.exchange(st.held, held);
-        st.held = held;
+        slot.budget.exchange(st.counts.held, held);
+        st.counts.held = held;
         self.publish(slot, &st, &table);
     }
 
@@ -379,29 +386,20 @@ impl Exposition {
     pub fn count_skip(&self, slot: &ProbeSlot) {
         let table = self.families.snapshot();
         let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.skipped += 1;
+        st.counts.skipped += 1;
         self.publish(slot, &st, &table);
     }
 
     fn publish(&self, slot: &ProbeSlot, st: &SlotState, table: &[Arc<FamilyDef>]) {
         let mut chunks = BTreeMap::new();
-        self.host.render_probe(
-            &slot.host_labels,
-            st.last.as_ref(),
-            &st.runs,
-            &st.traps,
-            &st.rejected,
-            st.skipped,
-            st.held,
-            &st.usage,
-            &mut chunks,
-        );
         st.series.render(table, &slot.host_labels, &mut chunks);
         slot.rendered.store(Arc::new(Rendered {
             chunks: Chunks::new(chunks),
             gauges: st.gauges.clone(),
             last: st.last.clone(),
-            series: st.held,
+            counts: st.counts.clone(),
+            labels: slot.host_labels.clone(),
+            published: true,
         }));
     }
 
@@ -416,7 +414,7 @@ impl Exposition {
             .collect();
         let mut global = BTreeMap::new();
         self.global.render(&self.host, &mut global);
-        Scrape::new(format, table, rendered, global)
+        Scrape::new(format, table, rendered, global, self.host.clone())
     }
 
     /// The whole exposition in one format, as one text.

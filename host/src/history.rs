@@ -469,12 +469,18 @@ mod tests {
             .collect();
         assert_eq!(said, ["down 97", "down 98", "down 99"]);
         // A run without a message between two with one.
-        h.push(&record(true, t0 + Duration::from_secs(100), ""), limits, &totals);
-        h.push(&record(false, t0 + Duration::from_secs(101), "down 99"), limits, &totals);
-        let said: Vec<Option<String>> = h
-            .runs()
-            .map(|r| r.message.map(|m| m.to_string()))
-            .collect();
+        h.push(
+            &record(true, t0 + Duration::from_secs(100), ""),
+            limits,
+            &totals,
+        );
+        h.push(
+            &record(false, t0 + Duration::from_secs(101), "down 99"),
+            limits,
+            &totals,
+        );
+        let said: Vec<Option<String>> =
+            h.runs().map(|r| r.message.map(|m| m.to_string())).collect();
         assert_eq!(said, [Some("down 99".into()), None, Some("down 99".into())]);
     }
 

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::encode::{self, Format};
-use super::{FamilyDef, FamilyId, Rendered};
+use super::self_metrics::{OneFamily, Presence};
+use super::{FamilyDef, FamilyId, HostFamilies, Rendered};
 
 /// Where one probe's lines stand: the next of its chunks and of its
 /// gauges not yet written, and their families (`NONE` when all are
@@ -47,6 +48,9 @@ pub struct Scrape {
     table: Vec<Arc<FamilyDef>>,
     rendered: Vec<Arc<Rendered>>,
     global: BTreeMap<FamilyId, String>,
+    host: HostFamilies,
+    /// By family id: whether it is a host family of each probe.
+    per_probe: Vec<bool>,
     cursors: Vec<Cursor>,
     /// The families with any line, ascending; `family` indexes it.
     present: Vec<FamilyId>,
@@ -64,8 +68,17 @@ impl Scrape {
         table: Vec<Arc<FamilyDef>>,
         rendered: Vec<Arc<Rendered>>,
         global: BTreeMap<FamilyId, String>,
+        host: HostFamilies,
     ) -> Scrape {
         let mut has_lines = vec![false; table.len()];
+        for r in rendered.iter().filter(|r| r.published) {
+            host.render_probe(
+                &r.labels,
+                r.last.as_ref(),
+                &r.counts,
+                &mut Presence(&mut has_lines),
+            );
+        }
         let ids = rendered
             .iter()
             .flat_map(|r| r.chunks.iter().chain(r.gauges.iter()).map(|(id, _)| id))
@@ -78,8 +91,13 @@ impl Scrape {
         let present = (0..table.len() as FamilyId)
             .filter(|id| has_lines[*id as usize])
             .collect();
+        let per_probe = (0..table.len() as FamilyId)
+            .map(|id| host.is_probe_family(id))
+            .collect();
         Scrape {
             format,
+            host,
+            per_probe,
             cursors: rendered.iter().map(|r| Cursor::new(r)).collect(),
             table,
             rendered,
@@ -103,7 +121,19 @@ impl Scrape {
                 self.in_family = true;
                 self.probe = 0;
             }
+            let per_probe = self.per_probe.get(id as usize).copied().unwrap_or(false);
             while let Some(at) = self.cursors.get_mut(self.probe) {
+                if per_probe
+                    && let Some(r) = self.rendered.get(self.probe)
+                    && r.published
+                {
+                    self.host.render_probe(
+                        &r.labels,
+                        r.last.as_ref(),
+                        &r.counts,
+                        &mut OneFamily { id, out },
+                    );
+                }
                 if at.chunk_family == id
                     && let Some(r) = self.rendered.get(self.probe)
                 {

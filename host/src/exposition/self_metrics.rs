@@ -165,6 +165,24 @@ host_families! {
 }
 
 impl HostFamily {
+    /// The families of each probe's host lines ([`HostFamilies::render_probe`]).
+    const PER_PROBE: [HostFamily; 14] = [
+        HostFamily::Success,
+        HostFamily::Duration,
+        HostFamily::LastRun,
+        HostFamily::Runs,
+        HostFamily::Traps,
+        HostFamily::Rejected,
+        HostFamily::Skipped,
+        HostFamily::Series,
+        HostFamily::HostCalls,
+        HostFamily::NetworkBytes,
+        HostFamily::MemoryPeak,
+        HostFamily::Cpu,
+        HostFamily::Refusals,
+        HostFamily::IcmpPackets,
+    ];
+
     fn def(self) -> FamilyDef {
         let s = self.spec();
         FamilyDef {
@@ -205,20 +223,29 @@ impl HostFamilies {
             .unwrap_or(FamilyId::MAX)
     }
 
+    /// Whether `id` is a family of the host's lines of each probe, which
+    /// a scrape writes from the probe's counts.
+    pub(super) fn is_probe_family(&self, id: FamilyId) -> bool {
+        HostFamily::PER_PROBE.iter().any(|f| self.id(*f) == id)
+    }
+
     /// Writes one sample of `family`: `base` labels first, then `values`
     /// for the family's declared labels, in declared order.
     fn put<'a>(
         &self,
-        out: &mut BTreeMap<FamilyId, String>,
+        out: &mut impl Sink,
         family: HostFamily,
         base: impl IntoIterator<Item = (&'a str, &'a str)>,
         values: &[&'a str],
         value: f64,
     ) {
+        let Some(text) = out.lines(self.id(family)) else {
+            return;
+        };
         let spec = family.spec();
         debug_assert_eq!(spec.labels.len(), values.len(), "{}", spec.name);
         push_sample(
-            out.entry(self.id(family)).or_default(),
+            text,
             spec.name,
             "",
             base.into_iter()
@@ -229,12 +256,12 @@ impl HostFamilies {
     }
 
     /// `probe_success` and `probe_duration_seconds` of one outcome.
-    pub fn render_probe_result(
+    pub(super) fn render_probe_result(
         &self,
         labels: &[(String, String)],
         success: bool,
         duration: Duration,
-        out: &mut BTreeMap<FamilyId, String>,
+        out: &mut impl Sink,
     ) {
         let l = || labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let success = if success { 1.0 } else { 0.0 };
@@ -242,20 +269,23 @@ impl HostFamilies {
         self.put(out, HostFamily::Duration, l(), &[], duration.as_secs_f64());
     }
 
-    /// Every host family of one probe.
-    #[allow(clippy::too_many_arguments)]
+    /// Every host family of one probe (those `out` takes).
     pub(super) fn render_probe(
         &self,
         labels: &[(String, String)],
         last: Option<&LastRun>,
-        runs: &[u64],
-        traps: &[u64],
-        rejected: &[u64],
-        skipped: u64,
-        held: usize,
-        usage: &ProbeUsage,
-        out: &mut BTreeMap<FamilyId, String>,
+        counts: &ProbeCounts,
+        out: &mut impl Sink,
     ) {
+        let ProbeCounts {
+            runs,
+            traps,
+            rejected,
+            skipped,
+            held,
+            usage,
+        } = counts;
+        let (skipped, held) = (*skipped, *held);
         let l = || labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         if let Some(last) = last {
             self.render_probe_result(labels, last.success, last.duration, out);
@@ -314,11 +344,66 @@ impl HostFamilies {
     }
 }
 
+/// Where host lines go: each family's own text (`BTreeMap`: a probe's
+/// `/probe` answer, the engine's globals), one family's lines alone
+/// ([`OneFamily`]: a scrape writing that family), or nowhere
+/// ([`Presence`]: which families have lines).
+pub(super) trait Sink {
+    /// The text to write a line of family `id` to; `None` skips it.
+    fn lines(&mut self, id: FamilyId) -> Option<&mut String>;
+}
+
+impl Sink for BTreeMap<FamilyId, String> {
+    fn lines(&mut self, id: FamilyId) -> Option<&mut String> {
+        Some(self.entry(id).or_default())
+    }
+}
+
+/// Takes the lines of one family, into `out`.
+pub(super) struct OneFamily<'a> {
+    pub id: FamilyId,
+    pub out: &'a mut String,
+}
+
+impl Sink for OneFamily<'_> {
+    fn lines(&mut self, id: FamilyId) -> Option<&mut String> {
+        (id == self.id).then_some(&mut *self.out)
+    }
+}
+
+/// Marks the families that have a line, writing nothing.
+pub(super) struct Presence<'a>(pub &'a mut [bool]);
+
+impl Sink for Presence<'_> {
+    fn lines(&mut self, id: FamilyId) -> Option<&mut String> {
+        if let Some(seen) = self.0.get_mut(id as usize) {
+            *seen = true;
+        }
+        None
+    }
+}
+
+/// A probe's counts that its host lines show, summed over its life: kept
+/// as numbers, and written as lines only by a scrape.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ProbeCounts {
+    pub(crate) runs: [u64; RunResult::ALL.len()],
+    pub(crate) traps: [u64; TrapReason::ALL.len()],
+    pub(crate) rejected: [u64; Rejection::ALL.len()],
+    pub(crate) skipped: u64,
+    /// Series the probe holds.
+    pub(crate) held: usize,
+    pub(crate) usage: ProbeUsage,
+}
+
 /// What a probe's runs have used, summed over its life (the memory peak
 /// is its last run's).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ProbeUsage {
-    calls: BTreeMap<&'static str, u64>,
+    /// Host calls by capability, sorted by name: a vector of the one to
+    /// three capabilities a plugin calls takes 24 bytes each, where a
+    /// `BTreeMap` takes a 280-byte node per probe.
+    calls: Vec<(&'static str, u64)>,
     /// Sent, received.
     bytes: [u64; 2],
     packets: [u64; 2],
@@ -330,7 +415,13 @@ pub(crate) struct ProbeUsage {
 impl ProbeUsage {
     pub(crate) fn add(&mut self, run: &UsageCounts) {
         for (capability, n) in &run.calls {
-            *self.calls.entry(capability).or_default() += n;
+            match self.calls.binary_search_by(|(c, _)| c.cmp(capability)) {
+                Ok(i) => self.calls[i].1 += n,
+                Err(i) => {
+                    self.calls.insert(i, (capability, *n));
+                    self.calls.shrink_to_fit();
+                }
+            }
         }
         self.bytes[0] += run.bytes_sent;
         self.bytes[1] += run.bytes_received;

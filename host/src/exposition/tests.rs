@@ -383,3 +383,41 @@ fn a_scrape_in_pieces_is_the_text_written_whole() {
         );
     }
 }
+
+#[test]
+fn a_probe_shows_host_lines_from_its_first_publish_with_its_own_labels() {
+    let (exp, fams) = setup();
+    let budget = SeriesBudget::new(100);
+    let slot = |p: &str| {
+        let slot = Arc::new(exp.detached_slot(
+            name(p),
+            "",
+            vec![("probe".into(), p.into())],
+            budget.clone(),
+        ));
+        exp.attach(slot.clone());
+        slot
+    };
+    let (ran, waiting) = (slot("ran"), slot("waiting"));
+    let text = exp.encode(Format::Classic);
+    assert!(!text.contains("wasmprobe_probe_runs_total"), "{text}");
+    exp.commit(&ran, &fams, record(Vec::new(), true));
+    exp.commit(&ran, &fams, record(Vec::new(), false));
+    let text = exp.encode(Format::Classic);
+    for line in [
+        "wasmprobe_probe_runs_total{probe=\"ran\",result=\"success\"} 1\n",
+        "wasmprobe_probe_runs_total{probe=\"ran\",result=\"failure\"} 1\n",
+        "probe_success{probe=\"ran\"} 0\n",
+        "wasmprobe_probe_series{probe=\"ran\"} 0\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    assert!(!text.contains("probe=\"waiting\""), "{text}");
+    assert_eq!(text.matches("# TYPE wasmprobe_probe_runs_total").count(), 1);
+    exp.count_skip(&waiting);
+    let text = exp.encode(Format::Classic);
+    assert!(
+        text.contains("wasmprobe_probe_runs_skipped_total{probe=\"waiting\"} 1\n"),
+        "{text}"
+    );
+}
