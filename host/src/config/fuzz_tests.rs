@@ -239,7 +239,7 @@ fn check_outcome(config: &Config, problems: &[Diagnostic], package_toml: &Path, 
             for d in &refused.0 {
                 let file: &std::path::Path = &d.location.file;
                 assert!(
-                    file == package_toml || file == &info.path || file.ends_with("package.toml"),
+                    file == package_toml || file == info.path || file.ends_with("package.toml"),
                     "a refusal points at {}: {d}",
                     file.display()
                 );
