@@ -307,7 +307,7 @@ impl Exposition {
         } else {
             let staged = Staged::new(families, std::mem::take(&mut record.samples));
             for (reason, n) in &staged.rejected {
-                st.counts.rejected[*reason as usize] += n;
+                st.counts.count_rejected(*reason, *n);
             }
             if !staged.examples.is_empty() {
                 // The counter says how many and why; the log says which.
@@ -344,10 +344,10 @@ impl Exposition {
                 self.drop_gauges(slot, &mut st, &table);
             }
         }
-        st.counts.usage.add(&record.usage);
+        st.counts.add_usage(&record.usage);
         st.counts.runs[record.result.index()] += 1;
         if let Some(t) = record.trap {
-            st.counts.traps[t.index()] += 1;
+            st.counts.count_trap(t);
         }
         st.last = Some(LastRun {
             result: record.result,
@@ -386,7 +386,7 @@ impl Exposition {
     pub fn count_skip(&self, slot: &ProbeSlot) {
         let table = self.families.snapshot();
         let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.counts.skipped += 1;
+        st.counts.count_skip();
         self.publish(slot, &st, &table);
     }
 

@@ -279,13 +279,19 @@ impl HostFamilies {
     ) {
         let ProbeCounts {
             runs,
+            held,
+            usage,
+            rare,
+        } = counts;
+        let held = *held;
+        let RareCounts {
             traps,
             rejected,
             skipped,
-            held,
-            usage,
-        } = counts;
-        let (skipped, held) = (*skipped, *held);
+            refusals,
+            packets,
+        } = rare.as_deref().unwrap_or(&NO_RARE_COUNTS);
+        let skipped = *skipped;
         let l = || labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         if let Some(last) = last {
             self.render_probe_result(labels, last.success, last.duration, out);
@@ -331,13 +337,13 @@ impl HostFamilies {
         if last.is_some() {
             self.put(out, HostFamily::Cpu, l(), &[], usage.cpu_seconds);
         }
-        for (reason, n) in RefusalReason::ALL.iter().zip(usage.refusals) {
+        for (reason, n) in RefusalReason::ALL.iter().zip(*refusals) {
             if n > 0 {
                 self.put(out, HostFamily::Refusals, l(), &[reason.as_str()], n as f64);
             }
         }
-        if usage.packets.iter().any(|n| *n > 0) {
-            for (direction, n) in [("sent", usage.packets[0]), ("received", usage.packets[1])] {
+        if packets.iter().any(|n| *n > 0) {
+            for (direction, n) in [("sent", packets[0]), ("received", packets[1])] {
                 self.put(out, HostFamily::IcmpPackets, l(), &[direction], n as f64);
             }
         }
@@ -388,12 +394,67 @@ impl Sink for Presence<'_> {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ProbeCounts {
     pub(crate) runs: [u64; RunResult::ALL.len()],
-    pub(crate) traps: [u64; TrapReason::ALL.len()],
-    pub(crate) rejected: [u64; Rejection::ALL.len()],
-    pub(crate) skipped: u64,
     /// Series the probe holds.
     pub(crate) held: usize,
-    pub(crate) usage: ProbeUsage,
+    usage: ProbeUsage,
+    /// Counts most probes keep at zero all their life: boxed when first
+    /// needed, 8 bytes until then where inline they take 160, in the slot
+    /// and in each published copy.
+    rare: Option<Box<RareCounts>>,
+}
+
+/// Traps, rejected samples, skipped starts, refused calls, ICMP packets.
+#[derive(Debug, Default, Clone)]
+struct RareCounts {
+    traps: [u64; TrapReason::ALL.len()],
+    rejected: [u64; Rejection::ALL.len()],
+    skipped: u64,
+    refusals: [u64; RefusalReason::ALL.len()],
+    /// Sent, received.
+    packets: [u64; 2],
+}
+
+static NO_RARE_COUNTS: RareCounts = RareCounts {
+    traps: [0; TrapReason::ALL.len()],
+    rejected: [0; Rejection::ALL.len()],
+    skipped: 0,
+    refusals: [0; RefusalReason::ALL.len()],
+    packets: [0; 2],
+};
+
+impl ProbeCounts {
+    fn rare(&mut self) -> &mut RareCounts {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    pub(crate) fn count_trap(&mut self, trap: TrapReason) {
+        self.rare().traps[trap.index()] += 1;
+    }
+
+    pub(crate) fn count_rejected(&mut self, reason: Rejection, n: u64) {
+        if n > 0 {
+            self.rare().rejected[reason as usize] += n;
+        }
+    }
+
+    pub(crate) fn count_skip(&mut self) {
+        self.rare().skipped += 1;
+    }
+
+    /// Adds what a run used.
+    pub(crate) fn add_usage(&mut self, run: &UsageCounts) {
+        self.usage.add(run);
+        let packets = [run.packets_sent, run.packets_received];
+        if packets.iter().chain(&run.refusals).any(|n| *n > 0) {
+            let rare = self.rare();
+            for (sum, n) in rare.packets.iter_mut().zip(packets) {
+                *sum += n;
+            }
+            for (sum, n) in rare.refusals.iter_mut().zip(run.refusals) {
+                *sum += n;
+            }
+        }
+    }
 }
 
 /// What a probe's runs have used, summed over its life (the memory peak
@@ -406,14 +467,12 @@ pub(crate) struct ProbeUsage {
     calls: Vec<(&'static str, u64)>,
     /// Sent, received.
     bytes: [u64; 2],
-    packets: [u64; 2],
-    refusals: [u64; 4],
     memory_peak: u64,
     cpu_seconds: f64,
 }
 
 impl ProbeUsage {
-    pub(crate) fn add(&mut self, run: &UsageCounts) {
+    fn add(&mut self, run: &UsageCounts) {
         for (capability, n) in &run.calls {
             match self.calls.binary_search_by(|(c, _)| c.cmp(capability)) {
                 Ok(i) => self.calls[i].1 += n,
@@ -425,11 +484,6 @@ impl ProbeUsage {
         }
         self.bytes[0] += run.bytes_sent;
         self.bytes[1] += run.bytes_received;
-        self.packets[0] += run.packets_sent;
-        self.packets[1] += run.packets_received;
-        for (sum, n) in self.refusals.iter_mut().zip(run.refusals) {
-            *sum += n;
-        }
         self.memory_peak = run.memory_peak;
         self.cpu_seconds += run.cpu_seconds;
     }
