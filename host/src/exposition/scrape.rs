@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::encode::{self, Format};
-use super::self_metrics::{OneFamily, Presence};
+use super::self_metrics::{HostFamily, OneFamily, Presence};
 use super::{FamilyDef, FamilyId, HostFamilies, Rendered};
 
 /// Where one probe's lines stand: the next of its chunks and of its
@@ -49,8 +49,8 @@ pub struct Scrape {
     rendered: Vec<Arc<Rendered>>,
     global: BTreeMap<FamilyId, String>,
     host: HostFamilies,
-    /// By family id: whether it is a host family of each probe.
-    per_probe: Vec<bool>,
+    /// By family id: the host family of each probe's lines it is, if any.
+    per_probe: Vec<Option<HostFamily>>,
     cursors: Vec<Cursor>,
     /// The families with any line, ascending; `family` indexes it.
     present: Vec<FamilyId>,
@@ -71,13 +71,27 @@ impl Scrape {
         host: HostFamilies,
     ) -> Scrape {
         let mut has_lines = vec![false; table.len()];
+        let per_probe: Vec<Option<HostFamily>> = (0..table.len() as FamilyId)
+            .map(|id| host.probe_family(id))
+            .collect();
+        // A family seen once needs no further look.
+        let host_ids: Vec<(FamilyId, HostFamily)> = per_probe
+            .iter()
+            .enumerate()
+            .filter_map(|(id, f)| Some((id as FamilyId, (*f)?)))
+            .collect();
         for r in rendered.iter().filter(|r| r.published) {
-            host.render_probe(
-                &r.labels,
-                r.last.as_ref(),
-                &r.counts,
-                &mut Presence(&mut has_lines),
-            );
+            for (id, family) in &host_ids {
+                if !has_lines[*id as usize] {
+                    host.render_probe_family(
+                        *family,
+                        &r.labels,
+                        r.last.as_ref(),
+                        &r.counts,
+                        &mut Presence(&mut has_lines),
+                    );
+                }
+            }
         }
         let ids = rendered
             .iter()
@@ -90,9 +104,6 @@ impl Scrape {
         }
         let present = (0..table.len() as FamilyId)
             .filter(|id| has_lines[*id as usize])
-            .collect();
-        let per_probe = (0..table.len() as FamilyId)
-            .map(|id| host.is_probe_family(id))
             .collect();
         Scrape {
             format,
@@ -121,13 +132,14 @@ impl Scrape {
                 self.in_family = true;
                 self.probe = 0;
             }
-            let per_probe = self.per_probe.get(id as usize).copied().unwrap_or(false);
+            let per_probe = self.per_probe.get(id as usize).copied().flatten();
             while let Some(at) = self.cursors.get_mut(self.probe) {
-                if per_probe
+                if let Some(family) = per_probe
                     && let Some(r) = self.rendered.get(self.probe)
                     && r.published
                 {
-                    self.host.render_probe(
+                    self.host.render_probe_family(
+                        family,
                         &r.labels,
                         r.last.as_ref(),
                         &r.counts,

@@ -165,7 +165,7 @@ host_families! {
 }
 
 impl HostFamily {
-    /// The families of each probe's host lines ([`HostFamilies::render_probe`]).
+    /// The families of each probe's host lines ([`HostFamilies::render_probe_family`]).
     const PER_PROBE: [HostFamily; 14] = [
         HostFamily::Success,
         HostFamily::Duration,
@@ -223,12 +223,6 @@ impl HostFamilies {
             .unwrap_or(FamilyId::MAX)
     }
 
-    /// Whether `id` is a family of the host's lines of each probe, which
-    /// a scrape writes from the probe's counts.
-    pub(super) fn is_probe_family(&self, id: FamilyId) -> bool {
-        HostFamily::PER_PROBE.iter().any(|f| self.id(*f) == id)
-    }
-
     /// Writes one sample of `family`: `base` labels first, then `values`
     /// for the family's declared labels, in declared order.
     fn put<'a>(
@@ -269,83 +263,93 @@ impl HostFamilies {
         self.put(out, HostFamily::Duration, l(), &[], duration.as_secs_f64());
     }
 
-    /// Every host family of one probe (those `out` takes).
-    pub(super) fn render_probe(
+    /// The host family of a probe's lines with id `id`, if it is one.
+    pub(super) fn probe_family(&self, id: FamilyId) -> Option<HostFamily> {
+        HostFamily::PER_PROBE
+            .into_iter()
+            .find(|f| self.id(*f) == id)
+    }
+
+    /// One host family's lines of one probe: a scrape writes each family
+    /// of every probe in turn.
+    pub(super) fn render_probe_family(
         &self,
+        family: HostFamily,
         labels: &[(String, String)],
         last: Option<&LastRun>,
         counts: &ProbeCounts,
         out: &mut impl Sink,
     ) {
-        let ProbeCounts {
-            runs,
-            held,
-            usage,
-            rare,
-        } = counts;
-        let held = *held;
-        let RareCounts {
-            traps,
-            rejected,
-            skipped,
-            refusals,
-            packets,
-        } = rare.as_deref().unwrap_or(&NO_RARE_COUNTS);
-        let skipped = *skipped;
+        use HostFamily as F;
         let l = || labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        if let Some(last) = last {
-            self.render_probe_result(labels, last.success, last.duration, out);
-            let finished = unix_seconds(last.finished_at);
-            self.put(out, HostFamily::LastRun, l(), &[], finished);
-        }
-        for (r, n) in RunResult::ALL.iter().zip(runs) {
-            // Success and failure always appear so `rate()` has a zero to
-            // start from; rarer results appear once they happen.
-            if *n > 0 || matches!(r, RunResult::Success | RunResult::Failure) {
-                self.put(out, HostFamily::Runs, l(), &[r.as_str()], *n as f64);
+        let rare = counts.rare.as_deref().unwrap_or(&NO_RARE_COUNTS);
+        let usage = &counts.usage;
+        match (family, last) {
+            (F::Success, Some(last)) => {
+                let success = if last.success { 1.0 } else { 0.0 };
+                self.put(out, family, l(), &[], success);
             }
-        }
-        for (t, n) in TrapReason::ALL.iter().zip(traps) {
-            if *n > 0 {
-                self.put(out, HostFamily::Traps, l(), &[t.as_str()], *n as f64);
+            (F::Duration, Some(last)) => {
+                self.put(out, family, l(), &[], last.duration.as_secs_f64());
             }
-        }
-        for (r, n) in Rejection::ALL.iter().zip(rejected) {
-            if *n > 0 {
-                self.put(out, HostFamily::Rejected, l(), &[r.as_str()], *n as f64);
+            (F::LastRun, Some(last)) => {
+                self.put(out, family, l(), &[], unix_seconds(last.finished_at));
             }
-        }
-        if skipped > 0 {
-            self.put(out, HostFamily::Skipped, l(), &[], skipped as f64);
-        }
-        self.put(out, HostFamily::Series, l(), &[], held as f64);
-        for (capability, n) in &usage.calls {
-            self.put(out, HostFamily::HostCalls, l(), &[capability], *n as f64);
-        }
-        if last.is_some() {
-            for (direction, n) in [("sent", usage.bytes[0]), ("received", usage.bytes[1])] {
-                self.put(out, HostFamily::NetworkBytes, l(), &[direction], n as f64);
+            (F::Runs, _) => {
+                for (r, n) in RunResult::ALL.iter().zip(&counts.runs) {
+                    // Success and failure always appear so `rate()` has a
+                    // zero to start from; rarer results appear once they
+                    // happen.
+                    if *n > 0 || matches!(r, RunResult::Success | RunResult::Failure) {
+                        self.put(out, family, l(), &[r.as_str()], *n as f64);
+                    }
+                }
             }
-            self.put(
-                out,
-                HostFamily::MemoryPeak,
-                l(),
-                &[],
-                usage.memory_peak as f64,
-            );
-        }
-        if last.is_some() {
-            self.put(out, HostFamily::Cpu, l(), &[], usage.cpu_seconds);
-        }
-        for (reason, n) in RefusalReason::ALL.iter().zip(*refusals) {
-            if n > 0 {
-                self.put(out, HostFamily::Refusals, l(), &[reason.as_str()], n as f64);
+            (F::Traps, _) => {
+                for (t, n) in TrapReason::ALL.iter().zip(&rare.traps) {
+                    if *n > 0 {
+                        self.put(out, family, l(), &[t.as_str()], *n as f64);
+                    }
+                }
             }
-        }
-        if packets.iter().any(|n| *n > 0) {
-            for (direction, n) in [("sent", packets[0]), ("received", packets[1])] {
-                self.put(out, HostFamily::IcmpPackets, l(), &[direction], n as f64);
+            (F::Rejected, _) => {
+                for (r, n) in Rejection::ALL.iter().zip(&rare.rejected) {
+                    if *n > 0 {
+                        self.put(out, family, l(), &[r.as_str()], *n as f64);
+                    }
+                }
             }
+            (F::Skipped, _) if rare.skipped > 0 => {
+                self.put(out, family, l(), &[], rare.skipped as f64);
+            }
+            (F::Series, _) => self.put(out, family, l(), &[], counts.held as f64),
+            (F::HostCalls, _) => {
+                for (capability, n) in &usage.calls {
+                    self.put(out, family, l(), &[capability], *n as f64);
+                }
+            }
+            (F::NetworkBytes, Some(_)) => {
+                for (direction, n) in [("sent", usage.bytes[0]), ("received", usage.bytes[1])] {
+                    self.put(out, family, l(), &[direction], n as f64);
+                }
+            }
+            (F::MemoryPeak, Some(_)) => {
+                self.put(out, family, l(), &[], usage.memory_peak as f64);
+            }
+            (F::Cpu, Some(_)) => self.put(out, family, l(), &[], usage.cpu_seconds),
+            (F::Refusals, _) => {
+                for (reason, n) in RefusalReason::ALL.iter().zip(rare.refusals) {
+                    if n > 0 {
+                        self.put(out, family, l(), &[reason.as_str()], n as f64);
+                    }
+                }
+            }
+            (F::IcmpPackets, _) if rare.packets.iter().any(|n| *n > 0) => {
+                for (direction, n) in [("sent", rare.packets[0]), ("received", rare.packets[1])] {
+                    self.put(out, family, l(), &[direction], n as f64);
+                }
+            }
+            _ => {}
         }
     }
 }
