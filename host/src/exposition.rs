@@ -2,10 +2,11 @@
 //!
 //! Each probe has a [`ProbeSlot`]. When a run ends, its samples are
 //! validated against the plugin's declared families, applied to the probe's
-//! state, and rendered to sample lines; the result is published with one
-//! atomic pointer swap. A scrape only loads those pointers and concatenates
-//! the lines under each family header, so it never waits on a running probe
-//! and never holds a lock a run needs.
+//! state, and rendered to sample lines; those lines and the probe's counts
+//! are published with one atomic pointer swap. A scrape only loads those
+//! pointers, copies the lines and writes the host's lines of each probe from
+//! its counts under each family header, so it never waits on a running
+//! probe and never holds a lock a run needs.
 //!
 //! Invariants: every family appears once, with one TYPE; label values and
 //! HELP are escaped here; plugins cannot emit host families or set host
