@@ -282,6 +282,16 @@ pub struct TlsSettings {
     pub client_cert: Option<ClientCert>,
 }
 
+impl TlsSettings {
+    /// The settings of a probe without a `tls` table: one allocation that
+    /// all such probes share.
+    pub fn shared_default() -> Arc<TlsSettings> {
+        static DEFAULT: std::sync::LazyLock<Arc<TlsSettings>> =
+            std::sync::LazyLock::new(Default::default);
+        DEFAULT.clone()
+    }
+}
+
 /// A client certificate chain and its private key, read from `cert_file`
 /// and `key_file` at load time (so a reload sees rotated files) and
 /// checked to belong together.
@@ -328,20 +338,23 @@ pub struct ProbeConfig {
     /// One scheduled run per address of each target's name, with an `ip`
     /// label, each connecting only to its address.
     pub fan_out: bool,
-    /// The `http_sd` URL and how often it is asked again.
-    pub http_sd: Option<(String, Duration)>,
+    /// The `http_sd` URL and how often it is asked again (boxed: most
+    /// probes have none).
+    pub http_sd: Option<Box<(String, Duration)>>,
     /// Longest random-looking (but per-probe stable) delay added to each
     /// scheduled start, to spread probes that share a schedule.
     pub jitter: Duration,
     pub allow: AllowList,
     /// The HTTP proxy (an `http://host:port` origin) the probe's `http`
     /// calls go through; itself inside `allow`, as every target is.
-    pub proxy: Option<url::Url>,
+    /// Boxed: most probes have none, and a URL is 88 bytes inline.
+    pub proxy: Option<Box<url::Url>>,
     /// Labels added to every series of this probe, after `probe`.
     pub labels: Vec<(LabelName, String)>,
     /// The `config` table, handed to the plugin as JSON.
     pub config: serde_json::Value,
-    pub tls: TlsSettings,
+    /// Shared by every probe without a `tls` table.
+    pub tls: Arc<TlsSettings>,
     pub limits: Limits,
     /// Secrets the plugin may read, by name.
     pub secrets: BTreeMap<String, SecretSource>,

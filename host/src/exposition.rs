@@ -1,12 +1,13 @@
 //! Metric state and its encoding: the host owns every family.
 //!
 //! Each probe has a [`ProbeSlot`]. When a run ends, its samples are
-//! validated against the plugin's declared families, applied to the probe's
-//! state, and rendered to sample lines; those lines and the probe's counts
-//! are published with one atomic pointer swap. A scrape only loads those
-//! pointers, copies the lines and writes the host's lines of each probe from
-//! its counts under each family header, so it never waits on a running
-//! probe and never holds a lock a run needs.
+//! validated against the plugin's declared families and applied to the
+//! probe's state; its counters and histograms are rendered to sample lines,
+//! its gauges kept as numbers ([`Gauges`]), and both are published with the
+//! probe's counts in one atomic pointer swap. A scrape only loads those
+//! pointers, copies the lines and writes each probe's gauges and host lines
+//! under each family header, so it never waits on a running probe and never
+//! holds a lock a run needs.
 //!
 //! Invariants: every family appears once, with one TYPE; label values and
 //! HELP are escaped here; plugins cannot emit host families or set host
@@ -14,6 +15,7 @@
 
 pub mod encode;
 pub mod family;
+mod gauges;
 mod process;
 mod scrape;
 mod self_metrics;
@@ -28,6 +30,7 @@ use arc_swap::ArcSwap;
 
 pub use encode::Format;
 pub use family::{FamilyDef, FamilyId, FamilyTable, Kind};
+pub use gauges::Gauges;
 pub use scrape::Scrape;
 pub use self_metrics::{GlobalMetrics, HostFamilies, RunInFlight};
 pub use series::{Chunks, PluginFamilies, ProbeSeries, Staged};
@@ -97,7 +100,7 @@ pub struct Rendered {
     /// The plugin's counters and histograms.
     chunks: Chunks,
     /// The last run's gauges, shared with the slot's state.
-    gauges: Arc<Chunks>,
+    gauges: Gauges,
     pub last: Option<LastRun>,
     counts: self_metrics::ProbeCounts,
     /// The probe's host labels, shared with its slot.
@@ -111,13 +114,17 @@ pub struct Rendered {
 static UNPUBLISHED: std::sync::LazyLock<Arc<Rendered>> =
     std::sync::LazyLock::new(|| Arc::new(Rendered::default()));
 
-#[derive(Debug, Default)]
-struct SlotState {
-    /// Counters and histograms; gauges are held only as their lines
-    /// (`gauges`), rendered once per run: a probe's state is mostly gauges,
-    /// and holding them both ways cost 1.3 KiB per probe.
-    series: ProbeSeries,
-    gauges: Arc<Chunks>,
+/// A change to a probe in the making: its series, under the slot's lock,
+/// and the rest as last published. The slot keeps only the series; its
+/// gauges, counts and last run live once, in what it published (held in
+/// both places they were some 300 bytes more per probe), and every change
+/// starts from there under the lock, so none is lost.
+struct SlotState<'a> {
+    /// Counters and histograms; gauges are held only in their compact
+    /// form (`gauges`), the one the scrape reads: a probe's state is
+    /// mostly gauges, and holding them both ways cost 1.3 KiB per probe.
+    series: std::sync::MutexGuard<'a, ProbeSeries>,
+    gauges: Gauges,
     counts: self_metrics::ProbeCounts,
     last: Option<LastRun>,
 }
@@ -131,7 +138,9 @@ pub struct ProbeSlot {
     pub key: String,
     host_labels: Arc<[(String, String)]>,
     budget: Arc<SeriesBudget>,
-    state: Mutex<SlotState>,
+    /// Counters and histograms; changes to the published state are made
+    /// under this lock.
+    state: Mutex<ProbeSeries>,
     rendered: ArcSwap<Rendered>,
     /// Held for the length of a scheduled run: a probe never runs twice at
     /// once, even across a reload that restarts its schedule.
@@ -143,6 +152,18 @@ pub struct ProbeSlot {
 }
 
 impl ProbeSlot {
+    /// Starts a change to the probe (see [`SlotState`]).
+    fn change(&self) -> SlotState<'_> {
+        let series = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let published = self.rendered.load();
+        SlotState {
+            series,
+            gauges: published.gauges.clone(),
+            counts: published.counts.clone(),
+            last: published.last.clone(),
+        }
+    }
+
     /// Says whether the failing schedule is the one in use now.
     pub fn set_failing_schedule(&self, on: bool) {
         self.failing_schedule.store(on, Ordering::Relaxed);
@@ -227,7 +248,7 @@ impl Exposition {
             key: key.to_string(),
             host_labels: host_labels.into(),
             budget,
-            state: Mutex::new(SlotState::default()),
+            state: Mutex::new(ProbeSeries::default()),
             rendered: ArcSwap::new(UNPUBLISHED.clone()),
             run_lock: tokio::sync::Mutex::new(()),
             history: Mutex::new(History::default()),
@@ -242,7 +263,7 @@ impl Exposition {
         if let Some(old) = slots.insert(key, slot.clone())
             && !Arc::ptr_eq(&old, &slot)
         {
-            let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
+            let st = old.change();
             old.budget.exchange(st.counts.held, 0);
             self.release_history(&old);
         }
@@ -253,7 +274,7 @@ impl Exposition {
     pub fn remove_slot(&self, name: &ProbeName, key: &str) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = slots.remove(&(name.clone(), key.to_string())) {
-            let st = old.state.lock().unwrap_or_else(|e| e.into_inner());
+            let st = old.change();
             old.budget.exchange(st.counts.held, 0);
             self.release_history(&old);
         }
@@ -302,7 +323,7 @@ impl Exposition {
             &self.global.history,
         );
         let table = self.families.snapshot();
-        let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = slot.change();
         if record.samples.is_empty() {
             self.drop_gauges(slot, &mut st, &table);
         } else {
@@ -328,11 +349,9 @@ impl Exposition {
             let mut next = st.series.with(&staged, &table);
             let held = next.series(&table);
             if slot.budget.exchange(st.counts.held, held) {
-                let mut lines = BTreeMap::new();
-                next.render_gauges(&table, &slot.host_labels, &mut lines);
-                st.gauges = Arc::new(Chunks::new(lines));
+                st.gauges = next.gauges();
                 next.clear_gauges();
-                st.series = next;
+                *st.series = next;
                 st.counts.held = held;
             } else {
                 record.result = RunResult::Rejected;
@@ -358,12 +377,12 @@ impl Exposition {
             finished_at: record.finished_at,
             message: record.message,
         });
-        self.publish(slot, &st, &table);
+        self.publish(slot, st, &table);
         record.result
     }
 
-    fn drop_gauges(&self, slot: &ProbeSlot, st: &mut SlotState, table: &[Arc<FamilyDef>]) {
-        st.gauges = Arc::default();
+    fn drop_gauges(&self, slot: &ProbeSlot, st: &mut SlotState<'_>, table: &[Arc<FamilyDef>]) {
+        st.gauges = Gauges::default();
         let held = st.series.series(table);
         slot.budget.exchange(st.counts.held, held);
         st.counts.held = held;
@@ -373,32 +392,32 @@ impl Exposition {
     /// plugin still declares, and drops the rest.
     pub fn retain_families(&self, slot: &ProbeSlot, families: &PluginFamilies) {
         let table = self.families.snapshot();
-        let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = slot.change();
         st.series.retain(|id| families.contains(id));
-        st.gauges = Arc::new(st.gauges.retain(|id| families.contains(id)));
+        st.gauges = st.gauges.retain(|id| families.contains(id));
         let held = st.series.series(&table) + st.gauges.lines();
         slot.budget.exchange(st.counts.held, held);
         st.counts.held = held;
-        self.publish(slot, &st, &table);
+        self.publish(slot, st, &table);
     }
 
     /// Counts a scheduled start skipped because the previous run was still
     /// going.
     pub fn count_skip(&self, slot: &ProbeSlot) {
         let table = self.families.snapshot();
-        let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = slot.change();
         st.counts.count_skip();
-        self.publish(slot, &st, &table);
+        self.publish(slot, st, &table);
     }
 
-    fn publish(&self, slot: &ProbeSlot, st: &SlotState, table: &[Arc<FamilyDef>]) {
+    fn publish(&self, slot: &ProbeSlot, st: SlotState<'_>, table: &[Arc<FamilyDef>]) {
         let mut chunks = BTreeMap::new();
         st.series.render(table, &slot.host_labels, &mut chunks);
         slot.rendered.store(Arc::new(Rendered {
             chunks: Chunks::new(chunks),
-            gauges: st.gauges.clone(),
-            last: st.last.clone(),
-            counts: st.counts.clone(),
+            gauges: st.gauges,
+            last: st.last,
+            counts: st.counts,
             labels: slot.host_labels.clone(),
             published: true,
         }));

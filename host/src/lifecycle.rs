@@ -171,7 +171,7 @@ fn fingerprint(config: &Config) -> String {
             .to_be_bytes(),
     );
     // What each http_sd URL last answered: a new list is a new config.
-    for (url, _) in config.probes.values().filter_map(|p| p.http_sd.as_ref()) {
+    for (url, _) in config.probes.values().filter_map(|p| p.http_sd.as_deref()) {
         h.update(url.as_bytes());
         let state = crate::config::targets::http_sd_state(url);
         h.update(format!("{:?}", state.groups).as_bytes());
@@ -462,7 +462,7 @@ fn http_sd_sources(config: &Config) -> Vec<(String, String, Duration)> {
         .probes
         .values()
         .filter_map(|p| {
-            let (url, every) = p.http_sd.clone()?;
+            let (url, every) = p.http_sd.as_deref()?.clone();
             Some((p.name.to_string(), url, every))
         })
         .collect()

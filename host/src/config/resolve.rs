@@ -704,12 +704,16 @@ pub(super) fn resolve_probe(
     );
     let proxy = p.proxy_url.as_ref().and_then(|u| {
         proxy_url(u.get_ref(), &allow)
+            .map(Box::new)
             .map_err(|e| r.error(u.span(), format!("{key}.proxy_url"), e))
             .ok()
     });
 
     let labels = probe_labels(r, &key, &p, scope);
-    let tls = resolve_tls(r, &key, p.tls.as_ref(), scope.grant.as_deref());
+    let tls = match p.tls.as_ref() {
+        None => TlsSettings::shared_default(),
+        Some(raw) => Arc::new(resolve_tls(r, &key, raw, scope.grant.as_deref())),
+    };
 
     let secrets = probe_secrets(r, &key, &p, scope);
 
@@ -742,7 +746,7 @@ pub(super) fn resolve_probe(
         target_files,
         refused_targets,
         many_targets: p.targets.is_some() || p.file_sd.is_some() || p.http_sd.is_some(),
-        http_sd,
+        http_sd: http_sd.map(Box::new),
         fan_out: p.fan_out.unwrap_or(false),
         jitter: p.jitter.map(|j| j.0).unwrap_or_default(),
         allow,
@@ -1226,12 +1230,9 @@ fn probe_secrets(
 fn resolve_tls(
     r: &mut Resolver<'_>,
     key: &str,
-    raw: Option<&RawTls>,
+    raw: &RawTls,
     grant: Option<&PackageGrant>,
 ) -> TlsSettings {
-    let Some(raw) = raw else {
-        return TlsSettings::default();
-    };
     // A package's TLS settings may weaken verification or read files only
     // as far as the operator granted; an ungranted file is never opened.
     if let Some(g) = grant

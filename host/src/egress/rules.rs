@@ -303,8 +303,9 @@ pub struct AllowList {
     /// origins, holds the same list.
     rules: std::sync::Arc<[AllowRule]>,
     ceiling: Option<std::sync::Arc<AllowList>>,
-    /// A per-address run: this host reaches only this address.
-    pin: Option<(DestHost, IpAddr)>,
+    /// A per-address run: this host reaches only this address. Boxed: a
+    /// probe and each of its grants hold a list, and few are pinned.
+    pin: Option<Box<(DestHost, IpAddr)>>,
 }
 
 /// Why the allow-list refused a destination; shown to the plugin and in logs.
@@ -329,14 +330,14 @@ impl AllowList {
     /// This list, with `host` reaching only `ip` (one of its addresses):
     /// the runs of a probe's `fan_out`, one per address of a name.
     pub fn pinned(mut self, host: DestHost, ip: IpAddr) -> Self {
-        self.pin = Some((host, ip));
+        self.pin = Some(Box::new((host, ip)));
         self
     }
 
     /// The address `host` is pinned to, if it is.
     pub fn pin_for(&self, host: &DestHost) -> Option<IpAddr> {
         self.pin
-            .as_ref()
+            .as_deref()
             .filter(|(h, _)| h == host)
             .map(|(_, ip)| *ip)
     }

@@ -1,8 +1,9 @@
 //! Text encodings: OpenMetrics 1.0 and the classic Prometheus format 0.0.4.
 //!
-//! Sample lines are the same in both, so they are rendered once when a run
-//! commits; only family headers and the trailing `# EOF` differ and are
-//! written at scrape time. All escaping of label values and HELP text is
+//! Sample lines are the same in both, so a probe's counter and histogram
+//! lines are rendered once when a run commits (its gauges and host lines
+//! are written by each scrape from numbers); only family headers and the
+//! trailing `# EOF` differ between the formats. All escaping of label values and HELP text is
 //! done here, by the host, whatever the plugin sent.
 
 use std::fmt::Write;

@@ -21,7 +21,9 @@ use super::{FamilyDef, FamilyId, HostFamilies, Rendered};
 /// when it has some of that family.
 #[derive(Debug, Clone, Copy)]
 struct Cursor {
+    /// The next of the probe's chunks.
     chunks: u32,
+    /// Where the next of its gauges starts (a byte offset).
     gauges: u32,
     chunk_family: FamilyId,
     gauge_family: FamilyId,
@@ -36,7 +38,7 @@ impl Cursor {
             chunks: 0,
             gauges: 0,
             chunk_family: r.chunks.id_at(0).unwrap_or(NONE),
-            gauge_family: r.gauges.id_at(0).unwrap_or(NONE),
+            gauge_family: r.gauges.family_at(0).unwrap_or(NONE),
         }
     }
 }
@@ -95,7 +97,7 @@ impl Scrape {
         }
         let ids = rendered
             .iter()
-            .flat_map(|r| r.chunks.iter().chain(r.gauges.iter()).map(|(id, _)| id))
+            .flat_map(|r| r.chunks.iter().map(|(id, _)| id).chain(r.gauges.families()))
             .chain(global.keys().copied());
         for id in ids {
             if let Some(seen) = has_lines.get_mut(id as usize) {
@@ -158,11 +160,9 @@ impl Scrape {
                 if at.gauge_family == id
                     && let Some(r) = self.rendered.get(self.probe)
                 {
-                    if let Some((_, lines)) = r.gauges.get(at.gauges as usize) {
-                        out.push_str(lines);
-                    }
-                    at.gauges += 1;
-                    at.gauge_family = r.gauges.id_at(at.gauges as usize).unwrap_or(NONE);
+                    let def = &self.table[id as usize];
+                    at.gauges = r.gauges.write_family(at.gauges, id, def, &r.labels, out);
+                    at.gauge_family = r.gauges.family_at(at.gauges).unwrap_or(NONE);
                 }
                 self.probe += 1;
                 // Checked after a probe's lines, so every call moves on.

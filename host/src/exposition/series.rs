@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use super::encode::{HistogramState, push_histogram, push_sample};
 use super::family::{FamilyDef, FamilyId, Kind};
+use super::gauges::Gauges;
 use crate::runtime::record::Sample;
 
 pub use crate::names::MAX_LABEL_VALUE;
@@ -227,15 +228,9 @@ impl ProbeSeries {
         self.gauges.clear();
     }
 
-    /// Renders the gauges alone (see [`ProbeSeries::render`]).
-    pub fn render_gauges(
-        &self,
-        table: &[Arc<FamilyDef>],
-        host_labels: &[(String, String)],
-        out: &mut BTreeMap<FamilyId, String>,
-    ) {
-        let gauges = self.gauges.iter().map(|(k, v)| (k, Some(*v), None));
-        render_entries(gauges, table, host_labels, out);
+    /// The gauges, as they are held between runs.
+    pub fn gauges(&self) -> Gauges {
+        Gauges::new(&self.gauges)
     }
 
     /// Renders every series, grouped by family id (ascending), with the
@@ -499,9 +494,10 @@ mod tests {
         let s = ProbeSeries::default().with(&staged, &table);
         // One gauge and one counter.
         assert_eq!(s.series(&table), 2);
-        let mut out = BTreeMap::new();
-        s.render_gauges(&table, &[("probe".into(), "p".into())], &mut out);
-        let text: String = out.values().cloned().collect();
+        let gauges = s.gauges();
+        let mut text = String::new();
+        gauges.write_family(0, 0, &table[0], &[("probe".into(), "p".into())], &mut text);
+        assert_eq!(gauges.lines(), 1);
         assert_eq!(text, "g{probe=\"p\",phase=\"a\"} 2\n");
     }
 }

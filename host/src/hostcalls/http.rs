@@ -30,12 +30,13 @@ pub struct HttpGrant {
     pub allow: AllowList,
     /// `proxy_url`: every exchange goes through this `http://` proxy
     /// (CONNECT for `https`), which `allow` admits.
-    pub proxy: Option<url::Url>,
+    pub proxy: Option<Box<url::Url>>,
     pub tls: Arc<tls::TlsClient>,
     /// Body bytes kept per response.
     pub max_body: u64,
-    /// Set per run, for an on-demand run given a `hostname`.
-    pub virtual_host: Option<super::VirtualHost>,
+    /// Set per run, for an on-demand run given a `hostname` (boxed: every
+    /// probe holds a grant, and few runs have one).
+    pub virtual_host: Option<Box<super::VirtualHost>>,
 }
 
 /// Most requests in one `send-batch`.
@@ -72,7 +73,7 @@ impl Capability for Http {
     fn context(grant: Option<&Arc<HttpGrant>>, run: &RunScope) -> HttpContext {
         let grant = match (grant, &run.virtual_host) {
             (Some(g), Some(v)) => Some(Arc::new(HttpGrant {
-                virtual_host: Some(v.clone()),
+                virtual_host: Some(Box::new(v.clone())),
                 ..HttpGrant::clone(g)
             })),
             (g, _) => g.cloned(),
@@ -543,8 +544,9 @@ mod tests {
     /// `grant(rules)` sending through the proxy at `proxy`.
     fn through(proxy: std::net::SocketAddr, rules: &[String]) -> Arc<HttpGrant> {
         let mut g = HttpGrant::clone(&grant(rules));
-        g.proxy =
-            Some(url::Url::parse(&format!("http://{proxy}")).unwrap_or_else(|e| panic!("{e}")));
+        g.proxy = Some(Box::new(
+            url::Url::parse(&format!("http://{proxy}")).unwrap_or_else(|e| panic!("{e}")),
+        ));
         Arc::new(g)
     }
 
