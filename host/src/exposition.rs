@@ -263,9 +263,7 @@ impl Exposition {
         if let Some(old) = slots.insert(key, slot.clone())
             && !Arc::ptr_eq(&old, &slot)
         {
-            let st = old.change();
-            old.budget.exchange(st.counts.held, 0);
-            self.release_history(&old);
+            self.release(&old);
         }
     }
 
@@ -274,13 +272,18 @@ impl Exposition {
     pub fn remove_slot(&self, name: &ProbeName, key: &str) {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if let Some(old) = slots.remove(&(name.clone(), key.to_string())) {
-            let st = old.change();
-            old.budget.exchange(st.counts.held, 0);
-            self.release_history(&old);
+            self.release(&old);
         }
     }
 
-    fn release_history(&self, slot: &ProbeSlot) {
+    /// Gives back what a slot no longer exposed held: its series budget and
+    /// its share of the history totals.
+    fn release(&self, slot: &ProbeSlot) {
+        {
+            // Under the lock: no change publishes in between.
+            let _series = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+            slot.budget.exchange(slot.rendered.load().counts.held, 0);
+        }
         slot.history
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -3,8 +3,9 @@
 //! Sample lines are the same in both, so a probe's counter and histogram
 //! lines are rendered once when a run commits (its gauges and host lines
 //! are written by each scrape from numbers); only family headers and the
-//! trailing `# EOF` differ between the formats. All escaping of label values and HELP text is
-//! done here, by the host, whatever the plugin sent.
+//! trailing `# EOF` differ between the formats. All escaping of label
+//! values and HELP text is done here, by the host, whatever the plugin
+//! sent.
 
 use std::fmt::Write;
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::encode::push_sample;
 use super::family::{FamilyDef, FamilyId};
+use super::series::line_labels;
 
 /// One run's gauges, ascending by family and then by label values (the
 /// order the text had), in one shared allocation.
@@ -119,14 +120,8 @@ impl Gauges {
         while let Some(e) = entries.next()
             && e.family == id
         {
-            let host = host_labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-            let own = def
-                .labels
-                .iter()
-                .zip(e.values())
-                .filter(|(name, _)| !host_labels.iter().any(|(k, _)| k == *name))
-                .map(|(name, value)| (name.as_str(), value));
-            push_sample(out, &def.name, "", host.chain(own), None, e.value);
+            let labels = line_labels(host_labels, def, e.values());
+            push_sample(out, &def.name, "", labels, None, e.value);
             end = entries.at;
         }
         u32::try_from(end).unwrap_or(u32::MAX)

@@ -262,15 +262,8 @@ fn render_entries<'a>(
         let Some(def) = table.get(*id as usize) else {
             continue;
         };
-        let mut labels: Vec<(&str, &str)> = host_labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        for (name, value) in def.labels.iter().zip(values) {
-            if !host_labels.iter().any(|(k, _)| k == name) {
-                labels.push((name.as_str(), value.as_str()));
-            }
-        }
+        let labels: Vec<(&str, &str)> =
+            line_labels(host_labels, def, values.iter().map(String::as_str)).collect();
         let buf = out.entry(*id).or_default();
         match (scalar, hist) {
             (Some(v), _) => push_sample(buf, &def.name, "", labels.iter().copied(), None, v),
@@ -278,6 +271,24 @@ fn render_entries<'a>(
             (None, None) => {}
         }
     }
+}
+
+/// A line's labels: the host's first, then the plugin's `values` of
+/// `def`'s labels, but for any whose name the host also sets (host labels
+/// cannot be overridden).
+pub(super) fn line_labels<'a>(
+    host_labels: &'a [(String, String)],
+    def: &'a FamilyDef,
+    values: impl Iterator<Item = &'a str> + 'a,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    let host = host_labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let own = def
+        .labels
+        .iter()
+        .zip(values)
+        .filter(|(name, _)| !host_labels.iter().any(|(k, _)| k == *name))
+        .map(|(name, value)| (name.as_str(), value));
+    host.chain(own)
 }
 
 /// Rendered lines of one probe, by family, in one allocation at its exact

@@ -421,3 +421,50 @@ fn a_probe_shows_host_lines_from_its_first_publish_with_its_own_labels() {
         "{text}"
     );
 }
+
+/// A plugin's gauge label value written as an attack (a line break and
+/// quotes to end the line and forge another series, a value past the
+/// length bound): the scrape escapes the one, drops the other, and stays
+/// one valid series per gauge under the host's own `probe` label.
+#[test]
+fn a_gauge_label_value_cannot_forge_a_line_or_outgrow_its_bound() {
+    let (exp, fams) = setup();
+    let slot = Arc::new(exp.detached_slot(
+        name("a"),
+        "",
+        vec![("probe".into(), "a".into())],
+        SeriesBudget::new(10),
+    ));
+    exp.attach(slot.clone());
+    let gauge = |phase: String| Sample {
+        name: "probe_http_status_code".into(),
+        labels: vec![("phase".into(), phase)],
+        value: 200.0,
+    };
+    let forged = "x\"} 1\nwasmprobe_forged{probe=\"b\"} 1\n#".to_string();
+    let long = "y".repeat(crate::names::MAX_LABEL_VALUE + 1);
+    exp.commit(
+        &slot,
+        &fams,
+        record(vec![gauge(forged), gauge(long.clone())], true),
+    );
+    let text = exp.encode(Format::Classic);
+    assert!(
+        text.contains(
+            "probe_http_status_code{probe=\"a\",phase=\"x\\\"} 1\\nwasmprobe_forged{probe=\\\"b\\\"} 1\\n#\"} 200\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("wasmprobe_forged")),
+        "{text}"
+    );
+    assert!(!text.contains(&long), "{text}");
+    assert_eq!(slot.series(), 1);
+    assert!(
+        text.contains(
+            "wasmprobe_probe_samples_rejected_total{probe=\"a\",reason=\"label_too_long\"} 1\n"
+        ),
+        "{text}"
+    );
+}
