@@ -1,6 +1,16 @@
 # Section 5: idle RSS with the default config, wasmprobe vs blackbox_exporter.
 # Sourced by bench/run.
 
+# Fault-around maps a file's neighbouring pages only while they are in the
+# page cache, so a binary just written (or just read by another step)
+# starts with more of itself resident than one read from disk: both
+# exporters start from a cold cache where the bench may drop it.
+drop_page_cache() {
+    [[ -w /proc/sys/vm/drop_caches ]] || return 0
+    sync
+    echo 1 > /proc/sys/vm/drop_caches
+}
+
 section_idle() {
     local wait=${IDLE_WAIT:-10}
     hdr "5. idle RSS after ${wait} s, default configs"
@@ -22,12 +32,18 @@ section_idle() {
     say "blackbox:  $bb_config"
     say "cache:     $BENCH_CACHE, filled by `wasmprobe compile` first"
     say "goal: wasmprobe at most 1.5x blackbox_exporter's idle RSS"
+    if [[ -w /proc/sys/vm/drop_caches ]]; then
+        say "page cache: dropped before each start (a freshly written binary otherwise shows 2-4 MiB more resident)"
+    else
+        say "page cache: not dropped (needs root); a freshly built binary may show 2-4 MiB more resident"
+    fi
 
     # `wasmprobe compile` fills the compile cache, so the measured process
     # is the steady case: a process that had to compile its plugins ran
     # them on the baseline tier first and compiled them again optimized.
     "$WASMPROBE" compile --config "$dir/probes.toml" > "$dir/compile.log" 2>&1 \
         || die "wasmprobe compile failed: $(tail -3 "$dir/compile.log")"
+    drop_page_cache
     start_wasmprobe "$dir/probes.toml" "$dir/wasmprobe.log" 60
     sleep "$wait"
     local wp_rss wp_hwm
@@ -36,6 +52,7 @@ section_idle() {
     wp_detail=$(awk '/^(RssAnon|RssFile|RssShmem):/ { printf "%s%s %.1f", sep, $1, $2 / 1024; sep=", " }' "/proc/$WP_PID/status")
     stop "$WP_PID"
 
+    drop_page_cache
     start_blackbox "$bb_config" "$dir/blackbox.log"
     sleep "$wait"
     local bb_rss bb_hwm
