@@ -243,6 +243,11 @@ impl Plugin {
             let digest = sha256.clone();
             let mut task = tokio::task::spawn_blocking(move || {
                 let compiled = compile_first(&engine, &bytes, &digest);
+                // What the compile or load freed on this thread goes back
+                // to the system now: mimalloc purges a thread's free pages
+                // only from that thread, and a blocking thread that loaded
+                // a plugin may do nothing more before it ends.
+                crate::heap::release_free();
                 (compiled, bytes)
             });
             // A first compile of a large component (Python carries its
