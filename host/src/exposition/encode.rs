@@ -96,8 +96,16 @@ pub fn push_label_value(out: &mut String, s: &str) {
 }
 
 /// Writes HELP text: `\` and newline escaped in both formats, `"` also in
-/// OpenMetrics; other control characters replaced.
+/// OpenMetrics; other control characters replaced. Every `/probe` answer
+/// writes a HELP line per family, and nearly none needs escaping: those
+/// are copied whole.
 fn push_help(out: &mut String, s: &str, format: Format) {
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'\\' && b != b'"')
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -138,6 +146,15 @@ pub fn push_value(out: &mut String, v: f64) {
     }
 }
 
+/// Writes a `# TYPE name kind` or `# UNIT name unit` line.
+fn push_meta(out: &mut String, keyword: &str, name: &str, value: &str) {
+    out.push_str(keyword);
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(value);
+    out.push('\n');
+}
+
 /// Writes the HELP/TYPE (and UNIT) lines of a family.
 pub fn push_header(out: &mut String, def: &FamilyDef, format: Format) {
     let name = match format {
@@ -147,9 +164,9 @@ pub fn push_header(out: &mut String, def: &FamilyDef, format: Format) {
     let kind = def.kind.as_str();
     match format {
         Format::OpenMetrics => {
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+            push_meta(out, "# TYPE ", name, kind);
             if let Some(unit) = &def.unit {
-                let _ = writeln!(out, "# UNIT {name} {unit}");
+                push_meta(out, "# UNIT ", name, unit);
             }
             out.push_str("# HELP ");
             out.push_str(name);
@@ -163,7 +180,7 @@ pub fn push_header(out: &mut String, def: &FamilyDef, format: Format) {
             out.push(' ');
             push_help(out, &def.help, format);
             out.push('\n');
-            let _ = writeln!(out, "# TYPE {name} {kind}");
+            push_meta(out, "# TYPE ", name, kind);
         }
     }
 }
@@ -354,6 +371,37 @@ mod tests {
             classic,
             "# HELP x_total say \"hi\"\\\\\\n\n# TYPE x_total counter\n"
         );
+    }
+
+    /// HELP text with nothing to escape is copied as it is; any other is
+    /// escaped character by character, per format.
+    #[test]
+    fn help_text_escapes_each_character_in_any_mix() {
+        let one_at_a_time = |s: &str, format: Format| {
+            let mut out = String::new();
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '"' if format == Format::OpenMetrics => out.push_str("\\\""),
+                    '\t' => out.push('\t'),
+                    c if c.is_control() => out.push('\u{FFFD}'),
+                    c => out.push(c),
+                }
+            }
+            out
+        };
+        let parts = ["Plain help.", "\\", "\"", "\n", "\t", "\u{1b}", "é", ""];
+        for format in [Format::Classic, Format::OpenMetrics] {
+            for a in parts {
+                for b in parts {
+                    let s = format!("{a}{b}");
+                    let mut out = String::new();
+                    push_help(&mut out, &s, format);
+                    assert_eq!(out, one_at_a_time(&s, format), "{s:?} {format:?}");
+                }
+            }
+        }
     }
 
     #[test]
