@@ -67,11 +67,25 @@ impl Format {
     }
 }
 
-/// Writes `s` as a label value between quotes would need it: `\`, `"` and
+/// Writes `s` as a label value between quotes would need it: `\\`, `"` and
 /// newline escaped; other control characters, which some parsers refuse,
-/// replaced by U+FFFD. A scrape writes millions of values and nearly all
-/// need nothing, so those are copied whole after one pass over the bytes.
+/// replaced by U+FFFD.
 pub fn push_label_value(out: &mut String, s: &str) {
+    push_escaped(out, s, true);
+}
+
+/// Writes HELP text: `\\` and newline escaped in both formats, `"` also in
+/// OpenMetrics; other control characters replaced.
+fn push_help(out: &mut String, s: &str, format: Format) {
+    push_escaped(out, s, format == Format::OpenMetrics);
+}
+
+/// The one escaping rule of label values and HELP text (`quote`: whether
+/// `"` is escaped too). A scrape writes millions of label values and every
+/// `/probe` answer a HELP line per family, and nearly none needs anything:
+/// those are copied whole after one pass over the bytes, the rest in runs
+/// between the characters that need it.
+fn push_escaped(out: &mut String, s: &str, quote: bool) {
     if s.bytes()
         .all(|b| (b' '..=b'~').contains(&b) && b != b'\\' && b != b'"')
     {
@@ -82,7 +96,7 @@ pub fn push_label_value(out: &mut String, s: &str) {
     for (at, c) in s.char_indices() {
         let replacement = match c {
             '\\' => "\\\\",
-            '"' => "\\\"",
+            '"' if quote => "\\\"",
             '\n' => "\\n",
             '\t' => continue,
             c if c.is_control() => "\u{FFFD}",
@@ -93,29 +107,6 @@ pub fn push_label_value(out: &mut String, s: &str) {
         plain = at + c.len_utf8();
     }
     out.push_str(s.get(plain..).unwrap_or_default());
-}
-
-/// Writes HELP text: `\` and newline escaped in both formats, `"` also in
-/// OpenMetrics; other control characters replaced. Every `/probe` answer
-/// writes a HELP line per family, and nearly none needs escaping: those
-/// are copied whole.
-fn push_help(out: &mut String, s: &str, format: Format) {
-    if s.bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'\\' && b != b'"')
-    {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
-            '\t' => out.push('\t'),
-            c if c.is_control() => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
 }
 
 /// A float as both formats spell it, as Rust's `{}` writes it: the
@@ -319,39 +310,6 @@ mod tests {
         assert_eq!(s, "{a=\"x\\\"y\\\\z\\nw\u{FFFD}\u{FFFD}# EOF\"}");
     }
 
-    /// Whatever mix of plain, escaped and replaced characters a value has,
-    /// each character comes out as the one-at-a-time rule says.
-    #[test]
-    fn label_values_escape_each_character_in_any_mix() {
-        let one_at_a_time = |s: &str| {
-            let mut out = String::new();
-            for c in s.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    '\t' => out.push('\t'),
-                    c if c.is_control() => out.push('\u{FFFD}'),
-                    c => out.push(c),
-                }
-            }
-            out
-        };
-        let parts = [
-            "a", "\\", "\"", "\n", "\t", "\r", "\u{85}", "é", "∑", "\u{7f}", "~ ", "",
-        ];
-        for a in parts {
-            for b in parts {
-                for c in parts {
-                    let s = format!("{a}{b}x{c}");
-                    let mut out = String::new();
-                    push_label_value(&mut out, &s);
-                    assert_eq!(out, one_at_a_time(&s), "{s:?}");
-                }
-            }
-        }
-    }
-
     #[test]
     fn help_escaping_differs_by_format() {
         let def = FamilyDef {
@@ -373,17 +331,18 @@ mod tests {
         );
     }
 
-    /// HELP text with nothing to escape is copied as it is; any other is
-    /// escaped character by character, per format.
+    /// Whatever mix of plain, escaped and replaced characters a label value
+    /// or HELP text has, each character comes out as the one-at-a-time rule
+    /// says (`"` escaped in label values and OpenMetrics HELP only).
     #[test]
-    fn help_text_escapes_each_character_in_any_mix() {
-        let one_at_a_time = |s: &str, format: Format| {
+    fn escaping_follows_the_rule_for_each_character_in_any_mix() {
+        let one_at_a_time = |s: &str, quote: bool| {
             let mut out = String::new();
             for c in s.chars() {
                 match c {
                     '\\' => out.push_str("\\\\"),
+                    '"' if quote => out.push_str("\\\""),
                     '\n' => out.push_str("\\n"),
-                    '"' if format == Format::OpenMetrics => out.push_str("\\\""),
                     '\t' => out.push('\t'),
                     c if c.is_control() => out.push('\u{FFFD}'),
                     c => out.push(c),
@@ -391,14 +350,35 @@ mod tests {
             }
             out
         };
-        let parts = ["Plain help.", "\\", "\"", "\n", "\t", "\u{1b}", "é", ""];
-        for format in [Format::Classic, Format::OpenMetrics] {
-            for a in parts {
-                for b in parts {
-                    let s = format!("{a}{b}");
-                    let mut out = String::new();
-                    push_help(&mut out, &s, format);
-                    assert_eq!(out, one_at_a_time(&s, format), "{s:?} {format:?}");
+        let parts = [
+            "a",
+            "Plain help.",
+            "\\",
+            "\"",
+            "\n",
+            "\t",
+            "\r",
+            "\u{1b}",
+            "\u{85}",
+            "é",
+            "∑",
+            "\u{7f}",
+            "~ ",
+            "",
+        ];
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    let s = format!("{a}{b}x{c}");
+                    let mut label = String::new();
+                    push_label_value(&mut label, &s);
+                    assert_eq!(label, one_at_a_time(&s, true), "label value {s:?}");
+                    for format in [Format::Classic, Format::OpenMetrics] {
+                        let mut help = String::new();
+                        push_help(&mut help, &s, format);
+                        let quote = format == Format::OpenMetrics;
+                        assert_eq!(help, one_at_a_time(&s, quote), "HELP {s:?} {format:?}");
+                    }
                 }
             }
         }

@@ -48,18 +48,19 @@ fn name(s: &str) -> crate::config::ProbeName {
     crate::config::ProbeName::try_from(s.to_string()).unwrap_or_else(|_| unreachable!())
 }
 
+/// Probe `p`'s only run (labelled `probe="p"`), attached to `exp`.
+fn attached(exp: &Exposition, p: &str, budget: Arc<SeriesBudget>) -> Arc<ProbeSlot> {
+    let slot = Arc::new(exp.detached_slot(name(p), "", vec![("probe".into(), p.into())], budget));
+    exp.attach(slot.clone());
+    slot
+}
+
 #[test]
 fn one_family_header_for_many_probes() {
     let (exp, fams) = setup();
     let budget = SeriesBudget::new(100);
     for p in ["a", "b"] {
-        let slot = Arc::new(exp.detached_slot(
-            name(p),
-            "",
-            vec![("probe".into(), p.into())],
-            budget.clone(),
-        ));
-        exp.attach(slot.clone());
+        let slot = attached(&exp, p, budget.clone());
         let s = Sample {
             name: "probe_http_status_code".into(),
             labels: vec![("phase".into(), "x\"y".into())],
@@ -102,9 +103,7 @@ fn one_family_header_for_many_probes() {
 fn budget_refuses_a_run_as_a_whole() {
     let (exp, fams) = setup();
     let budget = SeriesBudget::new(1);
-    let slot =
-        Arc::new(exp.detached_slot(name("a"), "", vec![("probe".into(), "a".into())], budget));
-    exp.attach(slot.clone());
+    let slot = attached(&exp, "a", budget);
     let samples = (0..3)
         .map(|i| Sample {
             name: "probe_http_status_code".into(),
@@ -122,13 +121,7 @@ fn budget_refuses_a_run_as_a_whole() {
 #[test]
 fn removed_probes_disappear() {
     let (exp, fams) = setup();
-    let slot = Arc::new(exp.detached_slot(
-        name("gone"),
-        "",
-        vec![("probe".into(), "gone".into())],
-        SeriesBudget::new(10),
-    ));
-    exp.attach(slot.clone());
+    let slot = attached(&exp, "gone", SeriesBudget::new(10));
     exp.commit(&slot, &fams, record(vec![], false));
     assert!(exp.encode(Format::Classic).contains("probe=\"gone\""));
     exp.remove_slot(&name("gone"), "");
@@ -142,13 +135,7 @@ fn removed_probes_disappear() {
 fn gauges_kept_as_lines_follow_runs_skips_and_reloads() {
     let (exp, fams) = setup();
     let budget = SeriesBudget::new(10);
-    let slot = Arc::new(exp.detached_slot(
-        name("a"),
-        "",
-        vec![("probe".into(), "a".into())],
-        budget.clone(),
-    ));
-    exp.attach(slot.clone());
+    let slot = attached(&exp, "a", budget.clone());
     let status = |phase: &str, v: f64| Sample {
         name: "probe_http_status_code".into(),
         labels: vec![("phase".into(), phase.into())],
@@ -317,13 +304,7 @@ fn a_scrape_in_pieces_is_the_text_written_whole() {
     let budget = SeriesBudget::new(1000);
     for p in 0..40 {
         let p = format!("p{p:02}");
-        let slot = Arc::new(exp.detached_slot(
-            name(&p),
-            "",
-            vec![("probe".into(), p.clone())],
-            budget.clone(),
-        ));
-        exp.attach(slot.clone());
+        let slot = attached(&exp, &p, budget.clone());
         // Some probes fail without samples: families with gaps.
         let samples = if p.ends_with('3') {
             Vec::new()
@@ -388,16 +369,7 @@ fn a_scrape_in_pieces_is_the_text_written_whole() {
 fn a_probe_shows_host_lines_from_its_first_publish_with_its_own_labels() {
     let (exp, fams) = setup();
     let budget = SeriesBudget::new(100);
-    let slot = |p: &str| {
-        let slot = Arc::new(exp.detached_slot(
-            name(p),
-            "",
-            vec![("probe".into(), p.into())],
-            budget.clone(),
-        ));
-        exp.attach(slot.clone());
-        slot
-    };
+    let slot = |p: &str| attached(&exp, p, budget.clone());
     let (ran, waiting) = (slot("ran"), slot("waiting"));
     let text = exp.encode(Format::Classic);
     assert!(!text.contains("wasmprobe_probe_runs_total"), "{text}");
@@ -429,13 +401,7 @@ fn a_probe_shows_host_lines_from_its_first_publish_with_its_own_labels() {
 #[test]
 fn a_gauge_label_value_cannot_forge_a_line_or_outgrow_its_bound() {
     let (exp, fams) = setup();
-    let slot = Arc::new(exp.detached_slot(
-        name("a"),
-        "",
-        vec![("probe".into(), "a".into())],
-        SeriesBudget::new(10),
-    ));
-    exp.attach(slot.clone());
+    let slot = attached(&exp, "a", SeriesBudget::new(10));
     let gauge = |phase: String| Sample {
         name: "probe_http_status_code".into(),
         labels: vec![("phase".into(), phase)],
