@@ -9,6 +9,7 @@ use crate::harness::{root, wasm};
 #[test]
 fn every_case_prints_its_exact_message() {
     wasm("plugins", "http-health");
+    wasm("plugins", "icmp");
     let dir = root().join("tests").join("config-errors");
     let mut cases: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

@@ -199,6 +199,9 @@ impl WasmEngine {
     pub fn tiered(mut self) -> WasmEngine {
         let mut config = base_config();
         config.strategy(wasmtime::Strategy::Winch);
+        // Winch leaves the component trampolines to cranelift; on this
+        // tier they run for seconds at most, so they are not optimized.
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
         let made = Engine::new(&config).and_then(|engine| {
             let mut linker = Linker::<RunState>::new(&engine);
             super::store::link(&mut linker)?;
@@ -247,6 +250,11 @@ fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // `.eh_frame` for plugin code serves only outside unwinders (gdb, the
+    // `backtrace` crate); wasmtime walks wasm frames by frame pointer, and
+    // a host call's panic never unwinds through them. Without it both tiers
+    // compile less and each loaded plugin registers no frames.
+    config.native_unwind_info(false);
     config.max_wasm_stack(512 << 10);
     config.async_stack_size(2 << 20);
     // Component-model async is not part of our contract.
