@@ -354,3 +354,26 @@ fn no_run_finds_a_trace_of_the_run_before_it() {
         in_runs * 1e3 / f64::from(runs)
     );
 }
+
+/// Plugin code carries no native unwind info: wasmtime walks wasm frames
+/// by frame pointer, so a trap still names where in the plugin it was,
+/// for the plugin's author running `wasmprobe probe`.
+#[test]
+fn a_trap_is_reported_with_its_wasm_backtrace() {
+    let engine = Engine::new().raw(&fixture("panics", "behaviour = \"panic\"", ""));
+    let config = engine.file("probes.toml", &engine.text());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
+        .args(["probe", "--probe", "panics", "--log", "debug", "--config"])
+        .arg(&config)
+        .env_remove("WASMPROBE_LOG")
+        .output()
+        .unwrap_or_else(|e| panic!("wasmprobe probe: {e}"));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("trap (unreachable)"), "{all}");
+    assert!(all.contains("wasm backtrace:"), "{all}");
+    assert!(all.matches("<wasm function ").count() >= 2, "{all}");
+}
