@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{Engine, get};
+use crate::harness::{Engine, get, said};
 use crate::targets;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -202,11 +202,7 @@ fn a_plugin_cannot_leak_a_secret_it_read() {
         .arg(&config)
         .output()
         .unwrap_or_else(|err| panic!("wasmprobe probe: {err}"));
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = said(&out);
     assert!(!all.contains(TOKEN), "{all}");
     assert!(all.contains("[redacted]"), "{all}");
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::harness::{Engine, root};
+use crate::harness::{Engine, root, said};
 use crate::targets;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -122,12 +122,7 @@ fn wasmprobe_in(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
         .current_dir(dir)
         .output()
         .unwrap_or_else(|e| panic!("wasmprobe: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    (out.status.code(), said(&out))
 }
 
 #[test]

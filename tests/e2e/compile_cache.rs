@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::harness::{root, wasm};
+use crate::harness::{root, said, wasm};
 
 fn compile(config: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wasmprobe"))
@@ -16,14 +16,6 @@ fn compile(config: &Path) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap_or_else(|e| panic!("wasmprobe: {e}"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Every regular file under `dir`.
@@ -59,13 +51,13 @@ fn compile_fills_the_cache_and_a_foreign_entry_is_rebuilt_not_trusted() {
     .unwrap_or_else(|e| panic!("{e}"));
 
     let first = compile(&config);
-    let said = text(&first);
-    assert!(first.status.success(), "{said}");
-    assert!(said.contains("http-health: "), "{said}");
-    assert!(said.contains(": ok (1 probes, 1 plugins"), "{said}");
+    let told = said(&first);
+    assert!(first.status.success(), "{told}");
+    assert!(told.contains("http-health: "), "{told}");
+    assert!(told.contains(": ok (1 probes, 1 plugins"), "{told}");
     let entries = files(&cache);
     assert!(!entries.is_empty(), "compile wrote no cache entry");
-    println!("{said}cache entries: {}", entries.len());
+    println!("{told}cache entries: {}", entries.len());
 
     // Every entry replaced by bytes this build never wrote: a compressed
     // stream of another artefact, and garbage.
@@ -79,9 +71,9 @@ fn compile_fills_the_cache_and_a_foreign_entry_is_rebuilt_not_trusted() {
         std::fs::write(entry, bytes).unwrap_or_else(|e| panic!("{e}"));
     }
     let again = compile(&config);
-    let said = text(&again);
-    assert!(again.status.success(), "{said}");
-    assert!(said.contains(": ok (1 probes, 1 plugins"), "{said}");
+    let told = said(&again);
+    assert!(again.status.success(), "{told}");
+    assert!(told.contains(": ok (1 probes, 1 plugins"), "{told}");
     // The planted entries were replaced by what this build compiled.
     let rebuilt: Vec<Vec<u8>> = files(&cache)
         .iter()

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::harness::{Scrape, free_port, get, root};
+use crate::harness::{Scrape, free_port, get, root, said};
 
 /// The image's user and group (Dockerfile `USER 10001:10001`).
 const ID: &str = "10001";
@@ -53,15 +53,6 @@ fn podman(args: &[&str]) -> Output {
     try_podman(args).unwrap_or_else(|e| {
         panic!("podman is missing ({e}): install podman and runc (scripts/test-container does)")
     })
-}
-
-/// stdout and stderr of a command, for messages.
-fn said(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn stdout(out: &Output) -> String {

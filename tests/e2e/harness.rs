@@ -9,6 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+/// A command's stdout then stderr: what it said, for assertions and
+/// failure messages.
+pub fn said(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -541,8 +551,7 @@ pub fn promtool_check(text: &str) {
         .unwrap_or_else(|e| panic!("promtool: {e}"));
     assert!(
         out.status.success(),
-        "promtool check metrics failed:\n{}{}\n--- exposition ---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        "promtool check metrics failed:\n{}\n--- exposition ---\n{text}",
+        said(&out)
     );
 }

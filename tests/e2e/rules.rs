@@ -11,7 +11,7 @@ use wasmprobe::exposition::{Exposition, FamilyDef, Kind};
 use wasmprobe::runtime::engine::PoolSize;
 use wasmprobe::runtime::{Plugin, WasmEngine};
 
-use crate::harness::{root, wasm};
+use crate::harness::{root, said, wasm};
 
 fn promtool(args: &[&str]) {
     let out = Command::new("promtool")
@@ -19,12 +19,7 @@ fn promtool(args: &[&str]) {
         .current_dir(root())
         .output()
         .unwrap_or_else(|e| panic!("promtool is missing ({e}): install Debian's `prometheus` package (scripts/test does)"));
-    assert!(
-        out.status.success(),
-        "promtool {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "promtool {args:?}:\n{}", said(&out));
 }
 
 fn files(dir: &str, suffix: &str) -> Vec<String> {

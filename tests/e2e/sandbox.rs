@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{Engine, Scrape, get, promtool_check};
+use crate::harness::{Engine, Scrape, get, promtool_check, said};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -368,11 +368,7 @@ fn a_trap_is_reported_with_its_wasm_backtrace() {
         .env_remove("WASMPROBE_LOG")
         .output()
         .unwrap_or_else(|e| panic!("wasmprobe probe: {e}"));
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let all = said(&out);
     assert!(all.contains("trap (unreachable)"), "{all}");
     assert!(all.contains("wasm backtrace:"), "{all}");
     assert!(all.matches("<wasm function ").count() >= 2, "{all}");
