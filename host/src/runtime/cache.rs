@@ -125,22 +125,19 @@ impl CompileCache {
         }
     }
 
-    /// Compiles the plugin with `compiler` (an engine of the same settings
-    /// as `engine`, or `engine` itself) and stores its entry; returns it
-    /// loaded into `engine`. A failed write is logged, and the compiled
-    /// bytes are loaded all the same.
+    /// Compiles the plugin and stores its entry (a failed write is logged;
+    /// the compiled plugin is returned all the same).
     #[allow(unsafe_code)]
     pub fn compile_and_store(
         &self,
         engine: &Engine,
-        compiler: &Engine,
         wasm: &[u8],
         plugin_sha256: &str,
     ) -> wasmtime::Result<Component> {
         let path = self.entry(plugin_sha256);
-        let bytes = Component::new(compiler, wasm)?.serialize()?;
-        match self.store(&path, &bytes) {
-            // Loaded from the file so that this process also holds only
+        let component = Component::new(engine, wasm)?;
+        match self.store(&path, &component) {
+            // Reload from the file so that this process also holds only
             // the pages it runs, as a start with a warm cache does.
             // SAFETY: as above; the file was written just now.
             Ok(()) => match unsafe { Component::deserialize_file(engine, &path) } {
@@ -155,16 +152,16 @@ impl CompileCache {
                 "cannot write compile cache entry: {e}"
             ),
         }
-        // SAFETY: the bytes were serialized by this process just now.
-        unsafe { Component::deserialize(engine, &bytes) }
+        Ok(component)
     }
 
     /// Writes the entry under a temporary name and renames it into place:
     /// a process mapping the old entry keeps its file, and a reader never
     /// sees half an entry.
-    fn store(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {
+        let bytes = component.serialize().map_err(std::io::Error::other)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        std::io::Write::write_all(&mut tmp, bytes)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
         tmp.as_file().sync_all()?;
         tmp.persist(path).map_err(|e| e.error)?;
         self.prune(path);
@@ -286,7 +283,7 @@ mod tests {
     ) -> wasmtime::Result<Component> {
         match cache.load(engine, sha) {
             Some(component) => Ok(component),
-            None => cache.compile_and_store(engine, engine, wasm, sha),
+            None => cache.compile_and_store(engine, wasm, sha),
         }
     }
 

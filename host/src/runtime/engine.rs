@@ -45,10 +45,6 @@ pub struct PoolSize {
 pub struct WasmEngine {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<RunState>,
-    /// The optimizing engine's settings with instances allocated on
-    /// demand: each optimizing compile runs on a short-lived engine made
-    /// from it (see [`WasmEngine::compiler`]).
-    compile_config: Config,
     /// Compiled plugins kept between starts; `None` compiles every time.
     pub(crate) cache: Option<CompileCache>,
     /// The fast-compiling tier a plugin starts on when its optimized code
@@ -144,7 +140,6 @@ impl WasmEngine {
                 "decommitting them"
             }
         );
-        let compile_config = config.clone();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
 
         let engine = Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
@@ -182,7 +177,6 @@ impl WasmEngine {
         Ok(WasmEngine {
             engine,
             linker,
-            compile_config,
             cache,
             baseline: None,
             holds: Default::default(),
@@ -225,15 +219,6 @@ impl WasmEngine {
             Err(e) => tracing::debug!("no baseline compiler tier: {e:#}"),
         }
         self
-    }
-
-    /// A fresh engine of the optimizing engine's settings, to compile one
-    /// plugin with: cranelift keeps its per-thread working buffers in the
-    /// engine that compiled (regalloc state and all, MiB per thread), so a
-    /// compile on the long-lived engine would hold them for the life of
-    /// the process. The code it makes loads into the long-lived engine.
-    pub(crate) fn compiler(&self) -> Result<Engine, EngineError> {
-        Engine::new(&self.compile_config).map_err(|e| EngineError::Config(format!("{e:#}")))
     }
 
     /// Holds optimizing compiles back (for up to 30 s) until the guard is

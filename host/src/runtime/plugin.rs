@@ -420,19 +420,9 @@ fn compile_optimized(
     wasm: &[u8],
     digest: &str,
 ) -> wasmtime::Result<Component> {
-    let compiler = engine.compiler()?;
     match &engine.cache {
-        Some(cache) => cache.compile_and_store(&engine.engine, &compiler, wasm, digest),
-        None => {
-            let bytes = Component::new(&compiler, wasm)?.serialize()?;
-            drop(compiler);
-            // SAFETY: the bytes were serialized by this process just now,
-            // by an engine of the same settings.
-            #[allow(unsafe_code)]
-            unsafe {
-                Component::deserialize(&engine.engine, &bytes)
-            }
-        }
+        Some(cache) => cache.compile_and_store(&engine.engine, wasm, digest),
+        None => Component::new(&engine.engine, wasm),
     }
 }
 
