@@ -67,14 +67,14 @@ impl Format {
     }
 }
 
-/// Writes `s` as a label value between quotes would need it: `\\`, `"` and
+/// Writes `s` as a label value between quotes would need it: `\`, `"` and
 /// newline escaped; other control characters, which some parsers refuse,
 /// replaced by U+FFFD.
 pub fn push_label_value(out: &mut String, s: &str) {
     push_escaped(out, s, true);
 }
 
-/// Writes HELP text: `\\` and newline escaped in both formats, `"` also in
+/// Writes HELP text: `\` and newline escaped in both formats, `"` also in
 /// OpenMetrics; other control characters replaced.
 fn push_help(out: &mut String, s: &str, format: Format) {
     push_escaped(out, s, format == Format::OpenMetrics);
