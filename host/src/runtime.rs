@@ -9,6 +9,7 @@
 //! dropped afterwards, so no state leaks between runs.
 
 pub mod cache;
+pub mod compiler_process;
 mod cpu;
 pub mod engine;
 mod limiter;

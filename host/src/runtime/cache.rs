@@ -155,6 +155,21 @@ impl CompileCache {
         Ok(component)
     }
 
+    /// Stores a compiled plugin's entry without loading it back: what a
+    /// compiling child process does for the engine that started it.
+    pub(crate) fn store_entry(
+        &self,
+        component: &Component,
+        plugin_sha256: &str,
+    ) -> std::io::Result<()> {
+        self.store(&self.entry(plugin_sha256), component)
+    }
+
+    /// The private directory entries are kept in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Writes the entry under a temporary name and renames it into place:
     /// a process mapping the old entry keeps its file, and a reader never
     /// sees half an entry.

@@ -10,6 +10,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::cache::CompileCache;
+use super::compiler_process::CompilerProcess;
 
 use super::limiter::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use super::store::RunState;
@@ -47,6 +48,11 @@ pub struct WasmEngine {
     pub(crate) linker: Linker<RunState>,
     /// Compiled plugins kept between starts; `None` compiles every time.
     pub(crate) cache: Option<CompileCache>,
+    /// What the pool was sized for (a compiling child process needs it).
+    pub(crate) pool: PoolSize,
+    /// Where the background optimizing compiles run when not in this
+    /// process (see [`WasmEngine::optimize_in_child`]).
+    pub(crate) compiler_process: Option<CompilerProcess>,
     /// The fast-compiling tier a plugin starts on when its optimized code
     /// is not cached (`run` only; see [`WasmEngine::tiered`]).
     pub(crate) baseline: Option<Tier>,
@@ -94,54 +100,7 @@ impl WasmEngine {
     /// Builds the engine. `cache_dir` must be absolute; `None` compiles
     /// every plugin at every start.
     pub fn new(pool: PoolSize, cache_dir: Option<&Path>) -> Result<WasmEngine, EngineError> {
-        let mut config = base_config();
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-
-        let instances = pool.instances.max(1);
-        let mut pooling = PoolingAllocationConfig::new();
-        pooling
-            .total_component_instances(instances)
-            .total_core_instances(instances * MAX_INSTANCES as u32)
-            .total_memories(instances * MAX_MEMORIES as u32)
-            .total_tables(instances * MAX_TABLES as u32)
-            .total_stacks(instances)
-            .max_core_instances_per_component(MAX_INSTANCES as u32)
-            .max_memories_per_component(MAX_MEMORIES as u32)
-            .max_tables_per_component(MAX_TABLES as u32)
-            .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX))
-            .table_elements(MAX_TABLE_ELEMENTS)
-            .max_unused_warm_slots(instances.min(64))
-            // Freed slots are handed back to the kernel (madvise) in
-            // batches: one TLB shootdown per 64 runs instead of one per run
-            // (+35 % /probe throughput). Keeping slot memory resident and
-            // zeroing it with memset instead was measured slower (memset of
-            // the first MiB costs more than the page faults it saves).
-            .decommit_batch_size(64);
-        // Where the kernel can report which pages a run dirtied
-        // (PAGEMAP_SCAN, Linux 6.7+), only those are rewritten on reuse and
-        // the first MiB of each slot stays resident: no madvise and no page
-        // faults for a plugin that stays small. Empty run p50 24 -> 17 us,
-        // WASM HTTP probe 0.58 -> 0.78 of native. Without the scan, keeping
-        // memory resident would mean a memset of the whole MiB, which is
-        // slower than the faults it saves, so slots are decommitted instead.
-        let scan = PoolingAllocationConfig::is_pagemap_scan_available();
-        if scan {
-            pooling
-                .pagemap_scan(Enabled::Yes)
-                .linear_memory_keep_resident(KEEP_RESIDENT)
-                .table_keep_resident(KEEP_RESIDENT);
-        }
-        tracing::debug!(
-            pagemap_scan = scan,
-            "instance slots reset by {}",
-            if scan {
-                "rewriting dirtied pages"
-            } else {
-                "decommitting them"
-            }
-        );
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
-
+        let config = optimizing_config(pool);
         let engine = Engine::new(&config).map_err(|e| EngineError::Config(format!("{e:#}")))?;
         let cache = match cache_dir {
             Some(dir) => {
@@ -178,6 +137,8 @@ impl WasmEngine {
             engine,
             linker,
             cache,
+            pool,
+            compiler_process: None,
             baseline: None,
             holds: Default::default(),
             optimizing: Default::default(),
@@ -221,6 +182,22 @@ impl WasmEngine {
         self
     }
 
+    /// Runs the background optimizing compiles of the baseline tier in a
+    /// child process, `exe` (this program; see
+    /// [`super::compiler_process`]), which stores the code in the compile
+    /// cache for this engine to load. The compiler's working memory and
+    /// what it leaves behind (30 MiB and more that a long-running process
+    /// otherwise keeps) end with the child, and a compile that crashes,
+    /// exhausts memory or runs too long takes only the child down: the
+    /// plugin keeps running on its baseline code. Without a compile cache
+    /// the compiles stay in this process.
+    pub fn optimize_in_child(mut self, exe: std::path::PathBuf) -> WasmEngine {
+        if self.cache.is_some() && self.baseline.is_some() {
+            self.compiler_process = Some(CompilerProcess::new(exe));
+        }
+        self
+    }
+
     /// Holds optimizing compiles back (for up to 30 s) until the guard is
     /// dropped: taken around each plugin load and around preparing a whole
     /// config, so that they do not slow the work that keeps probes from
@@ -243,6 +220,60 @@ impl Drop for OptimizingHeld<'_> {
     fn drop(&mut self) {
         self.0.holds.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The optimizing engine's settings for `pool`. A child process compiling
+/// for this engine builds its engine from the same settings, so that the
+/// code it stores in the cache is code this engine accepts.
+pub(crate) fn optimizing_config(pool: PoolSize) -> Config {
+    let mut config = base_config();
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+
+    let instances = pool.instances.max(1);
+    let mut pooling = PoolingAllocationConfig::new();
+    pooling
+        .total_component_instances(instances)
+        .total_core_instances(instances * MAX_INSTANCES as u32)
+        .total_memories(instances * MAX_MEMORIES as u32)
+        .total_tables(instances * MAX_TABLES as u32)
+        .total_stacks(instances)
+        .max_core_instances_per_component(MAX_INSTANCES as u32)
+        .max_memories_per_component(MAX_MEMORIES as u32)
+        .max_tables_per_component(MAX_TABLES as u32)
+        .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX))
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_unused_warm_slots(instances.min(64))
+        // Freed slots are handed back to the kernel (madvise) in
+        // batches: one TLB shootdown per 64 runs instead of one per run
+        // (+35 % /probe throughput). Keeping slot memory resident and
+        // zeroing it with memset instead was measured slower (memset of
+        // the first MiB costs more than the page faults it saves).
+        .decommit_batch_size(64);
+    // Where the kernel can report which pages a run dirtied
+    // (PAGEMAP_SCAN, Linux 6.7+), only those are rewritten on reuse and
+    // the first MiB of each slot stays resident: no madvise and no page
+    // faults for a plugin that stays small. Empty run p50 24 -> 17 us,
+    // WASM HTTP probe 0.58 -> 0.78 of native. Without the scan, keeping
+    // memory resident would mean a memset of the whole MiB, which is
+    // slower than the faults it saves, so slots are decommitted instead.
+    let scan = PoolingAllocationConfig::is_pagemap_scan_available();
+    if scan {
+        pooling
+            .pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
+    }
+    tracing::debug!(
+        pagemap_scan = scan,
+        "instance slots reset by {}",
+        if scan {
+            "rewriting dirtied pages"
+        } else {
+            "decommitting them"
+        }
+    );
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    config
 }
 
 /// Settings both tiers share: a plugin behaves the same on either.

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store};
 
+use super::compiler_process::ChildCompileError;
 use super::engine::WasmEngine;
 use super::store::{Grants, RunState};
 use crate::bindings::ProbePre;
@@ -426,6 +427,28 @@ fn compile_optimized(
     }
 }
 
+/// The background optimizing compile: in a child process when the engine
+/// has one (see [`super::compiler_process`]), else here. A child that
+/// cannot be started (no process left to the user, say) leaves the compile
+/// to this process; a child that ran and failed does not, since what
+/// failed there (a compiler crash on hostile code) would fail here too.
+fn compile_in_background(
+    engine: &WasmEngine,
+    wasm: &[u8],
+    digest: &str,
+) -> wasmtime::Result<Component> {
+    if let (Some(child), Some(cache)) = (&engine.compiler_process, &engine.cache) {
+        match child.compile(&engine.engine, engine.pool, cache, wasm, digest) {
+            Ok(component) => return Ok(component),
+            Err(e @ ChildCompileError::Spawn { .. }) => {
+                tracing::warn!("compiling in this process instead: {e}");
+            }
+            Err(e) => return Err(wasmtime::Error::new(e)),
+        }
+    }
+    compile_optimized(engine, wasm, digest)
+}
+
 /// How long an optimizing compile waits for holds to end, at most.
 const OPTIMIZE_WAIT: Duration = Duration::from_secs(30);
 
@@ -451,7 +474,7 @@ fn optimize_later(
             }
             let _one_at_a_time = engine.optimizing.lock().unwrap_or_else(|e| e.into_inner());
             let started = Instant::now();
-            let pre = compile_optimized(&engine, &wasm, &digest)
+            let pre = compile_in_background(&engine, &wasm, &digest)
                 .and_then(|c| engine.linker.instantiate_pre(&c))
                 .and_then(ProbePre::new);
             match pre {
@@ -464,6 +487,7 @@ fn optimize_later(
                     tracing::info!(
                         plugin = %plugin,
                         compile_ms = started.elapsed().as_millis() as u64,
+                        child_process = engine.compiler_process.is_some(),
                         "plugin optimized: its runs use cranelift's code from now on"
                     );
                     // The compiler's working memory (tens of MiB, freed

@@ -69,6 +69,19 @@ enum Command {
         #[arg(long, short, default_value = "probes.toml", alias = "config.file")]
         config: PathBuf,
     },
+    /// Compile the plugin read from standard input into the compile cache
+    /// at `--cache`: `run` starts this for its background optimizing
+    /// compiles, so that their memory ends with the child.
+    #[command(name = "compile-plugin", hide = true)]
+    CompilePlugin {
+        #[arg(long)]
+        cache: PathBuf,
+        /// The engine's pool: the settings the code is compiled for.
+        #[arg(long)]
+        instances: u32,
+        #[arg(long)]
+        max_memory: u64,
+    },
     /// Run one probe once and print its metrics.
     Probe {
         #[arg(long, short, default_value = "probes.toml")]
@@ -310,6 +323,19 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Check { config } => check::check(&config, false),
         Command::Compile { config } => check::check(&config, true),
+        Command::CompilePlugin {
+            cache,
+            instances,
+            max_memory,
+        } => {
+            let pool = wasmprobe::runtime::engine::PoolSize {
+                instances,
+                max_memory,
+            };
+            wasmprobe::runtime::compiler_process::serve(pool, &cache, std::io::stdin().lock())
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| Exit(Status::BadInput, e.into()))
+        }
         Command::Probe {
             config,
             probe,

@@ -32,7 +32,20 @@ pub(crate) fn engine_for(config: &Config, tiered: bool) -> Result<Arc<WasmEngine
     };
     let engine = WasmEngine::new(app::pool_size(config), cache.as_deref())
         .map_err(|e| Exit(Status::Environment, e.into()))?;
-    Ok(Arc::new(if tiered { engine.tiered() } else { engine }))
+    if !tiered {
+        return Ok(Arc::new(engine));
+    }
+    // This very program, even when its file was replaced since it started
+    // (an upgrade): a newer build's code would not load in this engine.
+    let exe = std::path::PathBuf::from("/proc/self/exe");
+    let exe = if exe.exists() {
+        exe
+    } else {
+        std::env::current_exe()
+            .context("cannot find this program to compile plugins with")
+            .map_err(exit(Status::Environment))?
+    };
+    Ok(Arc::new(engine.tiered().optimize_in_child(exe)))
 }
 
 /// Finds the ICMP sockets this process may open, and says so.
