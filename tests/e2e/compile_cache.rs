@@ -217,3 +217,105 @@ fn a_plugin_starts_on_the_baseline_tier_and_moves_to_optimized_code() {
     assert!(again.optimized());
     assert!(go(&again, "empty").optimized);
 }
+
+/// Processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.filter_map(Result::ok) {
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(stat);
+        }
+    }
+    out
+}
+
+/// `wasmprobe run` compiles a plugin its cache lacks in a child process
+/// (`wasmprobe compile-plugin`): the plugin runs on baseline code at once,
+/// then on the optimized code the child stored in the engine's cache. The
+/// child is gone when it is done, probes go on succeeding throughout, and
+/// the next start finds the code in the cache.
+#[test]
+fn run_compiles_optimized_code_in_a_child_process_and_keeps_it() {
+    use std::time::Duration;
+
+    use crate::harness::Engine;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = dir.path().join("cache");
+    let probes = "plugin = \"misbehave\"\nschedule = \"* * * * * *\"\ntarget = \"http://127.0.0.1:9/\"\n[probes.tiers.config]\nbehaviour = \"empty\"";
+    let e = Engine::new()
+        .cache_dir(&cache)
+        .probe("tiers", probes)
+        .start();
+    let optimized = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("plugin optimized")
+                && l.contains("plugin=misbehave")
+                && l.contains("child_process=true")
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !optimized(&e.log()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never optimized:\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let runs = |s: &crate::harness::Scrape| {
+        s.get(
+            "wasmprobe_probe_runs_total",
+            &[("probe", "tiers"), ("result", "success")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = runs(&e.scrape());
+    e.wait_for("runs on the optimized code", Duration::from_secs(30), |s| {
+        runs(s) >= before + 2.0
+    });
+    let scrape = e.scrape();
+    for result in ["failure", "error", "timeout", "trap", "rejected"] {
+        let failed = scrape
+            .get(
+                "wasmprobe_probe_runs_total",
+                &[("probe", "tiers"), ("result", result)],
+            )
+            .unwrap_or(0.0);
+        assert_eq!(failed, 0.0, "{result} runs\n{}", e.log());
+    }
+    // The child has ended and been reaped: no zombie is left behind.
+    let left = children_of(e.child.id());
+    assert!(left.is_empty(), "{left:?}");
+    let log = e.log();
+    assert!(
+        !log.contains("optimized compile failed")
+            && !log.contains("compiling in this process instead"),
+        "{log}"
+    );
+    drop(e);
+
+    let entries: Vec<_> = files(&cache)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let again = Engine::new()
+        .cache_dir(&cache)
+        .probe("tiers", probes)
+        .start();
+    again.wait_for("a run", Duration::from_secs(30), |s| runs(s) >= 1.0);
+    let log = again.log();
+    assert!(!log.contains("plugin optimized"), "compiled again:\n{log}");
+}

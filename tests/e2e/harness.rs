@@ -46,6 +46,8 @@ pub struct Engine {
     engine_keys: String,
     env: Vec<(String, String)>,
     toml: String,
+    /// The compile cache; `None` is the one every test shares.
+    cache: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -75,6 +77,7 @@ impl Engine {
             engine_keys: String::new(),
             env: Vec::new(),
             toml,
+            cache: None,
             dir: tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}")),
         }
     }
@@ -101,6 +104,13 @@ impl Engine {
     pub fn engine_key(mut self, line: &str) -> Engine {
         self.engine_keys.push_str(line);
         self.engine_keys.push('\n');
+        self
+    }
+
+    /// A compile cache of this engine's own (an empty one: every plugin
+    /// compiled at start) instead of the shared one.
+    pub fn cache_dir(mut self, dir: &Path) -> Engine {
+        self.cache = Some(dir.to_path_buf());
         self
     }
 
@@ -139,7 +149,10 @@ impl Engine {
         if !engine_keys.contains("max_concurrent_runs") {
             engine_keys.push_str("max_concurrent_runs = 32\n");
         }
-        let cache = root().join("target").join("e2e-cache");
+        let cache = self
+            .cache
+            .clone()
+            .unwrap_or_else(|| root().join("target").join("e2e-cache"));
         format!(
             "[engine]\ncache_dir = {cache:?}\n{engine_keys}\n{}",
             self.toml

@@ -232,6 +232,34 @@ mod tests {
         assert_eq!(stored, 0);
     }
 
+    /// The parent's side against programs that are not a compiler.
+    #[test]
+    fn a_child_that_cannot_start_fails_or_stores_nothing_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(&optimizing_config(pool())).unwrap();
+        let cache = CompileCache::open(&engine, dir.path()).unwrap();
+        let wasm = wat::parse_str("(component)").unwrap();
+        let digest = hex::encode(Sha256::digest(&wasm));
+        let compile = |exe: &str| {
+            CompilerProcess::new(PathBuf::from(exe))
+                .compile(&engine, pool(), &cache, &wasm, &digest)
+                .map(|_| ())
+        };
+        let missing = compile("/nonexistent/wasmprobe").unwrap_err();
+        assert!(
+            matches!(missing, ChildCompileError::Spawn { .. }),
+            "{missing}"
+        );
+        // sh reads `compile-plugin` as a script to run, and says so.
+        let failed = compile("/bin/sh").unwrap_err();
+        let ChildCompileError::Failed { stderr, .. } = &failed else {
+            panic!("{failed}");
+        };
+        assert!(stderr.contains("compile-plugin"), "{failed}");
+        let silent = compile("/bin/true").unwrap_err();
+        assert!(matches!(silent, ChildCompileError::NoEntry), "{silent}");
+    }
+
     #[test]
     fn input_beyond_the_plugin_size_limit_is_refused() {
         let dir = tempfile::tempdir().unwrap();
