@@ -91,11 +91,15 @@ pub enum ServeError {
 #[derive(Debug, Clone)]
 pub struct CompilerProcess {
     exe: PathBuf,
+    timeout: Duration,
 }
 
 impl CompilerProcess {
     pub(crate) fn new(exe: PathBuf) -> CompilerProcess {
-        CompilerProcess { exe }
+        CompilerProcess {
+            exe,
+            timeout: CHILD_TIMEOUT,
+        }
     }
 
     /// Compiles `wasm` (digest `plugin_sha256`) in a child process and
@@ -143,23 +147,31 @@ impl CompilerProcess {
                 String::from_utf8_lossy(&kept).into_owned()
             })
         });
-        if let Some(mut stdin) = child.stdin.take() {
-            // A child that ends early (it refused the input) closes the
-            // pipe; its exit status says why.
-            let _ = stdin.write_all(wasm);
-        }
-        let deadline = Instant::now() + CHILD_TIMEOUT;
-        let status = loop {
-            match child.try_wait().map_err(ChildCompileError::Wait)? {
-                Some(status) => break status,
-                None if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(ChildCompileError::Timeout(CHILD_TIMEOUT));
-                }
-                None => std::thread::sleep(Duration::from_millis(20)),
+        let stdin = child.stdin.take();
+        // The plugin is written from a thread of its own, so that a child
+        // that stops reading cannot hold this one past the deadline: the
+        // write ends when the child does.
+        let status = std::thread::scope(|scope| {
+            if let Some(mut stdin) = stdin {
+                scope.spawn(move || {
+                    // A child that ends early (it refused the input) closes
+                    // the pipe; its exit status says why.
+                    let _ = stdin.write_all(wasm);
+                });
             }
-        };
+            let deadline = Instant::now() + self.timeout;
+            loop {
+                match child.try_wait().map_err(ChildCompileError::Wait)? {
+                    Some(status) => return Ok(status),
+                    None if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(ChildCompileError::Timeout(self.timeout));
+                    }
+                    None => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })?;
         let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
         if !status.success() {
             return Err(ChildCompileError::Failed {
@@ -258,6 +270,31 @@ mod tests {
         assert!(stderr.contains("compile-plugin"), "{failed}");
         let silent = compile("/bin/true").unwrap_err();
         assert!(matches!(silent, ChildCompileError::NoEntry), "{silent}");
+    }
+
+    /// A child that neither reads its input nor ends is stopped at the
+    /// deadline, and the parent is not held by the unread input.
+    #[test]
+    fn a_child_that_hangs_is_stopped_at_its_deadline() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("hang");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cache_dir = dir.path().join("cache");
+        let engine = Engine::new(&optimizing_config(pool())).unwrap();
+        let cache = CompileCache::open(&engine, &cache_dir).unwrap();
+        // More than a pipe holds, so the writer blocks until the kill.
+        let input = vec![0u8; 4 << 20];
+        let child = CompilerProcess {
+            exe: script,
+            timeout: Duration::from_millis(300),
+        };
+        let err = child
+            .compile(&engine, pool(), &cache, &input, "0")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, ChildCompileError::Timeout(_)), "{err}");
     }
 
     #[test]
