@@ -90,15 +90,26 @@ pub enum ServeError {
 /// The program an engine starts for its optimizing compiles.
 #[derive(Debug, Clone)]
 pub struct CompilerProcess {
-    exe: PathBuf,
+    /// `None`: this very program (see [`this_program`]).
+    exe: Option<PathBuf>,
     timeout: Duration,
 }
 
 impl CompilerProcess {
-    pub(crate) fn new(exe: PathBuf) -> CompilerProcess {
+    /// This program, as `wasmprobe compile-plugin`.
+    pub fn this_program() -> CompilerProcess {
         CompilerProcess {
-            exe,
+            exe: None,
             timeout: CHILD_TIMEOUT,
+        }
+    }
+
+    /// `exe` in place of this program.
+    #[cfg(test)]
+    fn other(exe: &str, timeout: Duration) -> CompilerProcess {
+        CompilerProcess {
+            exe: Some(PathBuf::from(exe)),
+            timeout,
         }
     }
 
@@ -112,7 +123,8 @@ impl CompilerProcess {
         wasm: &[u8],
         plugin_sha256: &str,
     ) -> Result<Component, ChildCompileError> {
-        let mut child = Command::new(&self.exe)
+        let exe = self.exe.clone().unwrap_or_else(this_program);
+        let mut child = Command::new(&exe)
             .arg(SUBCOMMAND)
             .arg("--cache")
             .arg(cache.dir())
@@ -127,10 +139,7 @@ impl CompilerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| ChildCompileError::Spawn {
-                exe: self.exe.clone(),
-                source,
-            })?;
+            .map_err(|source| ChildCompileError::Spawn { exe, source })?;
         let stderr = child.stderr.take().map(|mut pipe| {
             std::thread::spawn(move || {
                 let mut kept = Vec::new();
@@ -184,6 +193,41 @@ impl CompilerProcess {
             .ok_or(ChildCompileError::NoEntry)
     }
 }
+
+/// This very program: its path while the file there is still the one
+/// running (so that `ps` names it), else the running file itself through
+/// `/proc/self/exe`. After an upgrade replaced the file, a newer build
+/// would compile code this engine cannot load.
+fn this_program() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let running = PathBuf::from("/proc/self/exe");
+    let Ok(path) = std::env::current_exe() else {
+        return running;
+    };
+    match (path.metadata(), running.metadata()) {
+        (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino()) => path,
+        (_, Ok(_)) => running,
+        (_, Err(_)) => path,
+    }
+}
+
+/// Makes this process (a compiling child) end when the engine that
+/// started it ends: a compile nobody will load is not left running. The
+/// kernel sends the signal when the engine's thread that started the child
+/// ends, and that thread waits for the child; so it comes only with the
+/// engine's exit.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn end_with_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no
+    // memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn end_with_parent() {}
 
 /// The child's side: reads a plugin from `input`, compiles it with the
 /// settings of an engine sized for `pool` and stores it in the cache at
@@ -253,7 +297,7 @@ mod tests {
         let wasm = wat::parse_str("(component)").unwrap();
         let digest = hex::encode(Sha256::digest(&wasm));
         let compile = |exe: &str| {
-            CompilerProcess::new(PathBuf::from(exe))
+            CompilerProcess::other(exe, CHILD_TIMEOUT)
                 .compile(&engine, pool(), &cache, &wasm, &digest)
                 .map(|_| ())
         };
@@ -286,15 +330,19 @@ mod tests {
         let cache = CompileCache::open(&engine, &cache_dir).unwrap();
         // More than a pipe holds, so the writer blocks until the kill.
         let input = vec![0u8; 4 << 20];
-        let child = CompilerProcess {
-            exe: script,
-            timeout: Duration::from_millis(300),
-        };
+        let child = CompilerProcess::other(&script.to_string_lossy(), Duration::from_millis(300));
         let err = child
             .compile(&engine, pool(), &cache, &input, "0")
             .map(|_| ())
             .unwrap_err();
         assert!(matches!(err, ChildCompileError::Timeout(_)), "{err}");
+    }
+
+    /// The test binary is this program, found by its own path.
+    #[test]
+    fn this_program_is_named_by_its_path() {
+        let exe = this_program();
+        assert_eq!(exe, std::env::current_exe().unwrap());
     }
 
     #[test]

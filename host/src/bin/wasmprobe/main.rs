@@ -332,6 +332,7 @@ fn main() -> ExitCode {
                 instances,
                 max_memory,
             };
+            wasmprobe::runtime::compiler_process::end_with_parent();
             wasmprobe::runtime::compiler_process::serve(pool, &cache, std::io::stdin().lock())
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(|e| Exit(Status::BadInput, e.into()))

@@ -11,6 +11,7 @@ use wasmprobe::exposition::Exposition;
 use wasmprobe::hostcalls::Services;
 use wasmprobe::hostcalls::icmp::IcmpService;
 use wasmprobe::runtime::WasmEngine;
+use wasmprobe::runtime::compiler_process::CompilerProcess;
 
 use crate::{Exit, Status, exit};
 
@@ -35,17 +36,11 @@ pub(crate) fn engine_for(config: &Config, tiered: bool) -> Result<Arc<WasmEngine
     if !tiered {
         return Ok(Arc::new(engine));
     }
-    // This very program, even when its file was replaced since it started
-    // (an upgrade): a newer build's code would not load in this engine.
-    let exe = std::path::PathBuf::from("/proc/self/exe");
-    let exe = if exe.exists() {
-        exe
-    } else {
-        std::env::current_exe()
-            .context("cannot find this program to compile plugins with")
-            .map_err(exit(Status::Environment))?
-    };
-    Ok(Arc::new(engine.tiered().optimize_in_child(exe)))
+    Ok(Arc::new(
+        engine
+            .tiered()
+            .optimize_in_child(CompilerProcess::this_program()),
+    ))
 }
 
 /// Finds the ICMP sockets this process may open, and says so.
