@@ -16,6 +16,8 @@
 //! compile cache, where the engine loads it from (the same checked load as
 //! any cache entry). The child's memory ends with it; a child that fails,
 //! or runs past [`CHILD_TIMEOUT`], leaves the plugin on its baseline code.
+//! A child that could not start, or could not store its entry, leaves the
+//! compile to the engine. [`confine_child`] says what the child may do.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -52,20 +54,48 @@ pub enum ChildCompileError {
     Wait(std::io::Error),
     #[error("the compiling process failed ({status}){}", said(stderr))]
     Failed { status: String, stderr: String },
-    #[error("the compiling process did not finish within {0:?} and was stopped")]
-    Timeout(Duration),
+    #[error(
+        "the compiling process compiled the plugin but could not store it{}",
+        said(stderr)
+    )]
+    NotStored { stderr: String },
+    #[error(
+        "the compiling process did not finish within {after:?} and was stopped{}",
+        said(stderr)
+    )]
+    Timeout { after: Duration, stderr: String },
     #[error("the compiling process succeeded, but its compile cache entry is not usable")]
     NoEntry,
 }
 
+impl ChildCompileError {
+    /// Whether the compile itself may still succeed in the engine: the
+    /// child could not run, or could not hand its code over (a full or
+    /// read-only cache), as opposed to a compile that failed or hung.
+    pub fn compile_may_succeed_here(&self) -> bool {
+        matches!(
+            self,
+            ChildCompileError::Spawn { .. }
+                | ChildCompileError::NotStored { .. }
+                | ChildCompileError::NoEntry
+        )
+    }
+}
+
+/// The child's standard error as one escaped line: it may carry names
+/// from the plugin, which must not start lines of their own in the log.
 fn said(stderr: &str) -> String {
     let s = stderr.trim();
     if s.is_empty() {
         String::new()
     } else {
-        format!(": {s}")
+        format!(": {}", s.escape_debug())
     }
 }
+
+/// The exit status of `compile-plugin` when the plugin compiled but its
+/// entry could not be stored (the binary's `Status::Environment`).
+pub const NOT_STORED_STATUS: i32 = 3;
 
 /// Why the child could not store the compiled plugin.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +115,18 @@ pub enum ServeError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error("the engine that started this compile has ended")]
+    ParentGone,
+    #[error("cannot give up this process's privileges: {0}")]
+    Confine(std::io::Error),
+}
+
+impl ServeError {
+    /// Whether the plugin may be fine and the fault is the cache's: the
+    /// binary exits with [`NOT_STORED_STATUS`] then.
+    pub fn is_not_stored(&self) -> bool {
+        matches!(self, ServeError::Cache(_) | ServeError::Store { .. })
+    }
 }
 
 /// The program an engine starts for its optimizing compiles.
@@ -126,6 +168,8 @@ impl CompilerProcess {
         let exe = self.exe.clone().unwrap_or_else(this_program);
         let mut child = Command::new(&exe)
             .arg(SUBCOMMAND)
+            .arg("--parent")
+            .arg(std::process::id().to_string())
             .arg("--cache")
             .arg(cache.dir())
             .arg("--instances")
@@ -159,8 +203,9 @@ impl CompilerProcess {
         let stdin = child.stdin.take();
         // The plugin is written from a thread of its own, so that a child
         // that stops reading cannot hold this one past the deadline: the
-        // write ends when the child does.
-        let status = std::thread::scope(|scope| {
+        // write ends when the child does. Every way out of the loop has
+        // reaped the child, so the scope's wait for the writer ends too.
+        let waited = std::thread::scope(|scope| {
             if let Some(mut stdin) = stdin {
                 scope.spawn(move || {
                     // A child that ends early (it refused the input) closes
@@ -170,18 +215,33 @@ impl CompilerProcess {
             }
             let deadline = Instant::now() + self.timeout;
             loop {
-                match child.try_wait().map_err(ChildCompileError::Wait)? {
-                    Some(status) => return Ok(status),
-                    None if Instant::now() >= deadline => {
+                match child.try_wait() {
+                    Ok(Some(status)) => return Ok(status),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    ended => {
                         let _ = child.kill();
                         let _ = child.wait();
-                        return Err(ChildCompileError::Timeout(self.timeout));
+                        return Err(ended.err());
                     }
-                    None => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
-        })?;
+        });
         let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        let status = match waited {
+            Ok(status) => status,
+            Err(Some(e)) => return Err(ChildCompileError::Wait(e)),
+            Err(None) => {
+                return Err(ChildCompileError::Timeout {
+                    after: self.timeout,
+                    stderr,
+                });
+            }
+        };
+        if status.code() == Some(NOT_STORED_STATUS) {
+            return Err(ChildCompileError::NotStored { stderr });
+        }
         if !status.success() {
             return Err(ChildCompileError::Failed {
                 status: status.to_string(),
@@ -211,23 +271,76 @@ fn this_program() -> PathBuf {
     }
 }
 
-/// Makes this process (a compiling child) end when the engine that
-/// started it ends: a compile nobody will load is not left running. The
-/// kernel sends the signal when the engine's thread that started the child
-/// ends, and that thread waits for the child; so it comes only with the
-/// engine's exit.
+/// Confines this process, a compiling child of the engine `parent`,
+/// before it reads anything:
+/// - it ends when the engine does (a compile nobody will load is not left
+///   running). The kernel signals when the engine's thread that started the
+///   child ends, and that thread waits for the child, so the signal comes
+///   only with the engine's exit; an engine gone already is checked for;
+/// - it holds no capabilities and can gain none: the binary may carry
+///   `cap_net_raw` for ICMP, which a compiler has no use for;
+/// - it is the first process the kernel's OOM killer ends, before the
+///   engine, when a compile exhausts memory.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub fn end_with_parent() {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no
+pub fn confine_child(parent: u32) -> Result<(), ServeError> {
+    // SAFETY: prctl with these options takes plain integers and touches no
     // memory of ours.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
+    // SAFETY: getppid has no preconditions and cannot fail.
+    if u32::try_from(unsafe { libc::getppid() }).ok() != Some(parent) {
+        return Err(ServeError::ParentGone);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(ServeError::Confine(std::io::Error::last_os_error()));
+    }
+    drop_capabilities().map_err(ServeError::Confine)?;
+    // Best effort: raising one's own score needs no privilege, and a
+    // kernel without the file leaves the default.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
+    Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn end_with_parent() {}
+pub fn confine_child(_parent: u32) -> Result<(), ServeError> {
+    Ok(())
+}
+
+/// Empties the effective, permitted and inheritable capability sets.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn drop_capabilities() -> std::io::Result<()> {
+    /// `struct __user_cap_header_struct` of linux/capability.h.
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    /// `struct __user_cap_data_struct`; version 3 takes two of them.
+    #[repr(C)]
+    #[derive(Default, Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data::default(); 2];
+    // SAFETY: capset reads one header and two data structs of the layout
+    // above, both alive for the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// The child's side: reads a plugin from `input`, compiles it with the
 /// settings of an engine sized for `pool` and stores it in the cache at
@@ -316,26 +429,55 @@ mod tests {
         assert!(matches!(silent, ChildCompileError::NoEntry), "{silent}");
     }
 
+    /// A program (in `dir`) that runs `body` with sh.
+    fn script(dir: &Path, body: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("child");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    /// The status `compile-plugin` gives when the cache cannot take the
+    /// entry is told apart (the engine may compile the plugin itself), and
+    /// what the child said arrives as one line.
+    #[test]
+    fn a_child_that_could_not_store_is_told_apart_and_its_words_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new(&optimizing_config(pool())).unwrap();
+        let cache = CompileCache::open(&engine, &dir.path().join("cache")).unwrap();
+        let exe = script(
+            dir.path(),
+            "printf 'cannot write\\nlevel=error forged line' >&2; exit 3",
+        );
+        let err = CompilerProcess::other(&exe, CHILD_TIMEOUT)
+            .compile(&engine, pool(), &cache, b"\0asm", "0")
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(err, ChildCompileError::NotStored { .. }), "{err}");
+        assert!(err.compile_may_succeed_here());
+        let text = err.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.contains("cannot write\\nlevel=error"), "{text}");
+    }
+
     /// A child that neither reads its input nor ends is stopped at the
     /// deadline, and the parent is not held by the unread input.
     #[test]
     fn a_child_that_hangs_is_stopped_at_its_deadline() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let script = dir.path().join("hang");
-        std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = script(dir.path(), "exec sleep 60");
         let cache_dir = dir.path().join("cache");
         let engine = Engine::new(&optimizing_config(pool())).unwrap();
         let cache = CompileCache::open(&engine, &cache_dir).unwrap();
         // More than a pipe holds, so the writer blocks until the kill.
         let input = vec![0u8; 4 << 20];
-        let child = CompilerProcess::other(&script.to_string_lossy(), Duration::from_millis(300));
+        let child = CompilerProcess::other(&exe, Duration::from_millis(300));
         let err = child
             .compile(&engine, pool(), &cache, &input, "0")
             .map(|_| ())
             .unwrap_err();
-        assert!(matches!(err, ChildCompileError::Timeout(_)), "{err}");
+        assert!(matches!(err, ChildCompileError::Timeout { .. }), "{err}");
     }
 
     /// The test binary is this program, found by its own path.

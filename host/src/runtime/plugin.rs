@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store};
 
-use super::compiler_process::ChildCompileError;
 use super::engine::WasmEngine;
 use super::store::{Grants, RunState};
 use crate::bindings::ProbePre;
@@ -428,25 +427,26 @@ fn compile_optimized(
 }
 
 /// The background optimizing compile: in a child process when the engine
-/// has one (see [`super::compiler_process`]), else here. A child that
-/// cannot be started (no process left to the user, say) leaves the compile
-/// to this process; a child that ran and failed does not, since what
-/// failed there (a compiler crash on hostile code) would fail here too.
+/// has one (see [`super::compiler_process`]), else here; the flag says
+/// whether a child compiled it. When the child could not start or could
+/// not hand its code over (a full cache), the compile runs here instead;
+/// not when it ran and failed or hung, since what failed there (a
+/// compiler crash on hostile code) would fail here too.
 fn compile_in_background(
     engine: &WasmEngine,
     wasm: &[u8],
     digest: &str,
-) -> wasmtime::Result<Component> {
+) -> wasmtime::Result<(Component, bool)> {
     if let (Some(child), Some(cache)) = (&engine.compiler_process, &engine.cache) {
         match child.compile(&engine.engine, engine.pool, cache, wasm, digest) {
-            Ok(component) => return Ok(component),
-            Err(e @ ChildCompileError::Spawn { .. }) => {
+            Ok(component) => return Ok((component, true)),
+            Err(e) if e.compile_may_succeed_here() => {
                 tracing::warn!("compiling in this process instead: {e}");
             }
             Err(e) => return Err(wasmtime::Error::new(e)),
         }
     }
-    compile_optimized(engine, wasm, digest)
+    compile_optimized(engine, wasm, digest).map(|c| (c, false))
 }
 
 /// How long an optimizing compile waits for holds to end, at most.
@@ -474,11 +474,11 @@ fn optimize_later(
             }
             let _one_at_a_time = engine.optimizing.lock().unwrap_or_else(|e| e.into_inner());
             let started = Instant::now();
-            let pre = compile_in_background(&engine, &wasm, &digest)
-                .and_then(|c| engine.linker.instantiate_pre(&c))
-                .and_then(ProbePre::new);
+            let pre = compile_in_background(&engine, &wasm, &digest).and_then(|(c, child)| {
+                Ok((ProbePre::new(engine.linker.instantiate_pre(&c)?)?, child))
+            });
             match pre {
-                Ok(pre) => {
+                Ok((pre, child_process)) => {
                     code.store(Arc::new(Code {
                         engine: engine.engine.clone(),
                         pre,
@@ -487,7 +487,7 @@ fn optimize_later(
                     tracing::info!(
                         plugin = %plugin,
                         compile_ms = started.elapsed().as_millis() as u64,
-                        child_process = engine.compiler_process.is_some(),
+                        child_process,
                         "plugin optimized: its runs use cranelift's code from now on"
                     );
                     // The compiler's working memory (tens of MiB, freed

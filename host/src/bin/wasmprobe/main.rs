@@ -74,6 +74,9 @@ enum Command {
     /// compiles, so that their memory ends with the child.
     #[command(name = "compile-plugin", hide = true)]
     CompilePlugin {
+        /// The engine's process id: the child ends with it.
+        #[arg(long)]
+        parent: u32,
         #[arg(long)]
         cache: PathBuf,
         /// The engine's pool: the settings the code is compiled for.
@@ -324,19 +327,11 @@ fn main() -> ExitCode {
         Command::Check { config } => check::check(&config, false),
         Command::Compile { config } => check::check(&config, true),
         Command::CompilePlugin {
+            parent,
             cache,
             instances,
             max_memory,
-        } => {
-            let pool = wasmprobe::runtime::engine::PoolSize {
-                instances,
-                max_memory,
-            };
-            wasmprobe::runtime::compiler_process::end_with_parent();
-            wasmprobe::runtime::compiler_process::serve(pool, &cache, std::io::stdin().lock())
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(|e| Exit(Status::BadInput, e.into()))
-        }
+        } => compile_plugin(parent, &cache, instances, max_memory),
         Command::Probe {
             config,
             probe,
@@ -395,6 +390,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// `compile-plugin`: the engine's background compile, confined first.
+fn compile_plugin(
+    parent: u32,
+    cache: &std::path::Path,
+    instances: u32,
+    max_memory: u64,
+) -> Result<ExitCode, Exit> {
+    use wasmprobe::runtime::compiler_process::{confine_child, serve};
+    let pool = wasmprobe::runtime::engine::PoolSize {
+        instances,
+        max_memory,
+    };
+    confine_child(parent)
+        .and_then(|()| serve(pool, cache, std::io::stdin().lock()))
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(|e| {
+            // The engine tells a cache it could not write from a compile
+            // that failed by this status.
+            let status = if e.is_not_stored() {
+                Status::Environment
+            } else {
+                Status::BadInput
+            };
+            Exit(status, e.into())
+        })
+}
+
 /// An error and its causes on one line, each cause said once: many of the
 /// library's messages already end with their cause's text.
 fn describe(e: &anyhow::Error) -> String {
@@ -414,6 +436,15 @@ fn describe(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The engine reads this status as "compiled, not stored".
+    #[test]
+    fn compile_plugin_says_not_stored_with_the_status_the_engine_expects() {
+        assert_eq!(
+            Status::Environment as i32,
+            wasmprobe::runtime::compiler_process::NOT_STORED_STATUS
+        );
+    }
 
     /// An operator's blackbox_exporter flags keep working.
     #[test]
