@@ -184,12 +184,12 @@ impl WasmEngine {
 
     /// Runs the background optimizing compiles of the baseline tier in a
     /// child process (this program; see [`super::compiler_process`]), which
-    /// stores the code in the compile cache for this engine to load. The compiler's working memory and
-    /// what it leaves behind (30 MiB and more that a long-running process
-    /// otherwise keeps) end with the child, and a compile that crashes,
-    /// exhausts memory or runs too long takes only the child down: the
-    /// plugin keeps running on its baseline code. Without a compile cache
-    /// the compiles stay in this process.
+    /// stores the code in the compile cache for this engine to load. The
+    /// compiler's working memory and what it leaves behind (30 MiB and more
+    /// that a long-running process otherwise keeps) end with the child, and
+    /// a compile that crashes, exhausts memory or runs too long takes only
+    /// the child down: the plugin keeps running on its baseline code.
+    /// Without a compile cache the compiles stay in this process.
     pub fn optimize_in_child(mut self, process: CompilerProcess) -> WasmEngine {
         if self.cache.is_some() && self.baseline.is_some() {
             self.compiler_process = Some(process);

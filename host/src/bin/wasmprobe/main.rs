@@ -72,7 +72,7 @@ enum Command {
     /// Compile the plugin read from standard input into the compile cache
     /// at `--cache`: `run` starts this for its background optimizing
     /// compiles, so that their memory ends with the child.
-    #[command(name = "compile-plugin", hide = true)]
+    #[command(name = wasmprobe::runtime::compiler_process::SUBCOMMAND, hide = true)]
     CompilePlugin {
         /// The engine's process id: the child ends with it.
         #[arg(long)]
