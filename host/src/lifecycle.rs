@@ -440,17 +440,23 @@ impl Lifecycle {
         }
         let rt = self.app.probe_runtime.clone();
         Some(rt.spawn(async move {
-            let mut last = None;
+            // The files as they are now, before the first wait: a plugin
+            // replaced within the first interval after the start is a
+            // change, not the state to compare against.
+            let mut last = {
+                let current = me.current.lock().await;
+                stamp(&me.path, &current.config)
+            };
             loop {
                 tokio::time::sleep(interval.max(Duration::from_millis(100))).await;
                 // The running config says what to watch; a change to the
                 // file itself (new plugin directories included) is seen too.
                 let config = me.current.lock().await.config.clone();
                 let now = stamp(&me.path, &config);
-                if last.is_some_and(|l| l != now) {
+                if last != now {
                     let _ = me.reload("watch").await;
                 }
-                last = Some(now);
+                last = now;
             }
         }))
     }
