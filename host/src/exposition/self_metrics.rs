@@ -148,6 +148,10 @@ host_families! {
         "Probe packages the config includes: 1 when loaded, 0 when refused (the log says why).";
     IcmpMode: "wasmprobe_icmp_socket_mode", Gauge, labels = ["family", "mode"],
         "The kind of ICMP socket the engine got, per address family: 1 for the mode in use.";
+    PoolWarmSlots: "wasmprobe_pool_warm_slots", Gauge,
+        "Linear-memory slots of the instance pool that earlier runs used and no run uses now, kept for the next run of the same plugin.";
+    PoolWarmResident: "wasmprobe_pool_warm_resident_bytes", Gauge, unit = "bytes",
+        "Bytes the pool's idle slots (memories and tables) keep resident, so that the next run in them skips page faults.";
     // Names, types and HELP as Go's client_golang process collector
     // writes them.
     ProcessCpu: "process_cpu_seconds_total", Counter, unit = "seconds",
@@ -562,6 +566,17 @@ pub struct GlobalMetrics {
     pub history: crate::history::HistoryTotals,
     /// `--shard INDEX/COUNT`, a label on every engine-wide series.
     shard: std::sync::OnceLock<String>,
+    /// The engine's instance pool, read at each scrape.
+    pool: std::sync::OnceLock<PoolHandle>,
+}
+
+/// [`wasmtime::PoolingAllocatorMetrics`], which has no `Debug`.
+struct PoolHandle(wasmtime::PoolingAllocatorMetrics);
+
+impl std::fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolHandle").finish_non_exhaustive()
+    }
 }
 
 impl Default for GlobalMetrics {
@@ -583,6 +598,7 @@ impl Default for GlobalMetrics {
             http_sd: Mutex::new(Vec::new()),
             history: Default::default(),
             shard: std::sync::OnceLock::new(),
+            pool: std::sync::OnceLock::new(),
         }
     }
 }
@@ -655,6 +671,14 @@ impl GlobalMetrics {
     }
 
     /// The ICMP sockets the process may open were detected.
+    /// The engine's instance pool, reported at every scrape from then on
+    /// (an engine without a pool reports nothing).
+    pub fn pool_installed(&self, pool: Option<wasmtime::PoolingAllocatorMetrics>) {
+        if let Some(pool) = pool {
+            let _ = self.pool.set(PoolHandle(pool));
+        }
+    }
+
     pub fn icmp_sockets_detected(&self, v4: SocketMode, v6: SocketMode) {
         *self.icmp_modes.lock().unwrap_or_else(|e| e.into_inner()) = Some([v4, v6]);
     }
@@ -785,6 +809,15 @@ impl GlobalMetrics {
                     put(F::IcmpMode, &[family.as_str(), mode.as_str()], v);
                 }
             }
+        }
+        if let Some(PoolHandle(pool)) = self.pool.get() {
+            put(
+                F::PoolWarmSlots,
+                &[],
+                f64::from(pool.unused_warm_memories()),
+            );
+            let resident = pool.unused_memory_bytes_resident() + pool.unused_table_bytes_resident();
+            put(F::PoolWarmResident, &[], resident as f64);
         }
         put(
             F::BuildInfo,

@@ -206,6 +206,13 @@ impl WasmEngine {
         OptimizingHeld(self)
     }
 
+    /// The instance pool's occupancy, for the engine's self-metrics: slots
+    /// kept warm between runs and the memory they keep resident are where
+    /// an idle engine's memory goes.
+    pub fn pool_metrics(&self) -> Option<wasmtime::PoolingAllocatorMetrics> {
+        self.engine.pooling_allocator_metrics()
+    }
+
     /// Epoch ticks that cover `d`, plus one for the tick in progress.
     pub(crate) fn ticks(d: Duration) -> u64 {
         (d.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
@@ -241,13 +248,7 @@ pub(crate) fn optimizing_config(pool: PoolSize) -> Config {
         .max_tables_per_component(MAX_TABLES as u32)
         .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX))
         .table_elements(MAX_TABLE_ELEMENTS)
-        .max_unused_warm_slots(instances.min(64))
-        // Freed slots are handed back to the kernel (madvise) in
-        // batches: one TLB shootdown per 64 runs instead of one per run
-        // (+35 % /probe throughput). Keeping slot memory resident and
-        // zeroing it with memset instead was measured slower (memset of
-        // the first MiB costs more than the page faults it saves).
-        .decommit_batch_size(64);
+        .max_unused_warm_slots(instances.min(64));
     // Where the kernel can report which pages a run dirtied
     // (PAGEMAP_SCAN, Linux 6.7+), only those are rewritten on reuse and
     // the first MiB of each slot stays resident: no madvise and no page
@@ -260,7 +261,24 @@ pub(crate) fn optimizing_config(pool: PoolSize) -> Config {
         pooling
             .pagemap_scan(Enabled::Yes)
             .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            .table_keep_resident(KEEP_RESIDENT)
+            // A freed slot waits in a decommit batch until the batch is
+            // full, and the scan queues an entry for every slot, usually an
+            // empty one. With batches of 64 an idle engine therefore took a
+            // fresh slot for nearly every run and kept each one's memory
+            // (the default config after eight minutes: RSS 45.5 against
+            // 37.7 MiB, 52 slots mapped against 10). Unbatched, a slot is
+            // back in the pool when its run ends and the plugin's next run
+            // takes it again; an empty entry costs no system call, and
+            // /probe throughput did not change (bench/RESULTS.md).
+            .decommit_batch_size(1);
+    } else {
+        // Every freed slot is madvised: in batches, one TLB shootdown per
+        // 64 runs instead of one per run (+35 % /probe throughput).
+        // Keeping slot memory resident and zeroing it with memset instead
+        // was measured slower (a memset of the first MiB costs more than
+        // the page faults it saves).
+        pooling.decommit_batch_size(64);
     }
     tracing::debug!(
         pagemap_scan = scan,

@@ -83,6 +83,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
     let engine = engine_for(&config, true)?;
     let probe_rt = probe_runtime(config.engine.worker_threads)?;
     let exposition = Arc::new(Exposition::new());
+    exposition.global.pool_installed(engine.pool_metrics());
     if let Some(shard) = args.shard {
         exposition.global.shard_assigned(shard.to_string());
     }
