@@ -312,7 +312,7 @@ fn injected_label_values_cannot_forge_series() {
 #[test]
 fn no_run_finds_a_trace_of_the_run_before_it() {
     // On-demand runs of one module reuse the same pool slot (checked
-    // below), so each run reads the memory the previous one marked
+    // below where the kernel allows it), so each run reads the memory the previous one marked
     // (statics, initialised data and 4 MiB of heap) after the host has
     // reset it.
     let e = Engine::new()
@@ -348,16 +348,22 @@ fn no_run_finds_a_trace_of_the_run_before_it() {
     }
     // The pool keeps per-thread shards, each with its own slots: one
     // request's run after another takes the slot its shard used last, so
-    // the runs shared at most one slot per shard.
-    let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+    // the runs shared at most one slot per shard. That holds where the
+    // kernel reports dirtied pages (PAGEMAP_SCAN, Linux 6.7+); elsewhere
+    // freed slots are decommitted in batches of 64 and come back later.
     let metrics = e.scrape();
     let warm = metrics.value("wasmprobe_pool_warm_slots", &[]);
-    assert!(
-        (1.0..=shards as f64).contains(&warm),
-        "{runs} runs left {warm} warm slots, expected 1..={shards} (one per pool shard):\n{}",
-        metrics.text
-    );
-    assert!(metrics.value("wasmprobe_pool_warm_resident_bytes", &[]) > 0.0);
+    if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        let shards = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        assert!(
+            (1.0..=shards as f64).contains(&warm),
+            "{runs} runs left {warm} warm slots, expected 1..={shards} (one per pool shard):\n{}",
+            metrics.text
+        );
+        assert!(metrics.value("wasmprobe_pool_warm_resident_bytes", &[]) > 0.0);
+    } else {
+        println!("no PAGEMAP_SCAN here: slot reuse between runs not checked");
+    }
     println!(
         "{runs} runs in {warm} slot(s), 0 bytes of residue in linear memory {:#x}..{:#x}; \
          {:.1} ms per request, {:.1} ms in the run",
