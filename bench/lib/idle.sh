@@ -50,6 +50,13 @@ section_idle() {
     wp_rss=$(proc_kib "$WP_PID" VmRSS); wp_hwm=$(proc_kib "$WP_PID" VmHWM)
     local wp_detail
     wp_detail=$(awk '/^(RssAnon|RssFile|RssShmem):/ { printf "%s%s %.1f", sep, $1, $2 / 1024; sep=", " }' "/proc/$WP_PID/status")
+    # A later look at the same process: memory that grows with the runs
+    # of the scheduled probes (pool slots, history) shows only here.
+    local late=${IDLE_LATE:-0} wp_late=""
+    if (( late > wait )); then
+        sleep $((late - wait))
+        wp_late=$(proc_kib "$WP_PID" VmRSS)
+    fi
     stop "$WP_PID"
 
     drop_page_cache
@@ -67,4 +74,8 @@ section_idle() {
     printf '  %-10s %9s %9s   %s\n' wasmprobe "$(mib "$wp_rss")" "$(mib "$wp_hwm")" "$wp_detail"
     printf '  %-10s %9s %9s   %s\n' blackbox "$(mib "$bb_rss")" "$(mib "$bb_hwm")" "$bb_detail"
     awk -v a="$wp_rss" -v b="$bb_rss" 'BEGIN { printf "  ratio (wasmprobe / blackbox_exporter) RSS: %.2fx   goal: <= 1.5x\n", b ? a / b : 0 }'
+    if [[ -n $wp_late ]]; then
+        printf '  wasmprobe after %s s: RSS %s MiB (%+.1f MiB since %s s)\n' "$late" "$(mib "$wp_late")" \
+            "$(awk -v a="$wp_late" -v b="$wp_rss" 'BEGIN { printf "%.1f", (a - b) / 1024 }')" "$wait"
+    fi
 }
