@@ -53,6 +53,8 @@ section_idle() {
     # A later look at the same process: memory that grows with the runs
     # of the scheduled probes (pool slots, history) shows only here.
     local late=${IDLE_LATE:-0} wp_late=""
+    [[ $late =~ ^[0-9]+$ ]] || die "IDLE_LATE=$late: whole seconds, more than IDLE_WAIT ($wait)"
+    (( late == 0 || late > wait )) || die "IDLE_LATE=$late: must be more than IDLE_WAIT ($wait)"
     if (( late > wait )); then
         sleep $((late - wait))
         wp_late=$(proc_kib "$WP_PID" VmRSS)

@@ -149,7 +149,7 @@ host_families! {
     IcmpMode: "wasmprobe_icmp_socket_mode", Gauge, labels = ["family", "mode"],
         "The kind of ICMP socket the engine got, per address family: 1 for the mode in use.";
     PoolWarmSlots: "wasmprobe_pool_warm_slots", Gauge,
-        "Linear-memory slots of the instance pool that earlier runs used and no run uses now, kept for the next run of the same plugin.";
+        "Linear-memory slots of the instance pool that earlier runs or plugin loads used and no run uses now, kept for the next run of the same plugin.";
     PoolWarmResident: "wasmprobe_pool_warm_resident_bytes", Gauge, unit = "bytes",
         "Bytes the pool's idle slots (memories and tables) keep resident, so that the next run in them skips page faults.";
     // Names, types and HELP as Go's client_golang process collector
@@ -670,7 +670,6 @@ impl GlobalMetrics {
         *self.http_sd.lock().unwrap_or_else(|e| e.into_inner()) = sources;
     }
 
-    /// The ICMP sockets the process may open were detected.
     /// The engine's instance pool, reported at every scrape from then on
     /// (an engine without a pool reports nothing).
     pub fn pool_installed(&self, pool: Option<wasmtime::PoolingAllocatorMetrics>) {
@@ -679,6 +678,7 @@ impl GlobalMetrics {
         }
     }
 
+    /// The ICMP sockets the process may open were detected.
     pub fn icmp_sockets_detected(&self, v4: SocketMode, v6: SocketMode) {
         *self.icmp_modes.lock().unwrap_or_else(|e| e.into_inner()) = Some([v4, v6]);
     }

@@ -248,7 +248,23 @@ pub(crate) fn optimizing_config(pool: PoolSize) -> Config {
         .max_tables_per_component(MAX_TABLES as u32)
         .max_memory_size(usize::try_from(pool.max_memory).unwrap_or(usize::MAX))
         .table_elements(MAX_TABLE_ELEMENTS)
-        .max_unused_warm_slots(instances.min(64));
+        .max_unused_warm_slots(instances.min(64))
+        // Freed slots are not batched for decommit (wasmtime's default,
+        // said here because batches of 64 were used before). A slot in a
+        // batch goes back to the pool only when the batch is full, and
+        // every freed memory queues an entry, usually an empty one (with
+        // the scan below, a run that dirtied at most 1 MiB in at most 32
+        // runs of pages). So with batches of 64 an idle engine took a fresh
+        // slot for nearly every run and kept each one's memory: the
+        // default config after eight minutes had RSS 45.5 against 37.7 MiB
+        // and 52 slots mapped against 10. Unbatched, a slot is back in the
+        // pool when its run ends and the plugin's next run on that thread
+        // shard takes it again. An empty entry costs no system call; a run
+        // that dirtied more pays one madvise of its own. /probe throughput
+        // did not change (bench/RESULTS.md, 2026-12-07 (night)). Batches
+        // never saved system calls where the scan is missing: the one-call
+        // batch (process_madvise on itself) needs Linux 6.14.
+        .decommit_batch_size(1);
     // Where the kernel can report which pages a run dirtied
     // (PAGEMAP_SCAN, Linux 6.7+), only those are rewritten on reuse and
     // the first MiB of each slot stays resident: no madvise and no page
@@ -261,24 +277,7 @@ pub(crate) fn optimizing_config(pool: PoolSize) -> Config {
         pooling
             .pagemap_scan(Enabled::Yes)
             .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT)
-            // A freed slot waits in a decommit batch until the batch is
-            // full, and the scan queues an entry for every slot, usually an
-            // empty one. With batches of 64 an idle engine therefore took a
-            // fresh slot for nearly every run and kept each one's memory
-            // (the default config after eight minutes: RSS 45.5 against
-            // 37.7 MiB, 52 slots mapped against 10). Unbatched, a slot is
-            // back in the pool when its run ends and the plugin's next run
-            // takes it again; an empty entry costs no system call, and
-            // /probe throughput did not change (bench/RESULTS.md).
-            .decommit_batch_size(1);
-    } else {
-        // Every freed slot is madvised: in batches, one TLB shootdown per
-        // 64 runs instead of one per run (+35 % /probe throughput).
-        // Keeping slot memory resident and zeroing it with memset instead
-        // was measured slower (a memset of the first MiB costs more than
-        // the page faults it saves).
-        pooling.decommit_batch_size(64);
+            .table_keep_resident(KEEP_RESIDENT);
     }
     tracing::debug!(
         pagemap_scan = scan,
