@@ -258,27 +258,20 @@ fn run_compiles_optimized_code_in_a_child_process_and_keeps_it() {
         .cache_dir(&cache)
         .probe("tiers", probes)
         .start();
-    let optimized = |log: &str| {
-        log.lines().any(|l| {
-            l.contains("plugin optimized")
-                && l.contains("plugin=misbehave")
-                && l.contains("child_process=true")
-        })
-    };
     let loaded = |log: &str, how: &str| {
         log.lines().any(|l| {
             l.contains("plugin load steps") && l.contains("plugin=misbehave") && l.contains(how)
         })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(180);
-    while !optimized(&e.log()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never optimized:\n{}",
-            e.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    e.wait_for_log(
+        "misbehave optimized in a child process",
+        Duration::from_secs(180),
+        |l| {
+            l.contains("plugin optimized")
+                && l.contains("plugin=misbehave")
+                && l.contains("child_process=true")
+        },
+    );
     let runs = |s: &crate::harness::Scrape| {
         s.get(
             "wasmprobe_probe_runs_total",

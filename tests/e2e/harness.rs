@@ -386,6 +386,18 @@ impl Running {
         Scrape::parse(&r.body)
     }
 
+    /// Waits until a line of the engine's log satisfies `line`; panics
+    /// with the log after `timeout`.
+    pub fn wait_for_log(&self, what: &str, timeout: Duration, line: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().lines().any(&line) {
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}\n--- log ---\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Scrapes until `cond` holds, or panics with the last scrape and log.
     pub fn wait_for(
         &self,

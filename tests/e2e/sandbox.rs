@@ -323,22 +323,11 @@ fn no_run_finds_a_trace_of_the_run_before_it() {
         .start();
     // With an empty compile cache the plugin starts on the baseline tier,
     // which has no pool; the runs below are meant for pool slots.
-    let pooled = |log: &str| {
-        log.lines().any(|l| {
-            l.contains("plugin=misbehave")
-                && (l.contains("plugin optimized")
-                    || (l.contains("plugin load steps") && l.contains("optimized=true")))
-        })
-    };
-    let deadline = std::time::Instant::now() + WAIT;
-    while !pooled(&e.log()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "misbehave never ran optimized:\n{}",
-            e.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    e.wait_for_log("misbehave on optimized code", WAIT, |l| {
+        l.contains("plugin=misbehave")
+            && (l.contains("plugin optimized")
+                || (l.contains("plugin load steps") && l.contains("optimized=true")))
+    });
     let url = e.url("/probe?module=residue&target=http://127.0.0.1:9/");
     let runs = 60;
     let mut checked = (f64::MAX, 0.0f64);
