@@ -252,9 +252,10 @@ pub(crate) fn optimizing_config(pool: PoolSize) -> Config {
         // Freed slots are not batched for decommit (wasmtime's default,
         // said here because batches of 64 were used before). A slot in a
         // batch goes back to the pool only when the batch is full, and
-        // every freed memory queues an entry, usually an empty one (with
-        // the scan below, a run that dirtied at most 1 MiB in at most 32
-        // runs of pages). So with batches of 64 an idle engine took a fresh
+        // every freed memory queues an entry: with the scan below an empty
+        // one, unless the run dirtied more than 1 MiB or more than 32
+        // separate runs of pages; without it, the whole memory. So with
+        // batches of 64 an idle engine took a fresh
         // slot for nearly every run and kept each one's memory: the
         // default config after eight minutes had RSS 45.5 against 37.7 MiB
         // and 52 slots mapped against 10. Unbatched, a slot is back in the
