@@ -126,10 +126,12 @@ impl Capability for Secrets {
 
 #[cfg(test)]
 impl SecretsContext {
-    /// A context whose only secret, `s`, has `value`.
-    pub(crate) fn for_test(value: &str, revealed: Revealed) -> Self {
-        let var = format!("WASMPROBE_TEST_SECRET_{}", std::process::id());
-        let path = std::env::temp_dir().join(var);
+    /// A context whose only secret, `s`, has `value`, read from a file in
+    /// `dir`: each test owns its directory, so tests running side by side
+    /// in one process never read each other's value, and nothing is left
+    /// behind in the system's temporary directory.
+    pub(crate) fn for_test(dir: &std::path::Path, value: &str, revealed: Revealed) -> Self {
+        let path = dir.join("secret");
         let _ = std::fs::write(&path, value);
         SecretsContext {
             grant: Some(Arc::new(SecretsGrant {
@@ -171,7 +173,8 @@ mod tests {
 
     #[test]
     fn files_and_variables() {
-        let dir = std::env::temp_dir().join(format!("wasmprobe-secret-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tmp.path().join("secret");
         let _ = std::fs::write(&dir, "from-file\n");
         assert_eq!(
             read(&SecretSource::File(dir.clone())).as_deref(),
@@ -187,8 +190,9 @@ mod tests {
 
     #[test]
     fn a_context_reveals_only_granted_secrets_and_shares_what_it_read() {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let revealed = Revealed::default();
-        let mut ctx = SecretsContext::for_test("granted-value", revealed.clone());
+        let mut ctx = SecretsContext::for_test(tmp.path(), "granted-value", revealed.clone());
         assert_eq!(
             ctx.get("s".into()).ok().flatten().as_deref(),
             Some("granted-value")

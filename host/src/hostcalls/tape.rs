@@ -726,8 +726,11 @@ mod tests {
         let path = dir.path().join("run.json");
         let rec = Tape::recorder();
         let revealed = Revealed::default();
-        let mut secrets =
-            crate::hostcalls::secrets::SecretsContext::for_test("s3cr\"et", revealed.clone());
+        let mut secrets = crate::hostcalls::secrets::SecretsContext::for_test(
+            dir.path(),
+            "s3cr\"et",
+            revealed.clone(),
+        );
         let _ = crate::bindings::wasmprobe::plugin::secrets::Host::get(&mut secrets, "s".into());
         let _ = call(&rec, &revealed, "s3cr\"et.example", 1).await;
         rec.save(&path, "p", "t").unwrap_or_else(|e| panic!("{e}"));
