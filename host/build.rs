@@ -5,6 +5,9 @@
 //! `git rev-parse --short=12 HEAD`, else "unknown": a checkout without git
 //! still builds. Only git runs here, never cargo. The script reruns when
 //! HEAD or the branch it points to moves, not on every build.
+//!
+//! Also hands the linker `text-order.txt` for release builds (see
+//! [`text_order`]).
 
 use std::path::Path;
 use std::process::Command;
@@ -50,4 +53,35 @@ fn main() {
             .unwrap_or_else(|| "unknown".to_string())
     });
     println!("cargo:rustc-env=WASMPROBE_REVISION={revision}");
+    text_order();
+}
+
+/// Release builds of the `wasmprobe` binary place the functions listed in
+/// `text-order.txt` (those an idle engine calls, written by
+/// `scripts/text-order`) first in the text, in that order. The kernel maps
+/// a binary's code in 64 KiB runs around each page it faults in, so code
+/// that runs at idle scattered among code that never does keeps all of it
+/// resident: about 7 MiB of an idle engine's RSS (bench/RESULTS.md,
+/// 2026-12-07 (afternoon)).
+///
+/// Names the current build does not have (after a dependency's version
+/// changed) are skipped by the linker, so a stale list costs memory, never
+/// a build. Only rust-lld, the toolchain's own linker for
+/// x86_64-unknown-linux-gnu, reads the list: a build that names another
+/// linker, or sets `WASMPROBE_TEXT_ORDER=0`, links in the default order.
+fn text_order() {
+    println!("cargo:rerun-if-changed=text-order.txt");
+    println!("cargo:rerun-if-env-changed=WASMPROBE_TEXT_ORDER");
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let wanted = var("PROFILE") == "release"
+        && var("TARGET") == "x86_64-unknown-linux-gnu"
+        && var("WASMPROBE_TEXT_ORDER") != "0"
+        && std::env::var_os("RUSTC_LINKER").is_none()
+        && !var("CARGO_ENCODED_RUSTFLAGS").contains("linker");
+    let list = Path::new(&var("CARGO_MANIFEST_DIR")).join("text-order.txt");
+    if wanted && list.is_file() {
+        let list = list.display();
+        println!("cargo:rustc-link-arg-bin=wasmprobe=-Wl,--symbol-ordering-file={list}");
+        println!("cargo:rustc-link-arg-bin=wasmprobe=-Wl,--no-warn-symbol-ordering");
+    }
 }
