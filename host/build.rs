@@ -6,8 +6,9 @@
 //! still builds. Only git runs here, never cargo. The script reruns when
 //! HEAD or the branch it points to moves, not on every build.
 //!
-//! Also hands the linker `text-order.txt` for release builds (see
-//! [`text_order`]).
+//! Also sets the release binary's link layout: the functions an idle
+//! engine runs first ([`text_order`]), relocations packed
+//! ([`pack_relocations`]).
 
 use std::path::Path;
 use std::process::Command;
@@ -54,6 +55,18 @@ fn main() {
     });
     println!("cargo:rustc-env=WASMPROBE_REVISION={revision}");
     text_order();
+    pack_relocations();
+}
+
+/// Whether this is a release build linked by rust-lld, the toolchain's
+/// own linker for x86_64-unknown-linux-gnu: the only linker the options
+/// below are written for. A build that names another linker gets none.
+fn release_with_rust_lld() -> bool {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    var("PROFILE") == "release"
+        && var("TARGET") == "x86_64-unknown-linux-gnu"
+        && std::env::var_os("RUSTC_LINKER").is_none()
+        && !var("CARGO_ENCODED_RUSTFLAGS").contains("linker")
 }
 
 /// Release builds of the `wasmprobe` binary place the functions listed in
@@ -61,27 +74,61 @@ fn main() {
 /// `scripts/text-order`) first in the text, in that order. The kernel maps
 /// a binary's code in 64 KiB runs around each page it faults in, so code
 /// that runs at idle scattered among code that never does keeps all of it
-/// resident: about 7 MiB of an idle engine's RSS (bench/RESULTS.md,
+/// resident: about 10 MiB of an idle engine's RSS (bench/RESULTS.md,
 /// 2026-12-07 (afternoon)).
 ///
 /// Names the current build does not have (after a dependency's version
 /// changed) are skipped by the linker, so a stale list costs memory, never
-/// a build. Only rust-lld, the toolchain's own linker for
-/// x86_64-unknown-linux-gnu, reads the list: a build that names another
-/// linker, or sets `WASMPROBE_TEXT_ORDER=0`, links in the default order.
+/// a build. `WASMPROBE_TEXT_ORDER=0` links in the default order.
 fn text_order() {
     println!("cargo:rerun-if-changed=text-order.txt");
     println!("cargo:rerun-if-env-changed=WASMPROBE_TEXT_ORDER");
-    let var = |k: &str| std::env::var(k).unwrap_or_default();
-    let wanted = var("PROFILE") == "release"
-        && var("TARGET") == "x86_64-unknown-linux-gnu"
-        && var("WASMPROBE_TEXT_ORDER") != "0"
-        && std::env::var_os("RUSTC_LINKER").is_none()
-        && !var("CARGO_ENCODED_RUSTFLAGS").contains("linker");
-    let list = Path::new(&var("CARGO_MANIFEST_DIR")).join("text-order.txt");
-    if wanted && list.is_file() {
+    let list =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("text-order.txt");
+    if release_with_rust_lld()
+        && std::env::var("WASMPROBE_TEXT_ORDER").as_deref() != Ok("0")
+        && list.is_file()
+    {
         let list = list.display();
         println!("cargo:rustc-link-arg-bin=wasmprobe=-Wl,--symbol-ordering-file={list}");
         println!("cargo:rustc-link-arg-bin=wasmprobe=-Wl,--no-warn-symbol-ordering");
+    }
+}
+
+/// Release builds pack the binary's relative relocations (`DT_RELR`, 32
+/// KiB instead of `.rela.dyn`'s 2.2 MiB, which the loader reads whole at
+/// every start and which then stays resident: 2 MiB of idle RSS). The
+/// loader must know the format: glibc 2.36 or later, so only where the
+/// building machine's glibc is that new (the binary needs glibc 2.34
+/// without it). `WASMPROBE_PACK_RELOCS=0` leaves them unpacked, for a
+/// binary that must run on an older glibc than the one it is built on.
+fn pack_relocations() {
+    println!("cargo:rerun-if-env-changed=WASMPROBE_PACK_RELOCS");
+    let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
+    if release_with_rust_lld()
+        && native
+        && std::env::var("WASMPROBE_PACK_RELOCS").as_deref() != Ok("0")
+        && glibc_at_least(2, 36)
+    {
+        println!("cargo:rustc-link-arg-bin=wasmprobe=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// The building machine's glibc, from `getconf GNU_LIBC_VERSION`
+/// ("glibc 2.36"); false when it cannot be told.
+fn glibc_at_least(major: u32, minor: u32) -> bool {
+    let Ok(out) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .trim()
+        .strip_prefix("glibc ")
+        .unwrap_or_default()
+        .split('.')
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
     }
 }
