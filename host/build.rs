@@ -60,13 +60,17 @@ fn main() {
 
 /// Whether this is a release build linked by rust-lld, the toolchain's
 /// own linker for x86_64-unknown-linux-gnu: the only linker the options
-/// below are written for. A build that names another linker gets none.
+/// below are written for. A build that names another linker or linker
+/// driver (`target.<triple>.linker`, `-C linker...`, `-fuse-ld=`) gets
+/// none: GNU ld refuses `--symbol-ordering-file`.
 fn release_with_rust_lld() -> bool {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let flags = var("CARGO_ENCODED_RUSTFLAGS");
     var("PROFILE") == "release"
         && var("TARGET") == "x86_64-unknown-linux-gnu"
         && std::env::var_os("RUSTC_LINKER").is_none()
-        && !var("CARGO_ENCODED_RUSTFLAGS").contains("linker")
+        && !flags.contains("linker")
+        && !flags.contains("fuse-ld")
 }
 
 /// Release builds of the `wasmprobe` binary place the functions listed in
