@@ -30,8 +30,18 @@ section_idle() {
     fi
     say "wasmprobe: probes.toml as shipped ($(grep -cE '^\[probes\.[^.]+\]$' "$BENCH_ROOT/probes.toml") probes, scheduled ones running), listen and paths rewritten"
     say "blackbox:  $bb_config"
-    say "cache:     $BENCH_CACHE, filled by `wasmprobe compile` first"
+    say "cache:     $BENCH_CACHE, filled by 'wasmprobe compile' first"
     say "goal: wasmprobe at most 1.5x blackbox_exporter's idle RSS"
+    # The release binary links the functions an idle engine runs first
+    # (host/text-order.txt); a list written for another Cargo.lock has lost
+    # most of its names, and the RSS measured here rises by up to 10 MiB.
+    local order=$BENCH_ROOT/host/text-order.txt lock
+    lock=$(sha256sum "$BENCH_ROOT/Cargo.lock" | cut -c1-12)
+    if [[ ! -f $order ]]; then
+        say "text order: host/text-order.txt is missing (scripts/text-order writes it)"
+    elif ! grep -q "Cargo.lock $lock" "$order"; then
+        say "text order: host/text-order.txt was written for another Cargo.lock; run scripts/text-order"
+    fi
     if [[ -w /proc/sys/vm/drop_caches ]]; then
         say "page cache: dropped before each start (a freshly written binary otherwise shows 2-4 MiB more resident)"
     else
