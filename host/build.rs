@@ -3,12 +3,15 @@
 //! Taken from `WASMPROBE_REVISION` in the environment when set (a build
 //! from a source tarball or a container context without `.git`), else from
 //! `git rev-parse --short=12 HEAD`, else "unknown": a checkout without git
-//! still builds. Only git runs here, never cargo. The script reruns when
-//! HEAD or the branch it points to moves, not on every build.
+//! still builds. The script reruns when HEAD or the branch it points to
+//! moves, not on every build.
 //!
 //! Also sets the release binary's link layout: the functions an idle
 //! engine runs first ([`text_order`]), relocations packed
-//! ([`pack_relocations`]).
+//! ([`pack_relocations`]). Each is used only when a test link of an empty
+//! program with the same compiler, linker and flags accepts it, so a
+//! toolchain whose linker lacks an option builds as before. Only git and
+//! that test link run here, never cargo.
 
 use std::path::Path;
 use std::process::Command;
@@ -58,81 +61,116 @@ fn main() {
     pack_relocations();
 }
 
-/// Whether this is a release build linked by rust-lld, the toolchain's
-/// own linker for x86_64-unknown-linux-gnu: the only linker the options
-/// below are written for. A build that names another linker or linker
-/// driver (`target.<triple>.linker`, `-C linker...`, `-fuse-ld=`) gets
-/// none: GNU ld refuses `--symbol-ordering-file`.
-fn release_with_rust_lld() -> bool {
+/// A release build for Linux: the only builds the link layout is for
+/// (debug and test builds keep the default layout and link faster).
+fn release_for_linux() -> bool {
+    std::env::var("PROFILE").as_deref() == Ok("release")
+        && std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+}
+
+/// Whether an empty program links with `link_args` added, using the
+/// compiler, target, linker and flags of this build; with `run`, whether
+/// it also starts (a loader that does not know a format refuses it).
+fn links_with(name: &str, link_args: &[String], run: bool) -> bool {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let out = Path::new(&var("OUT_DIR")).join(name);
+    let source = out.with_extension("rs");
+    if std::fs::write(&source, "fn main() {}\n").is_err() {
+        return false;
+    }
+    let mut rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()));
+    rustc.arg("--target").arg(var("TARGET")).arg("-o").arg(&out);
+    if let Ok(linker) = std::env::var("RUSTC_LINKER") {
+        rustc.arg("-C").arg(format!("linker={linker}"));
+    }
     let flags = var("CARGO_ENCODED_RUSTFLAGS");
-    var("PROFILE") == "release"
-        && var("TARGET") == "x86_64-unknown-linux-gnu"
-        && std::env::var_os("RUSTC_LINKER").is_none()
-        && !flags.contains("linker")
-        && !flags.contains("fuse-ld")
+    rustc.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    for a in link_args {
+        rustc.arg("-C").arg(format!("link-arg={a}"));
+    }
+    rustc.arg(&source);
+    let linked = rustc
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
+    linked && (!run || (native && Command::new(&out).status().is_ok_and(|s| s.success())))
 }
 
 /// Release builds of the `wasmprobe` binary place the functions listed in
-/// `text-order.txt` (those an idle engine calls, written by
-/// `scripts/text-order`) first in the text, in that order. The kernel maps
-/// a binary's code in 64 KiB runs around each page it faults in, so code
-/// that runs at idle scattered among code that never does keeps all of it
-/// resident: about 10 MiB of an idle engine's RSS (bench/RESULTS.md,
-/// 2026-12-07 (afternoon)).
+/// `text-order.txt` (those an engine running the default config calls,
+/// written by `scripts/text-order`) first in the text, in that order. The
+/// kernel maps a binary's code in 64 KiB runs around each page it faults
+/// in, so code that runs at idle scattered among code that never does keeps
+/// all of it resident: about 10 MiB of an idle engine's RSS
+/// (bench/RESULTS.md, 2026-12-07 (afternoon)).
 ///
-/// Names the current build does not have (after a dependency's version
-/// changed) are skipped by the linker, so a stale list costs memory, never
-/// a build. `WASMPROBE_TEXT_ORDER=0` links in the default order.
+/// Names the build does not have are skipped by the linker, so a stale
+/// list costs memory, never a build. Names go stale with a change to
+/// Cargo.lock or the compiler (every name), and some (ThinLTO's `.llvm.`
+/// suffixes, about one in eight) with a change to the code of the unit
+/// they are in. `WASMPROBE_TEXT_ORDER=0` links in the default order.
 fn text_order() {
-    println!("cargo:rerun-if-changed=text-order.txt");
     println!("cargo:rerun-if-env-changed=WASMPROBE_TEXT_ORDER");
     let list =
         Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("text-order.txt");
-    if release_with_rust_lld()
-        && std::env::var("WASMPROBE_TEXT_ORDER").as_deref() != Ok("0")
-        && list.is_file()
+    if !list.is_file() {
+        return;
+    }
+    println!("cargo:rerun-if-changed=text-order.txt");
+    if !release_for_linux() || std::env::var("WASMPROBE_TEXT_ORDER").as_deref() == Ok("0") {
+        return;
+    }
+    let args = [
+        format!("-Wl,--symbol-ordering-file={}", list.display()),
+        "-Wl,--no-warn-symbol-ordering".to_string(),
+    ];
+    if !links_with("order-probe", &args, false) {
+        return;
+    }
+    for a in &args {
+        println!("cargo:rustc-link-arg-bin=wasmprobe={a}");
+    }
+    // The list's header names the compiler it was written with; another
+    // one names every symbol differently.
+    let written_by = std::fs::read_to_string(&list)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.split_once("(rustc ").map(|(_, r)| r.to_string()))
+        })
+        .and_then(|r| r.split([',', ')']).next().map(str::to_string));
+    let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    if let (Some(written), Some(rustc)) = (written_by, rustc)
+        && !rustc.starts_with(&format!("rustc {written} "))
     {
-        let list = list.display();
-        println!("cargo:rustc-link-arg-bin=wasmprobe=-Wl,--symbol-ordering-file={list}");
-        println!("cargo:rustc-link-arg-bin=wasmprobe=-Wl,--no-warn-symbol-ordering");
+        println!(
+            "cargo:warning=host/text-order.txt was written with rustc {written}, this build uses {}: run scripts/text-order for the idle RSS it is meant to save",
+            rustc.trim()
+        );
     }
 }
 
 /// Release builds pack the binary's relative relocations (`DT_RELR`, 32
 /// KiB instead of `.rela.dyn`'s 2.2 MiB, which the loader reads whole at
 /// every start and which then stays resident: 2 MiB of idle RSS). The
-/// loader must know the format: glibc 2.36 or later, so only where the
-/// building machine's glibc is that new (the binary needs glibc 2.34
-/// without it). `WASMPROBE_PACK_RELOCS=0` leaves them unpacked, for a
-/// binary that must run on an older glibc than the one it is built on.
+/// loader must know the format (glibc 2.36 or later), so relocations are
+/// packed only where a packed test program starts on the building machine;
+/// the binary needs glibc 2.34 without them. `WASMPROBE_PACK_RELOCS=0`
+/// leaves them unpacked, for a binary that must run on an older glibc than
+/// the one it is built on.
 fn pack_relocations() {
     println!("cargo:rerun-if-env-changed=WASMPROBE_PACK_RELOCS");
-    let native = std::env::var("HOST").ok() == std::env::var("TARGET").ok();
-    if release_with_rust_lld()
-        && native
-        && std::env::var("WASMPROBE_PACK_RELOCS").as_deref() != Ok("0")
-        && glibc_at_least(2, 36)
-    {
-        println!("cargo:rustc-link-arg-bin=wasmprobe=-Wl,-z,pack-relative-relocs");
+    if !release_for_linux() || std::env::var("WASMPROBE_PACK_RELOCS").as_deref() == Ok("0") {
+        return;
     }
-}
-
-/// The building machine's glibc, from `getconf GNU_LIBC_VERSION`
-/// ("glibc 2.36"); false when it cannot be told.
-fn glibc_at_least(major: u32, minor: u32) -> bool {
-    let Ok(out) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else {
-        return false;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut parts = text
-        .trim()
-        .strip_prefix("glibc ")
-        .unwrap_or_default()
-        .split('.')
-        .map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(a), Some(b)) => (a, b) >= (major, minor),
-        _ => false,
+    let args = ["-Wl,-z,pack-relative-relocs".to_string()];
+    if links_with("relr-probe", &args, true) {
+        println!("cargo:rustc-link-arg-bin=wasmprobe={}", args[0]);
     }
 }
