@@ -87,7 +87,6 @@ section_curve() {
     $TOOL chart "$csv" "$BENCH_ROOT/bench/charts/probe-curve.svg" \
         "/probe of a local nginx: wasmprobe and blackbox_exporter ($(nproc) cores)" "wrk connections" \
         "rps:probes/s (2xx)" "p99:p99 latency (ms)"
-    say "chart: bench/charts/probe-curve.svg"
 }
 
 # probe_configs DIR: the wasmprobe and blackbox_exporter configs of the

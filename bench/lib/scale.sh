@@ -109,5 +109,4 @@ section_scale() {
     $TOOL chart "$BENCH_TMP/scale.csv" "$BENCH_ROOT/bench/charts/scale.svg" \
         "Scheduled probes at a one-minute interval ($(nproc) cores)" "scheduled probes" \
         "rss:peak RSS (MiB)" "lag:schedule lag p99 (ms)"
-    say "chart: bench/charts/scale.svg"
 }

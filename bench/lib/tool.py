@@ -322,6 +322,11 @@ def chart(csv_path, out, title, x_label, *columns):
         if r["series"] not in series:
             series.append(r["series"])
     xs = sorted({float(r["x"]) for r in rows})
+    # A run of one size or one load (to compare two builds) has no curve:
+    # the chart already committed is kept rather than redrawn as a dot.
+    if len(xs) < 2:
+        print(f"chart: {out} not redrawn ({len(xs)} x value; a curve needs two or more)")
+        return
     panels = [c.split(":", 1) for c in columns]
     pw, ph, ml, mt, mb = 420, 260, 64, 48, 48
     width = ml + len(panels) * (pw + ml)
@@ -367,6 +372,7 @@ def chart(csv_path, out, title, x_label, *columns):
     svg.append("</svg>")
     with open(out, "w") as f:
         f.write("\n".join(svg) + "\n")
+    print(f"chart: {out}")
 
 
 def main(argv):
