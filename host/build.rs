@@ -61,11 +61,19 @@ fn main() {
     pack_relocations();
 }
 
-/// A release build for Linux: the only builds the link layout is for
-/// (debug and test builds keep the default layout and link faster).
-fn release_for_linux() -> bool {
+/// Whether a link-layout option is wanted: release builds for Linux only
+/// (debug and test builds keep the default layout and link faster), and
+/// not when its `switch` variable is "0".
+fn layout_wanted(switch: &str) -> bool {
+    println!("cargo:rerun-if-env-changed={switch}");
     std::env::var("PROFILE").as_deref() == Ok("release")
         && std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && std::env::var(switch).as_deref() != Ok("0")
+}
+
+/// The compiler cargo builds this package with.
+fn rustc() -> Command {
+    Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
 }
 
 /// Whether an empty program links with `link_args` added, using the
@@ -78,7 +86,7 @@ fn links_with(name: &str, link_args: &[String], run: bool) -> bool {
     if std::fs::write(&source, "fn main() {}\n").is_err() {
         return false;
     }
-    let mut rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()));
+    let mut rustc = rustc();
     rustc.arg("--target").arg(var("TARGET")).arg("-o").arg(&out);
     if let Ok(linker) = std::env::var("RUSTC_LINKER") {
         rustc.arg("-C").arg(format!("linker={linker}"));
@@ -112,14 +120,13 @@ fn links_with(name: &str, link_args: &[String], run: bool) -> bool {
 /// suffixes, about one in eight) with a change to the code of the unit
 /// they are in. `WASMPROBE_TEXT_ORDER=0` links in the default order.
 fn text_order() {
-    println!("cargo:rerun-if-env-changed=WASMPROBE_TEXT_ORDER");
     let list =
         Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("text-order.txt");
     if !list.is_file() {
         return;
     }
     println!("cargo:rerun-if-changed=text-order.txt");
-    if !release_for_linux() || std::env::var("WASMPROBE_TEXT_ORDER").as_deref() == Ok("0") {
+    if !layout_wanted("WASMPROBE_TEXT_ORDER") {
         return;
     }
     let args = [
@@ -141,7 +148,7 @@ fn text_order() {
                 .find_map(|l| l.split_once("(rustc ").map(|(_, r)| r.to_string()))
         })
         .and_then(|r| r.split([',', ')']).next().map(str::to_string));
-    let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+    let rustc = rustc()
         .arg("--version")
         .output()
         .ok()
@@ -165,8 +172,7 @@ fn text_order() {
 /// leaves them unpacked, for a binary that must run on an older glibc than
 /// the one it is built on.
 fn pack_relocations() {
-    println!("cargo:rerun-if-env-changed=WASMPROBE_PACK_RELOCS");
-    if !release_for_linux() || std::env::var("WASMPROBE_PACK_RELOCS").as_deref() == Ok("0") {
+    if !layout_wanted("WASMPROBE_PACK_RELOCS") {
         return;
     }
     let args = ["-Wl,-z,pack-relative-relocs".to_string()];
