@@ -1,0 +1,321 @@
+/*
+ * Preloaded by scripts/code-order into wasmprobe: records which functions
+ * of the plugins' compiled code run, in the order of their first call.
+ *
+ * The engine maps each plugin's compiled code from its cache file (a
+ * `.cwasm` file in its cache directory, an ELF object with a symbol per
+ * function) and then makes the code executable with mprotect. A seccomp
+ * filter turns that mprotect into a SIGSYS; the handler puts a breakpoint
+ * byte on every function entry the file's symbol table names before the
+ * code can run, and then makes it executable (and writable). The first
+ * call of a function traps; the SIGTRAP handler puts the byte back, notes
+ * the function and resumes it. After $TRACE_SECONDS seconds the functions
+ * called so far are written to $TRACE_OUT, one "<cwasm path>\t<symbol>"
+ * per line.
+ *
+ * For this measurement only: the traced code stays writable, so the
+ * traced process holds a private copy of it.
+ */
+#define _GNU_SOURCE
+#include <elf.h>
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define MAX_MAPS 64
+#define MAX_ENTRIES (1u << 20)
+
+struct block { /* one mapping's functions, sorted by address */
+    uintptr_t lo, hi;
+    size_t first, count;
+    char path[512];
+    char *names; /* NUL-separated, in entry order */
+    char **name;
+};
+
+static struct block blocks[MAX_MAPS];
+static size_t nblocks; /* published after a block is complete */
+static uintptr_t entry[MAX_ENTRIES];
+static unsigned char saved[MAX_ENTRIES], called[MAX_ENTRIES];
+static uint32_t first_calls[MAX_ENTRIES]; /* entry index + 1, in call order */
+static size_t entries, calls;
+
+static long lookup(uintptr_t a)
+{
+    size_t n = __atomic_load_n(&nblocks, __ATOMIC_ACQUIRE);
+    for (size_t b = 0; b < n; b++) {
+        if (a < blocks[b].lo || a >= blocks[b].hi)
+            continue;
+        size_t lo = blocks[b].first, hi = lo + blocks[b].count;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (entry[mid] < a)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        return lo < blocks[b].first + blocks[b].count && entry[lo] == a ? (long)lo : -1;
+    }
+    return -1;
+}
+
+static void on_trap(int sig, siginfo_t *info, void *context)
+{
+    ucontext_t *uc = context;
+    uintptr_t at = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP] - 1;
+    long i = info->si_code == SI_KERNEL ? lookup(at) : -1;
+    if (i < 0) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    *(volatile unsigned char *)at = saved[i];
+    if (!__atomic_exchange_n(&called[i], 1, __ATOMIC_SEQ_CST))
+        __atomic_store_n(&first_calls[__atomic_fetch_add(&calls, 1, __ATOMIC_SEQ_CST)],
+                         (uint32_t)i + 1, __ATOMIC_SEQ_CST);
+    uc->uc_mcontext.gregs[REG_RIP] = (greg_t)at;
+}
+
+struct sym { uintptr_t at; const char *name; };
+
+static int by_at(const void *a, const void *b)
+{
+    uintptr_t x = ((const struct sym *)a)->at, y = ((const struct sym *)b)->at;
+    return (x > y) - (x < y);
+}
+
+/* Puts breakpoints on the functions of one mapping of a .cwasm file:
+ * [lo, hi) maps the file from byte `off`. */
+static void patch(const char *path, uintptr_t lo, uintptr_t hi, unsigned long off)
+{
+    if (nblocks == MAX_MAPS)
+        return;
+    int fd = open(path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    unsigned char *f = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (f == MAP_FAILED)
+        return;
+    const Elf64_Ehdr *eh = (const void *)f;
+    const Elf64_Shdr *sh = (const void *)(f + eh->e_shoff);
+    const Elf64_Shdr *text = NULL, *symtab = NULL;
+    const char *shstr = (const char *)f + sh[eh->e_shstrndx].sh_offset;
+    for (int i = 0; i < eh->e_shnum; i++) {
+        if (!strcmp(shstr + sh[i].sh_name, ".text"))
+            text = &sh[i];
+        if (sh[i].sh_type == SHT_SYMTAB)
+            symtab = &sh[i];
+    }
+    if (!text || !symtab) {
+        munmap(f, st.st_size);
+        return;
+    }
+    const char *strtab = (const char *)f + sh[symtab->sh_link].sh_offset;
+    const Elf64_Sym *s = (const void *)(f + symtab->sh_offset);
+    size_t nsym = symtab->sh_size / sizeof *s;
+    struct sym *syms = malloc(nsym * sizeof *syms);
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; syms && i < nsym; i++) {
+        if (ELF64_ST_TYPE(s[i].st_info) != STT_FUNC || s[i].st_shndx >= eh->e_shnum
+            || &sh[s[i].st_shndx] != text)
+            continue;
+        uintptr_t at = lo + (text->sh_offset + s[i].st_value - off);
+        if (at < lo || at >= hi)
+            continue;
+        syms[n].at = at;
+        syms[n].name = strtab + s[i].st_name;
+        bytes += strlen(syms[n].name) + 1;
+        n++;
+    }
+    if (!n || entries + n > MAX_ENTRIES) {
+        free(syms);
+        munmap(f, st.st_size);
+        return;
+    }
+    qsort(syms, n, sizeof *syms, by_at);
+    struct block *b = &blocks[nblocks];
+    b->lo = lo;
+    b->hi = hi;
+    b->first = entries;
+    snprintf(b->path, sizeof b->path, "%s", path);
+    b->names = malloc(bytes);
+    b->name = malloc(n * sizeof *b->name);
+    if (!b->names || !b->name) {
+        free(syms);
+        munmap(f, st.st_size);
+        return;
+    }
+    char *w = b->names;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k && entry[b->first + k - 1] == syms[i].at)
+            continue; /* aliases: one breakpoint per address */
+        entry[b->first + k] = syms[i].at;
+        b->name[k] = w;
+        w = stpcpy(w, syms[i].name) + 1;
+        k++;
+    }
+    b->count = k;
+    free(syms);
+    munmap(f, st.st_size);
+    if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
+        perror("code-order-trace: mprotect");
+        return;
+    }
+    for (size_t i = 0; i < k; i++)
+        saved[b->first + i] = *(unsigned char *)entry[b->first + i];
+    entries += k;
+    __atomic_store_n(&nblocks, nblocks + 1, __ATOMIC_RELEASE);
+    for (size_t i = 0; i < k; i++)
+        *(volatile unsigned char *)entry[b->first + i] = 0xcc; /* int3 */
+}
+
+/* The file and file offset mapped at `addr`, from /proc/self/maps. */
+static int mapping_of(uintptr_t addr, char *path, size_t size, unsigned long *off)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (!maps)
+        return 0;
+    char line[1024];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi, o;
+        char name[512] = "";
+        if (sscanf(line, "%lx-%lx %*s %lx %*s %*s %511s", &lo, &hi, &o, name) < 3)
+            continue;
+        if (addr >= lo && addr < hi) {
+            snprintf(path, size, "%s", name);
+            *off = o + (addr - lo);
+            found = 1;
+        }
+    }
+    fclose(maps);
+    return found;
+}
+
+static int patching; /* one patch at a time: loads run on several threads */
+
+/* An mprotect that asks for execute and not write: patch the code first
+ * if it is a .cwasm file's, then grant it (writable too, so that the
+ * SIGTRAP handler can restore bytes). */
+static void on_sys(int sig, siginfo_t *info, void *context)
+{
+    (void)sig;
+    (void)info;
+    ucontext_t *uc = context;
+    greg_t *r = uc->uc_mcontext.gregs;
+    uintptr_t addr = (uintptr_t)r[REG_RDI];
+    size_t len = (size_t)r[REG_RSI];
+    int prot = (int)r[REG_RDX];
+    char path[512];
+    unsigned long off;
+    if (mapping_of(addr, path, sizeof path, &off)) {
+        size_t n = strlen(path);
+        if (n > 6 && !strcmp(path + n - 6, ".cwasm")) {
+            while (__atomic_exchange_n(&patching, 1, __ATOMIC_ACQUIRE))
+                ;
+            patch(path, addr, addr + len, off);
+            __atomic_store_n(&patching, 0, __ATOMIC_RELEASE);
+        }
+    }
+    /* The filter lets an mprotect that includes write through. */
+    r[REG_RAX] = syscall(SYS_mprotect, addr, len, prot | PROT_WRITE);
+}
+
+static void *report(void *arg)
+{
+    (void)arg;
+    const char *secs = getenv("TRACE_SECONDS");
+    unsigned left = secs ? (unsigned)atoi(secs) : 60;
+    while (left)
+        left = sleep(left); /* a handled signal ends sleep() early */
+
+    const char *path = getenv("TRACE_OUT");
+    char partial[4096];
+    if (!path || snprintf(partial, sizeof partial, "%s.partial", path) >= (int)sizeof partial) {
+        fprintf(stderr, "code-order-trace: no usable TRACE_OUT\n");
+        return NULL;
+    }
+    FILE *out = fopen(partial, "w");
+    if (!out) {
+        perror("code-order-trace: TRACE_OUT");
+        return NULL;
+    }
+    size_t n = __atomic_load_n(&calls, __ATOMIC_SEQ_CST), written = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = __atomic_load_n(&first_calls[i], __ATOMIC_SEQ_CST);
+        if (!k)
+            continue; /* counted, not stored yet: its thread is mid-trap */
+        size_t e = k - 1;
+        for (size_t b = 0; b < nblocks; b++)
+            if (e >= blocks[b].first && e < blocks[b].first + blocks[b].count) {
+                fprintf(out, "%s\t%s\n", blocks[b].path, blocks[b].name[e - blocks[b].first]);
+                written++;
+            }
+    }
+    if (fclose(out) != 0 || rename(partial, path) != 0) {
+        perror("code-order-trace: TRACE_OUT");
+        return NULL;
+    }
+    fprintf(stderr, "code-order-trace: %zu of %zu functions called, %zu mappings\n", written,
+            entries, nblocks);
+    return NULL;
+}
+
+__attribute__((constructor)) static void start_tracing(void)
+{
+    if (!getenv("TRACE_OUT"))
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_trap;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigaction(SIGTRAP, &sa, NULL);
+    sa.sa_sigaction = on_sys;
+    sigaction(SIGSYS, &sa, NULL);
+
+    /* mprotect with PROT_EXEC and without PROT_WRITE raises SIGSYS;
+     * everything else runs as it would. */
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mprotect, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PROT_WRITE, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PROT_EXEC, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+        perror("code-order-trace: seccomp");
+        return;
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, report, NULL) == 0)
+        pthread_detach(t);
+}
