@@ -36,6 +36,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "lib/first-call.h"
+
 #define MAX_MAPS 64
 #define MAX_ENTRIES (1u << 20)
 
@@ -49,10 +51,8 @@ struct block { /* one mapping's functions, sorted by address */
 
 static struct block blocks[MAX_MAPS];
 static size_t nblocks; /* published after a block is complete */
-static uintptr_t entry[MAX_ENTRIES];
-static unsigned char saved[MAX_ENTRIES], called[MAX_ENTRIES];
-static uint32_t first_calls[MAX_ENTRIES]; /* entry index + 1, in call order */
-static size_t entries, calls;
+static uintptr_t *entry; /* sorted within each block */
+static size_t entries;
 
 static long lookup(uintptr_t a)
 {
@@ -71,23 +71,6 @@ static long lookup(uintptr_t a)
         return lo < blocks[b].first + blocks[b].count && entry[lo] == a ? (long)lo : -1;
     }
     return -1;
-}
-
-static void on_trap(int sig, siginfo_t *info, void *context)
-{
-    ucontext_t *uc = context;
-    uintptr_t at = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP] - 1;
-    long i = info->si_code == SI_KERNEL ? lookup(at) : -1;
-    if (i < 0) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    *(volatile unsigned char *)at = saved[i];
-    if (!__atomic_exchange_n(&called[i], 1, __ATOMIC_SEQ_CST))
-        __atomic_store_n(&first_calls[__atomic_fetch_add(&calls, 1, __ATOMIC_SEQ_CST)],
-                         (uint32_t)i + 1, __ATOMIC_SEQ_CST);
-    uc->uc_mcontext.gregs[REG_RIP] = (greg_t)at;
 }
 
 struct sym { uintptr_t at; const char *name; };
@@ -241,49 +224,35 @@ static void on_sys(int sig, siginfo_t *info, void *context)
     r[REG_RAX] = syscall(SYS_mprotect, addr, len, prot | PROT_WRITE);
 }
 
+static int print_entry(FILE *out, size_t e)
+{
+    for (size_t b = 0; b < nblocks; b++)
+        if (e >= blocks[b].first && e < blocks[b].first + blocks[b].count) {
+            fprintf(out, "%s\t%s\n", blocks[b].path, blocks[b].name[e - blocks[b].first]);
+            return 1;
+        }
+    return 0;
+}
+
 static void *report(void *arg)
 {
     (void)arg;
-    const char *secs = getenv("TRACE_SECONDS");
-    unsigned left = secs ? (unsigned)atoi(secs) : 60;
-    while (left)
-        left = sleep(left); /* a handled signal ends sleep() early */
-
-    const char *path = getenv("TRACE_OUT");
-    char partial[4096];
-    if (!path || snprintf(partial, sizeof partial, "%s.partial", path) >= (int)sizeof partial) {
-        fprintf(stderr, "code-order-trace: no usable TRACE_OUT\n");
-        return NULL;
-    }
-    FILE *out = fopen(partial, "w");
-    if (!out) {
-        perror("code-order-trace: TRACE_OUT");
-        return NULL;
-    }
-    size_t n = __atomic_load_n(&calls, __ATOMIC_SEQ_CST), written = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t k = __atomic_load_n(&first_calls[i], __ATOMIC_SEQ_CST);
-        if (!k)
-            continue; /* counted, not stored yet: its thread is mid-trap */
-        size_t e = k - 1;
-        for (size_t b = 0; b < nblocks; b++)
-            if (e >= blocks[b].first && e < blocks[b].first + blocks[b].count) {
-                fprintf(out, "%s\t%s\n", blocks[b].path, blocks[b].name[e - blocks[b].first]);
-                written++;
-            }
-    }
-    if (fclose(out) != 0 || rename(partial, path) != 0) {
-        perror("code-order-trace: TRACE_OUT");
-        return NULL;
-    }
-    fprintf(stderr, "code-order-trace: %zu of %zu functions called, %zu mappings\n", written,
-            entries, nblocks);
+    long written = write_first_calls("code-order-trace", print_entry);
+    if (written >= 0)
+        fprintf(stderr, "code-order-trace: %ld of %zu functions called, %zu mappings\n",
+                written, entries, nblocks);
     return NULL;
 }
 
 __attribute__((constructor)) static void start_tracing(void)
 {
     if (!getenv("TRACE_OUT"))
+        return;
+    entry = malloc(MAX_ENTRIES * sizeof *entry);
+    saved = malloc(MAX_ENTRIES);
+    called = calloc(MAX_ENTRIES, 1);
+    first_calls = calloc(MAX_ENTRIES, sizeof *first_calls);
+    if (!entry || !saved || !called || !first_calls)
         return;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -24,12 +24,11 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "lib/first-call.h"
+
 static uintptr_t load_bias, text_lo, text_hi;
-static uintptr_t *entry;       /* run-time addresses, sorted */
-static unsigned char *saved;   /* the byte each breakpoint replaced */
-static unsigned char *called;  /* set on a function's first call */
-static uint32_t *first_calls;  /* index + 1 into entry, in call order; 0: not yet written */
-static size_t entries, calls;
+static uintptr_t *entry; /* run-time addresses, sorted */
+static size_t entries;
 
 static long lookup(uintptr_t a)
 {
@@ -42,26 +41,6 @@ static long lookup(uintptr_t a)
             hi = mid;
     }
     return lo < entries && entry[lo] == a ? (long)lo : -1;
-}
-
-static void on_trap(int sig, siginfo_t *info, void *context)
-{
-    ucontext_t *uc = context;
-    uintptr_t at = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP] - 1;
-    long i = info->si_code == SI_KERNEL ? lookup(at) : -1;
-    if (i < 0) {
-        /* Not one of ours: what the signal would have done untraced. */
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    /* Several threads may trap on one function at once: each restores
-     * the same byte and resumes; only the first is counted. */
-    *(volatile unsigned char *)at = saved[i];
-    if (!__atomic_exchange_n(&called[i], 1, __ATOMIC_SEQ_CST))
-        __atomic_store_n(&first_calls[__atomic_fetch_add(&calls, 1, __ATOMIC_SEQ_CST)],
-                         (uint32_t)i + 1, __ATOMIC_SEQ_CST);
-    uc->uc_mcontext.gregs[REG_RIP] = (greg_t)at;
 }
 
 static int find_text(struct dl_phdr_info *info, size_t size, void *data)
@@ -81,39 +60,18 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *data)
     return 1;
 }
 
+static int print_entry(FILE *out, size_t e)
+{
+    fprintf(out, "%lx\n", (unsigned long)(entry[e] - load_bias));
+    return 1;
+}
+
 static void *report(void *arg)
 {
     (void)arg;
-    const char *secs = getenv("TRACE_SECONDS");
-    unsigned left = secs ? (unsigned)atoi(secs) : 60;
-    while (left)
-        left = sleep(left); /* a handled signal ends sleep() early */
-    const char *path = getenv("TRACE_OUT");
-    char partial[4096];
-    if (!path || snprintf(partial, sizeof partial, "%s.partial", path) >= (int)sizeof partial) {
-        fprintf(stderr, "text-order-trace: no usable TRACE_OUT\n");
-        return NULL;
-    }
-    /* Written aside and renamed: whoever waits for TRACE_OUT never reads
-     * half of it. */
-    FILE *out = fopen(partial, "w");
-    if (!out) {
-        perror("text-order-trace: TRACE_OUT");
-        return NULL;
-    }
-    size_t n = __atomic_load_n(&calls, __ATOMIC_SEQ_CST), written = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t k = __atomic_load_n(&first_calls[i], __ATOMIC_SEQ_CST);
-        if (!k)
-            continue; /* counted, not stored yet: its thread is mid-trap */
-        fprintf(out, "%lx\n", (unsigned long)(entry[k - 1] - load_bias));
-        written++;
-    }
-    if (fclose(out) != 0 || rename(partial, path) != 0) {
-        perror("text-order-trace: TRACE_OUT");
-        return NULL;
-    }
-    fprintf(stderr, "text-order-trace: %zu of %zu functions called\n", written, entries);
+    long written = write_first_calls("text-order-trace", print_entry);
+    if (written >= 0)
+        fprintf(stderr, "text-order-trace: %ld of %zu functions called\n", written, entries);
     return NULL;
 }
 

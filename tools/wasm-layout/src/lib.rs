@@ -360,10 +360,7 @@ impl Reencode for Reorder {
     ) -> Result<(), reencode::Error> {
         let types = section.into_iter().collect::<Result<Vec<u32>, _>>()?;
         for old in self.new_order.clone() {
-            let ty = types
-                .get(old as usize)
-                .copied()
-                .ok_or(reencode::Error::InvalidCodeSectionSize)?;
+            let ty = nth(&types, old)?;
             functions.function(self.type_index(ty)?);
         }
         Ok(())
@@ -376,10 +373,7 @@ impl Reencode for Reorder {
     ) -> Result<(), reencode::Error> {
         let bodies = section.into_iter().collect::<Result<Vec<_>, _>>()?;
         for old in self.new_order.clone() {
-            let body = bodies
-                .get(old as usize)
-                .cloned()
-                .ok_or(reencode::Error::InvalidCodeSectionSize)?;
+            let body = nth(&bodies, old)?;
             self.parse_function_body(code, body)?;
         }
         Ok(())
@@ -395,6 +389,15 @@ impl Reencode for Reorder {
         }
         reencode::utils::parse_custom_section(self, module, section)
     }
+}
+
+/// A defined function's entry in the function or code section (their
+/// counts agree: the input was validated).
+fn nth<T: Clone>(items: &[T], old: u32) -> Result<T, reencode::Error> {
+    items
+        .get(old as usize)
+        .cloned()
+        .ok_or(reencode::Error::InvalidCodeSectionSize)
 }
 
 /// The custom sections the shipped plugin leaves out, as the linker's
