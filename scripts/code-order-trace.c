@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include <elf.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -56,8 +57,10 @@ static size_t entries;
 
 static long lookup(uintptr_t a)
 {
+    /* Newest first: a mapping that replaced an unmapped one at the same
+     * addresses has the breakpoints that are there now. */
     size_t n = __atomic_load_n(&nblocks, __ATOMIC_ACQUIRE);
-    for (size_t b = 0; b < n; b++) {
+    for (size_t b = n; b-- > 0;) {
         if (a < blocks[b].lo || a >= blocks[b].hi)
             continue;
         size_t lo = blocks[b].first, hi = lo + blocks[b].count;
@@ -68,7 +71,8 @@ static long lookup(uintptr_t a)
             else
                 hi = mid;
         }
-        return lo < blocks[b].first + blocks[b].count && entry[lo] == a ? (long)lo : -1;
+        if (lo < blocks[b].first + blocks[b].count && entry[lo] == a)
+            return (long)lo;
     }
     return -1;
 }
@@ -204,6 +208,7 @@ static void on_sys(int sig, siginfo_t *info, void *context)
 {
     (void)sig;
     (void)info;
+    int saved_errno = errno;
     ucontext_t *uc = context;
     greg_t *r = uc->uc_mcontext.gregs;
     uintptr_t addr = (uintptr_t)r[REG_RDI];
@@ -220,8 +225,12 @@ static void on_sys(int sig, siginfo_t *info, void *context)
             __atomic_store_n(&patching, 0, __ATOMIC_RELEASE);
         }
     }
-    /* The filter lets an mprotect that includes write through. */
-    r[REG_RAX] = syscall(SYS_mprotect, addr, len, prot | PROT_WRITE);
+    /* The filter lets an mprotect that includes write through. The
+     * interrupted code sees the system call's own result (-errno on
+     * failure) and its errno as it was. */
+    long rc = syscall(SYS_mprotect, addr, len, prot | PROT_WRITE);
+    r[REG_RAX] = rc == -1 ? -errno : rc;
+    errno = saved_errno;
 }
 
 static int print_entry(FILE *out, size_t e)
@@ -263,7 +272,11 @@ __attribute__((constructor)) static void start_tracing(void)
     sigaction(SIGSYS, &sa, NULL);
 
     /* mprotect with PROT_EXEC and without PROT_WRITE raises SIGSYS;
-     * everything else runs as it would. */
+     * everything else runs as it would. Child processes inherit the
+     * filter but not this library (the engine clears their environment):
+     * an optimizing compile in a child would die of SIGSYS, so the traced
+     * engine must start with a filled cache (scripts/code-order fills it
+     * and checks). */
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),

@@ -1,6 +1,6 @@
-# Sourced by scripts/text-order and scripts/build-pgo: the engine run on
-# the default probes.toml that each of them measures, on a spare port,
-# with its own compile cache in a temporary directory.
+# Sourced by scripts/text-order, scripts/code-order and scripts/build-pgo:
+# the engine run on the default probes.toml that each of them measures, on
+# a spare port, with its own compile cache in a temporary directory.
 
 ENGINE_PID=""
 

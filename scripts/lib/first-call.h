@@ -5,7 +5,9 @@
  * first calls. The including file allocates the arrays below, writes the
  * breakpoints, installs on_trap for SIGTRAP and defines lookup().
  */
+#include <errno.h>
 #include <signal.h>
+#include <string.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +60,7 @@ static long write_first_calls(const char *tool, int (*print)(FILE *, size_t))
     }
     FILE *out = fopen(partial, "w");
     if (!out) {
-        fprintf(stderr, "%s: cannot write %s\n", tool, partial);
+        fprintf(stderr, "%s: cannot write %s: %s\n", tool, partial, strerror(errno));
         return -1;
     }
     size_t n = __atomic_load_n(&calls, __ATOMIC_SEQ_CST);
@@ -70,7 +72,7 @@ static long write_first_calls(const char *tool, int (*print)(FILE *, size_t))
         /* else counted, not stored yet: its thread is mid-trap */
     }
     if (fclose(out) != 0 || rename(partial, path) != 0) {
-        fprintf(stderr, "%s: cannot write %s\n", tool, path);
+        fprintf(stderr, "%s: cannot write %s: %s\n", tool, path, strerror(errno));
         return -1;
     }
     return written;

@@ -9,9 +9,13 @@
 //! functions named in an order list to the front packs them into a few
 //! pages.
 //!
-//! The same pass drops the names and DWARF sections (the plugins are built
-//! with their names so that the list can name functions; the shipped file
-//! has none), so it replaces the linker's `--strip-all`.
+//! The same pass drops the names and DWARF sections of the component's
+//! core modules (the plugins are built with their names so that the list
+//! can name functions), so it replaces the linker's `--strip-all`.
+//!
+//! A name several functions share (copies of one generic instance) is
+//! told apart by its position: the second copy in index order is
+//! `name#1`, the third `name#2`; the map and the list use those keys.
 
 use std::collections::HashMap;
 
@@ -27,8 +31,6 @@ pub enum LayoutError {
     Encode { module: usize, reason: String },
     #[error("the laid-out file does not validate ({0}); the input is left as it was")]
     Invalid(wasmparser::BinaryReaderError),
-    #[error("a component nested in the component is not supported (at byte {0})")]
-    NestedComponent(u64),
     #[error("a section at byte {0} runs past the end of the file")]
     Truncated(u64),
 }
@@ -69,7 +71,7 @@ pub struct ModuleReport {
     pub module: usize,
     pub imported_functions: u32,
     pub defined_functions: u32,
-    /// Functions that carried a name in the input.
+    /// Defined functions that carried a name in the input.
     pub named: u32,
     /// Functions moved to the front because the list names them.
     pub moved: u32,
@@ -167,8 +169,9 @@ fn lay_out_component(
                 // input handed to it must do the same.
                 offset += bytes.len();
             }
-            // Copied as it is: what runs at every instantiation is in the
-            // top-level modules (the adapters nested here are small).
+            // Copied as it is, names included: the code of the bundled
+            // plugins is in the top-level modules (wit-component puts its
+            // adapters there too).
             Payload::ComponentSection {
                 unchecked_range, ..
             } => {
@@ -229,7 +232,10 @@ fn shape(bytes: &[u8]) -> Result<Shape, LayoutError> {
         match payload? {
             Payload::ImportSection(imports) => {
                 for import in imports.into_imports() {
-                    if matches!(import?.ty, wasmparser::TypeRef::Func(_)) {
+                    if matches!(
+                        import?.ty,
+                        wasmparser::TypeRef::Func(_) | wasmparser::TypeRef::FuncExact(_)
+                    ) {
                         shape.imported += 1;
                     }
                 }
@@ -250,6 +256,20 @@ fn shape(bytes: &[u8]) -> Result<Shape, LayoutError> {
                 }
             }
             _ => {}
+        }
+    }
+    // Copies of one name get keys of their own, in index order, so that
+    // the same list moves the same functions in every build.
+    let mut indices: Vec<u32> = shape.names.keys().copied().collect();
+    indices.sort_unstable();
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for i in indices {
+        if let Some(name) = shape.names.get_mut(&i) {
+            let seen = copies.entry(name.clone()).or_default();
+            if *seen > 0 {
+                name.push_str(&format!("#{seen}"));
+            }
+            *seen += 1;
         }
     }
     Ok(shape)
@@ -532,6 +552,7 @@ mod tests {
                  (core module $m {module})
                  (core module $n (func $x) (func $y (export "y")))
                  (component $inner (core module (func $z)))
+                 (core module $after (func $w (export "w")))
                  (import "f" (func $f (param "v" s32)))
                  (core func $log (canon lower (func $f)))
                )"#,
@@ -539,42 +560,63 @@ mod tests {
         );
         let input = wat::parse_str(&component).unwrap();
         let layout = lay_out(&input, &OrderList::parse("b\ny\nnowhere\n")).unwrap();
-        assert_eq!(layout.modules.len(), 2);
+        assert_eq!(layout.modules.len(), 3);
         assert_eq!(index_of(&layout, 0, "b"), 1);
         assert_eq!(index_of(&layout, 1, "y"), 0);
+        // The nested component's module is the third in wasmtime's
+        // numbering (copied as it was), so the one after it is the fourth.
+        assert_eq!(index_of(&layout, 3, "w"), 0);
         assert_eq!(layout.missing, ["nowhere"]);
-        // The nested component's module counts: a third core module in
-        // wasmtime's numbering, copied as it was.
         assert!(layout.bytes.len() < input.len());
         wasmparser::Validator::new()
             .validate_all(&layout.bytes)
             .unwrap();
     }
 
-    #[test]
-    fn names_of_functions_that_do_not_exist_are_ignored() {
+    /// A module of `count` empty functions named by `names`.
+    fn named_module(count: u32, names: &[(u32, &str)]) -> Vec<u8> {
         let mut module = wasm_encoder::Module::new();
         let mut types = wasm_encoder::TypeSection::new();
         types.ty().function([], []);
         module.section(&types);
         let mut functions = wasm_encoder::FunctionSection::new();
-        functions.function(0);
-        module.section(&functions);
         let mut code = wasm_encoder::CodeSection::new();
-        let mut body = wasm_encoder::Function::new([]);
-        body.instruction(&wasm_encoder::Instruction::End);
-        code.function(&body);
+        for _ in 0..count {
+            functions.function(0);
+            let mut body = wasm_encoder::Function::new([]);
+            body.instruction(&wasm_encoder::Instruction::End);
+            code.function(&body);
+        }
+        module.section(&functions);
         module.section(&code);
-        let mut names = wasm_encoder::NameMap::new();
-        names.append(0, "real");
-        names.append(u32::MAX, "ghost");
+        let mut map = wasm_encoder::NameMap::new();
+        for (index, name) in names {
+            map.append(*index, name);
+        }
         let mut section = wasm_encoder::NameSection::new();
-        section.functions(&names);
+        section.functions(&map);
         module.section(&section);
+        module.finish()
+    }
 
-        let layout = lay_out(&module.finish(), &OrderList::parse("ghost\nreal\n")).unwrap();
+    #[test]
+    fn names_of_functions_that_do_not_exist_are_ignored() {
+        let module = named_module(1, &[(0, "real"), (u32::MAX, "ghost")]);
+        let layout = lay_out(&module, &OrderList::parse("ghost\nreal\n")).unwrap();
         assert_eq!(layout.missing, ["ghost"]);
         assert_eq!(layout.modules[0].moved, 1);
+    }
+
+    #[test]
+    fn copies_of_one_name_are_told_apart_by_their_position() {
+        let module = named_module(3, &[(0, "same"), (1, "other"), (2, "same")]);
+        let layout = lay_out(&module, &OrderList::parse("same#1\n")).unwrap();
+        let order: Vec<_> = layout
+            .placements
+            .iter()
+            .map(|p| (p.old_index, p.name.as_deref().unwrap()))
+            .collect();
+        assert_eq!(order, [(2, "same#1"), (0, "same"), (1, "other")]);
     }
 
     #[test]
