@@ -42,6 +42,16 @@ section_idle() {
     elif ! grep -q "Cargo.lock $lock" "$order"; then
         say "text order: host/text-order.txt was written for another Cargo.lock; run scripts/text-order"
     fi
+    # The bundled plugins are laid out the same way (plugins/*/code-order.txt,
+    # applied by scripts/build-plugins to dist/plugins).
+    local list stale=()
+    for list in "$BENCH_ROOT"/plugins/*/code-order.txt; do
+        [[ -f $list ]] || continue
+        grep -q "Cargo.lock $lock" "$list" || stale+=("$(basename "$(dirname "$list")")")
+    done
+    if (( ${#stale[@]} )); then
+        say "code order: ${stale[*]}: lists written for another Cargo.lock; run scripts/code-order"
+    fi
     if [[ -w /proc/sys/vm/drop_caches ]]; then
         say "page cache: dropped before each start (a freshly written binary otherwise shows 2-4 MiB more resident)"
     else
