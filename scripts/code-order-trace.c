@@ -52,8 +52,6 @@ struct block { /* one mapping's functions, sorted by address */
 
 static struct block blocks[MAX_MAPS];
 static size_t nblocks; /* published after a block is complete */
-static uintptr_t *entry; /* sorted within each block */
-static size_t entries;
 
 static long lookup(uintptr_t a)
 {
@@ -63,16 +61,9 @@ static long lookup(uintptr_t a)
     for (size_t b = n; b-- > 0;) {
         if (a < blocks[b].lo || a >= blocks[b].hi)
             continue;
-        size_t lo = blocks[b].first, hi = lo + blocks[b].count;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (entry[mid] < a)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo < blocks[b].first + blocks[b].count && entry[lo] == a)
-            return (long)lo;
+        long i = find_entry(blocks[b].first, blocks[b].first + blocks[b].count, a);
+        if (i >= 0)
+            return i;
     }
     return -1;
 }

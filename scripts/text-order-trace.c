@@ -27,20 +27,10 @@
 #include "lib/first-call.h"
 
 static uintptr_t load_bias, text_lo, text_hi;
-static uintptr_t *entry; /* run-time addresses, sorted */
-static size_t entries;
 
 static long lookup(uintptr_t a)
 {
-    size_t lo = 0, hi = entries;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (entry[mid] < a)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < entries && entry[lo] == a ? (long)lo : -1;
+    return find_entry(0, entries, a);
 }
 
 static int find_text(struct dl_phdr_info *info, size_t size, void *data)

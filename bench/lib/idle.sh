@@ -33,24 +33,20 @@ section_idle() {
     say "cache:     $BENCH_CACHE, filled by 'wasmprobe compile' first"
     say "goal: wasmprobe at most 1.5x blackbox_exporter's idle RSS"
     # The release binary links the functions an idle engine runs first
-    # (host/text-order.txt); a list written for another Cargo.lock has lost
-    # most of its names, and the RSS measured here rises by up to 10 MiB.
-    local order=$BENCH_ROOT/host/text-order.txt lock
+    # (host/text-order.txt), and the bundled plugins have theirs laid out
+    # first (plugins/*/code-order.txt, applied by scripts/build-plugins); a
+    # list written for another Cargo.lock has lost most of its names, and
+    # the RSS measured here rises by up to 10 MiB.
+    local lock list stale=()
     lock=$(sha256sum "$BENCH_ROOT/Cargo.lock" | cut -c1-12)
-    if [[ ! -f $order ]]; then
-        say "text order: host/text-order.txt is missing (scripts/text-order writes it)"
-    elif ! grep -q "Cargo.lock $lock" "$order"; then
-        say "text order: host/text-order.txt was written for another Cargo.lock; run scripts/text-order"
-    fi
-    # The bundled plugins are laid out the same way (plugins/*/code-order.txt,
-    # applied by scripts/build-plugins to dist/plugins).
-    local list stale=()
-    for list in "$BENCH_ROOT"/plugins/*/code-order.txt; do
+    [[ -f $BENCH_ROOT/host/text-order.txt ]] \
+        || say "text order: host/text-order.txt is missing (scripts/text-order writes it)"
+    for list in "$BENCH_ROOT"/host/text-order.txt "$BENCH_ROOT"/plugins/*/code-order.txt; do
         [[ -f $list ]] || continue
-        grep -q "Cargo.lock $lock" "$list" || stale+=("$(basename "$(dirname "$list")")")
+        grep -q "Cargo.lock $lock" "$list" || stale+=("${list#"$BENCH_ROOT"/}")
     done
     if (( ${#stale[@]} )); then
-        say "code order: ${stale[*]}: lists written for another Cargo.lock; run scripts/code-order"
+        say "layout lists written for another Cargo.lock: ${stale[*]}; run scripts/text-order or scripts/code-order"
     fi
     if [[ -w /proc/sys/vm/drop_caches ]]; then
         say "page cache: dropped before each start (a freshly written binary otherwise shows 2-4 MiB more resident)"

@@ -45,6 +45,31 @@ engine_alive() {
     return 1
 }
 
+# engine_trace WHO BIN DIR PORT SECONDS TRACER: the workload both tracers
+# record: BIN run with the preloaded TRACER (TRACE_SECONDS=SECONDS,
+# TRACE_OUT=DIR/called), a /metrics scrape and a /probe of http_2xx half-way,
+# then a wait for the tracer's report. Fails, naming WHO, if any step does.
+engine_trace() {
+    local who=$1 bin=$2 dir=$3 port=$4 seconds=$5 tracer=$6
+    shift 6
+    engine_start "$who" "$bin" "$dir" "$port" "$@" TRACE_SECONDS="$seconds" \
+        TRACE_OUT="$dir/called" LD_PRELOAD="$tracer" || return 1
+    local base=http://127.0.0.1:$port
+    sleep $((seconds / 2))
+    # Still ours (not another process on the port)?
+    engine_alive "$who" "$dir" || return 1
+    curl -sf --max-time 10 -o /dev/null "$base/metrics" || { echo "$who: /metrics failed" >&2; return 1; }
+    curl -sf --max-time 10 -o /dev/null "$base/probe?module=http_2xx&target=$base/healthz" \
+        || { echo "$who: /probe failed" >&2; return 1; }
+    for _ in $(seq $((seconds * 2 + 60))); do
+        [[ -s $dir/called ]] && return 0
+        sleep 0.5
+    done
+    echo "$who: the tracer wrote nothing" >&2
+    cat "$dir/run.log" >&2
+    return 1
+}
+
 # engine_stop: SIGTERM (the engine drains and exits normally), then wait.
 engine_stop() {
     [[ -n $ENGINE_PID ]] || return 0

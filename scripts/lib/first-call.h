@@ -3,7 +3,8 @@
  * breakpoint byte on each traced function's entry, put back on the
  * function's first call, and the functions written in the order of their
  * first calls. The including file allocates the arrays below, writes the
- * breakpoints, installs on_trap for SIGTRAP and defines lookup().
+ * breakpoints, installs on_trap for SIGTRAP and defines lookup() (with
+ * find_entry over its sorted runs of entries).
  */
 #include <errno.h>
 #include <signal.h>
@@ -14,6 +15,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+static uintptr_t *entry;      /* breakpoint addresses, sorted (per block) */
+static size_t entries;
 static unsigned char *saved;  /* the byte each breakpoint replaced */
 static unsigned char *called; /* set on a function's first call */
 static uint32_t *first_calls; /* entry index + 1, in call order; 0: not yet written */
@@ -21,6 +24,20 @@ static size_t calls;
 
 /* The entry index of a breakpoint at `a`, or -1 if it is not one. */
 static long lookup(uintptr_t a);
+
+/* The index of `a` among the sorted entries [lo, hi), or -1. */
+static long find_entry(size_t lo, size_t hi, uintptr_t a)
+{
+    size_t end = hi;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (entry[mid] < a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < end && entry[lo] == a ? (long)lo : -1;
+}
 
 static void on_trap(int sig, siginfo_t *info, void *context)
 {

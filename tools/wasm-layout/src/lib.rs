@@ -69,10 +69,7 @@ pub struct ModuleReport {
     /// The core module's position among the file's core modules (what
     /// wasmtime calls `wasm[N]`).
     pub module: usize,
-    pub imported_functions: u32,
     pub defined_functions: u32,
-    /// Defined functions that carried a name in the input.
-    pub named: u32,
     /// Functions moved to the front because the list names them.
     pub moved: u32,
 }
@@ -322,9 +319,7 @@ fn lay_out_module(
     }
     out.modules.push(ModuleReport {
         module,
-        imported_functions: shape.imported,
         defined_functions: shape.defined,
-        named: by_name.len() as u32,
         moved,
     });
 
