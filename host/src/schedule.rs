@@ -59,9 +59,13 @@ pub fn start(app: &Arc<App>, stop: &Stop) {
     let mut stop_beat = stop.clone();
     app.probe_runtime.clone().spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut pacer = crate::heap::Pacer::new(app.exposition.global.runs_total());
         loop {
             tokio::select! {
-                _ = tick.tick() => app.beat(),
+                _ = tick.tick() => {
+                    app.beat();
+                    pacer.beat(app.exposition.global.runs_total());
+                }
                 _ = stop_beat.changed() => break,
             }
         }

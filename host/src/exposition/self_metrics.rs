@@ -544,6 +544,8 @@ pub struct GlobalMetrics {
     started: SystemTime,
     lag: Mutex<HistogramState>,
     in_flight: AtomicI64,
+    /// Scheduled runs started since the engine started.
+    runs_started: AtomicU64,
     /// Probes of the installed set, by [`Scheduling`].
     probes: [AtomicU64; Scheduling::ALL.len()],
     plugins_loaded: AtomicU64,
@@ -585,6 +587,7 @@ impl Default for GlobalMetrics {
             started: SystemTime::now(),
             lag: Mutex::new(HistogramState::new(LAG_BUCKETS.len())),
             in_flight: AtomicI64::new(0),
+            runs_started: AtomicU64::new(0),
             probes: Default::default(),
             plugins_loaded: AtomicU64::new(0),
             load_failures: Mutex::new(BTreeMap::new()),
@@ -625,6 +628,7 @@ impl GlobalMetrics {
     /// A scheduled run starts executing; it is in flight until the guard
     /// is dropped.
     pub fn run_started(&self) -> RunInFlight<'_> {
+        self.runs_started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         RunInFlight(&self.in_flight)
     }
@@ -632,6 +636,17 @@ impl GlobalMetrics {
     /// Scheduled runs executing now, for the shutdown drain.
     pub fn runs_in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Runs started since the engine started, scheduled and on demand: how
+    /// busy the engine is, for [`crate::heap::Pacer`].
+    pub fn runs_total(&self) -> u64 {
+        self.runs_started.load(Ordering::Relaxed)
+            + self
+                .ondemand
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum::<u64>()
     }
 
     /// A probe set was installed: its probe counts and plugins replace the

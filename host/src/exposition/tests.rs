@@ -271,6 +271,8 @@ fn engine_events_show_in_the_scrape() {
     let text = exp.encode(Format::Classic);
     drop(running);
     assert_eq!(g.runs_in_flight(), 0);
+    // One scheduled run and one on demand; the refused request ran nothing.
+    assert_eq!(g.runs_total(), 2);
     let got = samples(&text);
     for (name, labels, value) in [
         ("wasmprobe_probes", "scheduled=\"true\"", 3.0),

@@ -405,6 +405,7 @@ fn compile_first(
     {
         return Ok((component, true));
     }
+    let _compiling = crate::heap::busy();
     if let Some(tier) = &engine.baseline {
         match Component::new(&tier.engine, wasm) {
             Ok(component) => return Ok((component, false)),
@@ -420,6 +421,7 @@ fn compile_optimized(
     wasm: &[u8],
     digest: &str,
 ) -> wasmtime::Result<Component> {
+    let _compiling = crate::heap::busy();
     match &engine.cache {
         Some(cache) => cache.compile_and_store(&engine.engine, wasm, digest),
         None => Component::new(&engine.engine, wasm),

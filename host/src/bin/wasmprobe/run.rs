@@ -70,6 +70,9 @@ async fn start_demo() -> Result<(), Exit> {
 
 pub(crate) fn run(args: &RunArgs) -> Result<ExitCode, Exit> {
     let started = Instant::now();
+    // Idle until a beat finds runs or a compile holds the heap busy: what
+    // loading frees goes back at once (wasmprobe::heap::Pacer).
+    wasmprobe::heap::start_idle();
     let overrides = Overrides {
         listen: args.listen,
         shard: args.shard,
