@@ -638,7 +638,8 @@ impl GlobalMetrics {
         self.in_flight.load(Ordering::Relaxed).max(0) as u64
     }
 
-    /// Runs started since the engine started, scheduled and on demand: how
+    /// Runs since the engine started: scheduled ones as they start,
+    /// `/probe` ones as they finish (refused requests ran nothing). How
     /// busy the engine is, for [`crate::heap::Pacer`].
     pub fn runs_total(&self) -> u64 {
         self.runs_started.load(Ordering::Relaxed)
