@@ -544,8 +544,6 @@ pub struct GlobalMetrics {
     started: SystemTime,
     lag: Mutex<HistogramState>,
     in_flight: AtomicI64,
-    /// Scheduled runs started since the engine started.
-    runs_started: AtomicU64,
     /// Probes of the installed set, by [`Scheduling`].
     probes: [AtomicU64; Scheduling::ALL.len()],
     plugins_loaded: AtomicU64,
@@ -587,7 +585,6 @@ impl Default for GlobalMetrics {
             started: SystemTime::now(),
             lag: Mutex::new(HistogramState::new(LAG_BUCKETS.len())),
             in_flight: AtomicI64::new(0),
-            runs_started: AtomicU64::new(0),
             probes: Default::default(),
             plugins_loaded: AtomicU64::new(0),
             load_failures: Mutex::new(BTreeMap::new()),
@@ -628,7 +625,6 @@ impl GlobalMetrics {
     /// A scheduled run starts executing; it is in flight until the guard
     /// is dropped.
     pub fn run_started(&self) -> RunInFlight<'_> {
-        self.runs_started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         RunInFlight(&self.in_flight)
     }
@@ -638,11 +634,19 @@ impl GlobalMetrics {
         self.in_flight.load(Ordering::Relaxed).max(0) as u64
     }
 
-    /// Runs since the engine started: scheduled ones as they start,
-    /// `/probe` ones as they finish (refused requests ran nothing). How
-    /// busy the engine is, for [`crate::heap::Pacer`].
+    /// Runs since the engine started: scheduled ones as they get their run
+    /// slot (the schedule-lag histogram counts each), `/probe` ones as they
+    /// finish (refused requests ran nothing). How busy the engine is, for
+    /// [`crate::heap::Pacer`].
     pub fn runs_total(&self) -> u64 {
-        self.runs_started.load(Ordering::Relaxed)
+        let scheduled: u64 = self
+            .lag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .counts
+            .iter()
+            .sum();
+        scheduled
             + self
                 .ondemand
                 .iter()

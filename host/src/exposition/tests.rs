@@ -266,6 +266,7 @@ fn engine_events_show_in_the_scrape() {
     g.plugin_load_failed("broken");
     g.reload_succeeded(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
     g.reload_failed();
+    g.scheduled_run_started_late(Duration::ZERO);
     let running = g.run_started();
     assert_eq!(g.runs_in_flight(), 1);
     let text = exp.encode(Format::Classic);
