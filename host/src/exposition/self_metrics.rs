@@ -639,13 +639,7 @@ impl GlobalMetrics {
     /// finish (refused requests ran nothing). How busy the engine is, for
     /// [`crate::heap::Pacer`].
     pub fn runs_total(&self) -> u64 {
-        let scheduled: u64 = self
-            .lag
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .counts
-            .iter()
-            .sum();
+        let scheduled = self.lag.lock().unwrap_or_else(|e| e.into_inner()).count();
         scheduled
             + self
                 .ondemand
